@@ -1,0 +1,195 @@
+//! The subcommands behind `main`: each loads what it needs and returns an
+//! exit code; `anyhow` lives only here and in `main`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::config::{self, Config};
+use crate::policy;
+use crate::server::{build_server, build_state, ServerHandle};
+
+/// Structured logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    config::load_file(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// `portcullis run -c FILE`
+pub fn run(path: &Path) -> Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    run_config(cfg, None)
+}
+
+/// Start a proxy for `cfg` and block until SIGINT/SIGTERM. `banner` is
+/// printed once it is listening.
+pub fn run_config(cfg: Config, banner: Option<String>) -> Result<ExitCode> {
+    let rt = runtime()?;
+    let code = run_config_in(&rt, cfg, banner)?;
+    drop(rt);
+    Ok(code)
+}
+
+/// [`run_config`] on an existing runtime (the demo's, which also runs the dev IdP).
+pub fn run_config_in(rt: &tokio::runtime::Runtime, cfg: Config, banner: Option<String>) -> Result<ExitCode> {
+    let state = rt.block_on(build_state(cfg)).context("starting portcullis")?;
+    let server = build_server(state.clone()).context("building the server")?;
+    for l in &state.cfg.listen {
+        tracing::info!(addr = %l.addr, tls = l.tls.is_some(), "Listening");
+    }
+    if let Some(b) = banner {
+        println!("{b}");
+    }
+    ServerHandle::start(server, true).wait();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis check -c FILE`
+pub fn check(path: &Path) -> Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match policy::load::load_path(&cfg.policies) {
+        Ok(set) => {
+            print!("{}", policy::explain::check_table(&cfg, &set));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Arguments of `portcullis explain`.
+#[derive(clap::Args, Debug)]
+pub struct ExplainArgs {
+    #[arg(short, long)]
+    pub config: std::path::PathBuf,
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    #[arg(long = "amr")]
+    pub amr: Vec<String>,
+    #[arg(long)]
+    pub idp: Option<String>,
+    /// NAME=VALUE
+    #[arg(long = "claim")]
+    pub claims: Vec<String>,
+    #[arg(long = "service-token")]
+    pub service_token: Option<String>,
+}
+
+/// `portcullis explain`
+pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
+    let cfg = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let set = match policy::load::load_path(&cfg.policies) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let subject = policy::explain::ExplainSubject {
+        email: args.email,
+        groups: args.groups,
+        ip: args.ip,
+        amr: args.amr,
+        idp: args.idp,
+        claims: args.claims,
+        service_token: args.service_token,
+    };
+    let out = policy::explain::explain(&set, &args.url, subject)?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis test-idp -c FILE`
+pub fn test_idp(path: &Path) -> Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime()?;
+    let redirect = format!("{}://{}{}/callback", cfg.scheme(), cfg.auth_domain, cfg.endpoint_prefix);
+    let mut ok = true;
+    for idp in &cfg.identity_providers {
+        println!("identity provider {:?} ({})", idp.name, idp.kind.as_str());
+        let p = crate::idp::oidc::Provider::new(idp.clone())?;
+        for step in rt.block_on(p.test_connection(&redirect)) {
+            match step.result {
+                Ok(msg) => println!("  ok    {}: {}", step.name, msg),
+                Err(msg) => {
+                    println!("  FAIL  {}: {}", step.name, msg);
+                    ok = false;
+                }
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `portcullis scim rotate-secret -c FILE`
+pub fn scim_rotate_secret(path: &Path) -> Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime()?;
+    let secret = rt.block_on(crate::scim::rotate_secret(&cfg))?;
+    println!("{secret}");
+    eprintln!("New SCIM secret printed above; the previous one no longer works. It is not shown again.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis seats list -c FILE`
+pub fn seats_list(path: &Path) -> Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime()?;
+    let seats = rt.block_on(async {
+        let store = crate::store::open_store(&cfg.store).await?;
+        store.list_seats().await
+    })?;
+    println!("{:<24} {:<32} {:<16} last login", "app", "email", "idp");
+    for s in &seats {
+        let when = time::OffsetDateTime::from_unix_timestamp(s.last_login)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default();
+        println!("{:<24} {:<32} {:<16} {}", s.app, s.email, s.idp, when);
+    }
+    println!("{} seat(s)", seats.len());
+    Ok(ExitCode::SUCCESS)
+}

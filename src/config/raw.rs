@@ -1,0 +1,181 @@
+//! Raw serde schema of the config file (`deny_unknown_fields`).
+//!
+//! Every key is optional here, even the required ones, so that the validate
+//! pass (`config::validate`) can report all missing keys at once. Values that
+//! need checking are `Spanned` so their errors carry a line and column.
+//! `${VAR}` expansion happens in the validate pass, on string values only.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// Type alias for a located string.
+pub type Str = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listen: Option<Spanned<Vec<Spanned<RawListener>>>>,
+    #[serde(default)]
+    pub auth_domain: Option<Str>,
+    #[serde(default)]
+    pub threads: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub metrics: Option<Spanned<RawMetrics>>,
+    #[serde(default)]
+    pub store: Option<Str>,
+    #[serde(default)]
+    pub key_dir: Option<Str>,
+    #[serde(default)]
+    pub session: Option<RawSession>,
+    #[serde(default)]
+    pub identity_providers: Option<Vec<Spanned<RawIdp>>>,
+    #[serde(default)]
+    pub policies: Option<Str>,
+    #[serde(default)]
+    pub endpoint_prefix: Option<Str>,
+    #[serde(default)]
+    pub scim_path: Option<Str>,
+    #[serde(default)]
+    pub headers: Option<Spanned<RawHeaders>>,
+    #[serde(default)]
+    pub cache: Option<RawCache>,
+    #[serde(default)]
+    pub grace_period_seconds: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    #[serde(default)]
+    pub addr: Option<Str>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    #[serde(default)]
+    pub cert: Option<Str>,
+    #[serde(default)]
+    pub key: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    #[serde(default)]
+    pub listen: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    #[serde(default)]
+    pub cookie_name: Option<Str>,
+    #[serde(default)]
+    pub duration: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaders {
+    #[serde(default)]
+    pub assertion: Option<Str>,
+    #[serde(default)]
+    pub email: Option<Str>,
+    /// Absent: default name. `false` or `null`: off. A string: that name.
+    #[serde(default, deserialize_with = "present")]
+    pub groups: Option<Spanned<RawSwitchName>>,
+    #[serde(default)]
+    pub forward_claims: Option<bool>,
+}
+
+/// A header name, or `true` (default name), or `false` / `null` (off).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSwitchName {
+    Name(String),
+    Flag(bool),
+    Null(()),
+}
+
+/// Deserialize a present key (even `null`) as `Some`, so `null` and absent differ.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    #[serde(default)]
+    pub max_entries: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub ttl: Option<Str>,
+}
+
+/// One `identity_providers` entry in Cloudflare's API shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdp {
+    #[serde(default)]
+    pub name: Option<Str>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<Spanned<RawIdpKind>>,
+    #[serde(default)]
+    pub config: Option<Spanned<RawIdpSettings>>,
+    #[serde(default)]
+    pub scim_config: Option<Spanned<RawScim>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawIdpKind {
+    Okta,
+    Oidc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdpSettings {
+    #[serde(default)]
+    pub client_id: Option<Str>,
+    #[serde(default)]
+    pub client_secret: Option<Str>,
+    #[serde(default)]
+    pub okta_account: Option<Str>,
+    #[serde(default)]
+    pub authorization_server_id: Option<Str>,
+    #[serde(default)]
+    pub api_token: Option<Str>,
+    #[serde(default)]
+    pub issuer: Option<Str>,
+    #[serde(default)]
+    pub claims: Option<Vec<Str>>,
+    #[serde(default)]
+    pub email_claim_name: Option<Str>,
+    #[serde(default)]
+    pub pkce_enabled: Option<bool>,
+    #[serde(default)]
+    pub scopes: Option<Spanned<Vec<Str>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScim {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub secret: Option<Str>,
+    #[serde(default)]
+    pub user_deprovision: Option<bool>,
+    #[serde(default)]
+    pub seat_deprovision: Option<bool>,
+    #[serde(default)]
+    pub group_member_deprovision: Option<bool>,
+}

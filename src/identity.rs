@@ -1,0 +1,46 @@
+//! The identity of an authenticated user, as the access phase and policies see it.
+//!
+//! Built at login from the ID token (and the Okta API / SCIM), stored in the
+//! server-side session record, and served from the session cache afterwards.
+
+use serde::{Deserialize, Serialize};
+
+/// A logged-in user. Groups are kept sorted and de-duplicated so that policy
+/// evaluation can binary-search them without allocating.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The IdP's subject identifier (`sub` of the ID token).
+    pub sub: String,
+    /// E-mail address as the IdP gave it.
+    pub email: String,
+    /// `email_verified` from the IdP; email selectors never match `false`.
+    pub email_verified: bool,
+    /// Display name, when the IdP sent one.
+    pub name: Option<String>,
+    /// Name of the identity provider entry (config `identity_providers[].name`).
+    pub idp: String,
+    /// Type of that provider (`okta`, `oidc`).
+    pub idp_type: String,
+    /// Group display names: the union of ID-token / Okta-API groups and
+    /// SCIM-pushed groups. Sorted, de-duplicated.
+    pub groups: Vec<String>,
+    /// Authentication methods (`amr` claim), e.g. `pwd`, `mfa`.
+    pub amr: Vec<String>,
+    /// Configured custom claims copied from the ID token.
+    pub custom: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Identity {
+    /// True when the user is in `group` (exact display-name match).
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups
+            .binary_search_by(|g| g.as_str().cmp(group))
+            .is_ok()
+    }
+
+    /// Sort and de-duplicate `groups`; call after building or merging.
+    pub fn normalize_groups(&mut self) {
+        self.groups.sort_unstable();
+        self.groups.dedup();
+    }
+}

@@ -1,0 +1,92 @@
+//! The `portcullis` command line: parse arguments, load config, run, map
+//! errors to exit codes. The work lives in the library.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Identity-aware edge proxy on Pingora")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        #[arg(short, long, default_value = "conf/portcullis.yaml")]
+        config: PathBuf,
+    },
+    /// Everything on loopback: proxy, dev IdP and a demo app.
+    Demo(portcullis::demo::DemoArgs),
+    /// Validate config and policies and print the compiled table.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Explain which policy decides for a URL and an identity.
+    Explain(portcullis::cli::ExplainArgs),
+    /// Test the identity providers: discovery, JWKS, client credentials.
+    TestIdp {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// SCIM administration.
+    Scim {
+        #[command(subcommand)]
+        command: ScimCommand,
+    },
+    /// Seats: users who have used an app.
+    Seats {
+        #[command(subcommand)]
+        command: SeatsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScimCommand {
+    /// Make a new SCIM secret (the old one stops working) and print it once.
+    RotateSecret {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SeatsCommand {
+    /// List seats.
+    List {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    portcullis::cli::init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => portcullis::cli::run(&config),
+        Command::Demo(args) => portcullis::demo::run(args),
+        Command::Check { config } => portcullis::cli::check(&config),
+        Command::Explain(args) => portcullis::cli::explain(args),
+        Command::TestIdp { config } => portcullis::cli::test_idp(&config),
+        Command::Scim {
+            command: ScimCommand::RotateSecret { config },
+        } => portcullis::cli::scim_rotate_secret(&config),
+        Command::Seats {
+            command: SeatsCommand::List { config },
+        } => portcullis::cli::seats_list(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Loading policy YAML: parse (`parse_str`), validate and compile into a
+//! `PolicySet`, collecting every problem as `file:line:col: key: message`.
+//!
+//! All files of a folder are read in lexical order and compiled together:
+//! the result is all or nothing. Apps are compiled in `load/app.rs`, their
+//! policies and selectors in `load/selector.rs`, service tokens in
+//! `load/token.rs`.
+
+mod app;
+mod selector;
+mod token;
+
+pub use app::default_aud;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_saphyr::Location;
+
+use crate::config::yaml::{self, line_col};
+use crate::policy::model::{App, PolicySet};
+use crate::policy::raw::RawFile;
+use crate::policy::route::Router;
+
+/// One problem found in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{col}: {key}: {message}")]
+pub struct PolicyError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found while loading; never empty.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl PolicyErrors {
+    fn whole(file: &str, message: impl Into<String>) -> PolicyErrors {
+        PolicyErrors(vec![PolicyError {
+            file: file.to_string(),
+            line: 1,
+            col: 1,
+            key: "(file)".to_string(),
+            message: message.into(),
+        }])
+    }
+}
+
+/// Error collector for one file.
+pub(crate) struct Cx<'a> {
+    pub file: &'a str,
+    pub errors: &'a mut Vec<PolicyError>,
+}
+
+impl Cx<'_> {
+    pub(crate) fn err(&mut self, loc: &Location, key: &str, message: impl Into<String>) {
+        let (line, col) = line_col(loc);
+        self.errors.push(PolicyError {
+            file: self.file.to_string(),
+            line,
+            col,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// `file:line:col` of a location.
+    pub(crate) fn source(&self, loc: &Location) -> String {
+        let (line, col) = line_col(loc);
+        format!("{}:{line}:{col}", self.file)
+    }
+
+    /// A required key: reports it missing at `at` when absent.
+    pub(crate) fn required<'v, T>(
+        &mut self,
+        v: Option<&'v T>,
+        at: &Location,
+        key: &str,
+    ) -> Option<&'v T> {
+        if v.is_none() {
+            self.err(at, key, "required key is missing");
+        }
+        v
+    }
+
+    /// A trimmed, non-empty string.
+    pub(crate) fn non_empty(&mut self, s: &crate::policy::raw::Str, key: &str) -> Option<String> {
+        let v = s.value.trim();
+        if v.is_empty() {
+            self.err(&s.referenced, key, "must not be empty");
+            return None;
+        }
+        Some(v.to_string())
+    }
+}
+
+/// The policy files behind `path`: the file itself, or the `*.yaml` and
+/// `*.yml` files of a folder in lexical order (hidden files skipped).
+pub fn policy_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !std::fs::metadata(path)?.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let p = entry?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        if yaml && !name.starts_with('.') && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Load a policy file or a folder of `*.yaml`/`*.yml` files (lexical order).
+pub fn load_path(path: &Path) -> Result<PolicySet, PolicyErrors> {
+    let shown = path.display().to_string();
+    let files = policy_files(path)
+        .map_err(|e| PolicyErrors::whole(&shown, format!("cannot read policies: {e}")))?;
+    if files.is_empty() {
+        return Err(PolicyErrors::whole(
+            &shown,
+            "no policy files (*.yaml, *.yml) in this folder",
+        ));
+    }
+    let mut sources = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        match std::fs::read_to_string(&f) {
+            Ok(text) => sources.push((name, text)),
+            Err(e) => {
+                errors.extend(PolicyErrors::whole(&name, format!("cannot read policy file: {e}")).0)
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(PolicyErrors(errors));
+    }
+    compile_sources(&sources)
+}
+
+/// Compile policy files given as `(file name, text)` pairs, in order.
+pub fn compile_sources(sources: &[(String, String)]) -> Result<PolicySet, PolicyErrors> {
+    let mut errors: Vec<PolicyError> = Vec::new();
+    let mut parsed: Vec<(&str, RawFile)> = Vec::new();
+    for (file, text) in sources {
+        match yaml::parse::<RawFile>(text) {
+            Ok(Some(raw)) => parsed.push((file, raw)),
+            Ok(None) => errors.extend(PolicyErrors::whole(file, "policy file is empty").0),
+            Err(p) => errors.push(PolicyError {
+                file: file.clone(),
+                line: p.line,
+                col: p.col,
+                key: p.key,
+                message: p.message,
+            }),
+        }
+    }
+
+    let mut tokens = Vec::new();
+    for (file, raw) in &parsed {
+        let mut cx = Cx {
+            file,
+            errors: &mut errors,
+        };
+        token::compile(
+            &mut cx,
+            raw.service_tokens.as_deref().unwrap_or_default(),
+            &mut tokens,
+        );
+    }
+    let token_names: Vec<&str> = tokens.iter().map(|t| t.token.name.as_str()).collect();
+
+    let mut apps: Vec<Compiled<'_>> = Vec::new();
+    for (file, raw) in &parsed {
+        let mut cx = Cx {
+            file,
+            errors: &mut errors,
+        };
+        for (index, a) in raw.apps.as_deref().unwrap_or_default().iter().enumerate() {
+            if let Some(app) = app::compile(&mut cx, a, &format!("apps[{index}]"), &token_names) {
+                apps.push(Compiled {
+                    app,
+                    loc: a.referenced,
+                    file,
+                    index,
+                });
+            }
+        }
+    }
+    cross_check(&apps, &mut errors);
+    if errors.is_empty() && apps.is_empty() {
+        let file = sources.first().map_or("(policies)", |(f, _)| f.as_str());
+        errors.extend(PolicyErrors::whole(file, "no apps defined: every request would get 404").0);
+    }
+    if !errors.is_empty() {
+        sort_by_file_order(&mut errors, sources);
+        return Err(PolicyErrors(errors));
+    }
+    let apps: Vec<Arc<App>> = apps.into_iter().map(|c| Arc::new(c.app)).collect();
+    let router = Router::build(&apps);
+    Ok(PolicySet {
+        apps,
+        service_tokens: tokens.into_iter().map(|t| t.token).collect(),
+        router,
+    })
+}
+
+/// A compiled app with where it came from, for the cross-file checks.
+struct Compiled<'f> {
+    app: App,
+    loc: Location,
+    file: &'f str,
+    index: usize,
+}
+
+/// Duplicate app names, audiences, and host + path pairs across all files.
+fn cross_check(apps: &[Compiled<'_>], errors: &mut Vec<PolicyError>) {
+    for (i, c) in apps.iter().enumerate() {
+        let (app, key) = (&c.app, format!("apps[{}]", c.index));
+        let mut cx = Cx {
+            file: c.file,
+            errors,
+        };
+        let earlier = || apps[..i].iter().map(|e| &e.app);
+        if let Some(first) = earlier().find(|a| a.name == app.name) {
+            cx.err(
+                &c.loc,
+                &format!("{key}.name"),
+                format!(
+                    "duplicate app name `{}` (first defined at {})",
+                    app.name, first.source
+                ),
+            );
+        } else if let Some(first) = earlier().find(|a| a.aud == app.aud) {
+            cx.err(
+                &c.loc,
+                &format!("{key}.aud"),
+                format!(
+                    "audience tag `{}` is already used by app `{}` ({})",
+                    app.aud, first.name, first.source
+                ),
+            );
+        }
+        let same_route = |a: &&App| {
+            a.host == app.host
+                && if a.case_insensitive_paths || app.case_insensitive_paths {
+                    a.path.eq_ignore_ascii_case(&app.path)
+                } else {
+                    a.path == app.path
+                }
+        };
+        if let Some(first) = earlier().find(same_route) {
+            cx.err(
+                &c.loc,
+                &format!("{key}.domain"),
+                format!(
+                    "same domain and path ({} {}) as app `{}` ({})",
+                    app.host.as_written(),
+                    app.path,
+                    first.name,
+                    first.source
+                ),
+            );
+        }
+    }
+}
+
+/// Errors grouped by file (in load order), then by line and column.
+fn sort_by_file_order(errors: &mut [PolicyError], sources: &[(String, String)]) {
+    let rank = |f: &str| {
+        sources
+            .iter()
+            .position(|(n, _)| n == f)
+            .unwrap_or(usize::MAX)
+    };
+    errors.sort_by_key(|e| (rank(&e.file), e.line, e.col));
+}
+
+#[cfg(test)]
+mod tests;

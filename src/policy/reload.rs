@@ -1,0 +1,138 @@
+//! Hot reload of the policy set: watch the files (polling) and SIGHUP, compile
+//! off the request path, swap atomically; a bad file keeps the last good set.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::policy::load::{load_path, policy_files, PolicyErrors};
+use crate::policy::model::PolicySet;
+
+/// How often the policy files are checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The live policy set and where it is loaded from.
+#[derive(Debug)]
+pub struct PolicyHandle {
+    path: PathBuf,
+    set: ArcSwap<PolicySet>,
+}
+
+impl PolicyHandle {
+    /// Load `path` (a file or folder); fails when it does not compile.
+    pub fn load(path: PathBuf) -> Result<PolicyHandle, PolicyErrors> {
+        let set = load_path(&path)?;
+        Ok(PolicyHandle::new(path, set))
+    }
+
+    /// A handle over an already compiled set (tests, `demo`).
+    pub fn new(path: PathBuf, set: PolicySet) -> PolicyHandle {
+        PolicyHandle {
+            path,
+            set: ArcSwap::from_pointee(set),
+        }
+    }
+
+    /// The policy file or folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current set: cheap, lock-free, no allocation.
+    pub fn current(&self) -> Guard<Arc<PolicySet>> {
+        self.set.load()
+    }
+
+    /// Swap in a new set.
+    pub fn store(&self, set: PolicySet) {
+        self.set.store(Arc::new(set));
+    }
+
+    /// Recompile from disk and swap on success; on failure the current set
+    /// stays. Blocking (file reads, upstream name resolution): call it from
+    /// a blocking context, as the watcher does.
+    pub fn reload(&self) -> Result<(), PolicyErrors> {
+        let set = load_path(&self.path)?;
+        self.store(set);
+        Ok(())
+    }
+}
+
+/// Size and modification time of every policy file, and the folder listing.
+type Fingerprint = Result<Vec<(PathBuf, u64, Option<SystemTime>)>, String>;
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    let files = policy_files(path).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(files.len() + 1);
+    if let Ok(m) = std::fs::metadata(path) {
+        out.push((path.to_path_buf(), m.len(), m.modified().ok()));
+    }
+    for f in files {
+        let m = std::fs::metadata(&f).map_err(|e| e.to_string())?;
+        out.push((f, m.len(), m.modified().ok()));
+    }
+    Ok(out)
+}
+
+/// Watch the policy files on the current tokio runtime: reload when a file's
+/// size or mtime, or the folder listing, changes (polled every
+/// [`POLL_INTERVAL`]) and on every SIGHUP. `on_result` sees each reload's
+/// outcome (for metrics and logs). The task ends with the runtime.
+pub fn spawn_watcher(
+    handle: Arc<PolicyHandle>,
+    on_result: impl Fn(Result<(), &PolicyErrors>) + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot listen for SIGHUP; policy reload by file change only");
+                None
+            }
+        };
+        let mut last = fingerprint_blocking(&handle).await;
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let by_signal = tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = recv(&mut hangup) => true,
+            };
+            let now = fingerprint_blocking(&handle).await;
+            if !by_signal && now == last {
+                continue;
+            }
+            last = now;
+            let h = handle.clone();
+            let result = match tokio::task::spawn_blocking(move || h.reload()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Policy reload task failed");
+                    continue;
+                }
+            };
+            on_result(result.as_ref().map(|_| ()));
+        }
+    })
+}
+
+/// The next SIGHUP, or never when signals are unavailable.
+async fn recv(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match sig {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn fingerprint_blocking(handle: &Arc<PolicyHandle>) -> Fingerprint {
+    let path = handle.path.clone();
+    tokio::task::spawn_blocking(move || fingerprint(&path))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! Reload tests: swap on success, last good on failure, the file watcher and
+//! SIGHUP.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::policy::reload::{spawn_watcher, PolicyHandle};
+
+/// The watcher tests run one at a time: a SIGHUP reaches every watcher in
+/// the process and would add results to the other test's list.
+static WATCHER_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn app_file(name: &str) -> String {
+    format!(
+        "apps:\n  - {{ name: {name}, domain: {name}.example.com, upstream: 'http://127.0.0.1:1', policies: [{{ name: p, decision: allow, include: [{{ everyone: true }}] }}] }}\n"
+    )
+}
+
+fn names(h: &PolicyHandle) -> Vec<String> {
+    h.current().apps.iter().map(|a| a.name.clone()).collect()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write policy file");
+}
+
+/// Poll `cond` every 20 ms until it holds or `deadline` passes.
+async fn eventually(deadline: Duration, cond: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+#[test]
+fn load_fails_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("a.yaml"), "apps: [");
+    assert!(PolicyHandle::load(dir.path().to_path_buf()).is_err());
+}
+
+#[test]
+fn reload_swaps_on_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    write(&file, &app_file("one"));
+    let h = PolicyHandle::load(dir.path().to_path_buf()).expect("loads");
+    assert_eq!(names(&h), ["one"]);
+    write(&file, &app_file("two"));
+    h.reload().expect("reloads");
+    assert_eq!(names(&h), ["two"]);
+}
+
+#[test]
+fn failed_reload_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    write(&file, &app_file("one"));
+    let h = PolicyHandle::load(dir.path().to_path_buf()).expect("loads");
+    let before = h.current();
+    write(&file, "apps:\n  - name: broken\n");
+    let err = h.reload().expect_err("bad file");
+    assert!(
+        err.to_string()
+            .contains("apps[0].domain: required key is missing"),
+        "{err}"
+    );
+    assert_eq!(names(&h), ["one"]);
+    assert!(
+        Arc::ptr_eq(&before, &h.current()),
+        "the very same set stays live"
+    );
+}
+
+#[test]
+fn emptied_folder_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    write(&file, &app_file("one"));
+    let h = PolicyHandle::load(dir.path().to_path_buf()).expect("loads");
+    std::fs::remove_file(&file).unwrap();
+    assert!(h.reload().is_err());
+    assert_eq!(names(&h), ["one"]);
+}
+
+#[tokio::test]
+async fn watcher_reloads_on_file_change_and_reports_errors() {
+    let _serial = WATCHER_TESTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    write(&file, &app_file("one"));
+    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf()).expect("loads"));
+    let results: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let seen = results.clone();
+    let task = spawn_watcher(h.clone(), move |r| seen.lock().push(r.is_ok()));
+    // Let the watcher take its first fingerprint.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    write(&file, &app_file("second"));
+    assert!(eventually(Duration::from_secs(5), || names(&h) == ["second"]).await);
+    assert_eq!(*results.lock(), [true]);
+
+    write(&file, "apps: [ broken");
+    assert!(eventually(Duration::from_secs(5), || results.lock().len() == 2).await);
+    assert_eq!(*results.lock(), [true, false]);
+    assert_eq!(names(&h), ["second"]);
+
+    write(&dir.path().join("b.yml"), &app_file("third"));
+    write(&file, &app_file("first"));
+    assert!(eventually(Duration::from_secs(5), || names(&h) == ["first", "third"]).await);
+    task.abort();
+}
+
+#[tokio::test]
+async fn sighup_reloads_even_without_a_file_change() {
+    let _serial = WATCHER_TESTS.lock().await;
+    // Install a SIGHUP handler first so the signal can never take the
+    // default action (terminating the test process).
+    let _guard =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("signal");
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("a.yaml"), &app_file("one"));
+    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf()).expect("loads"));
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let task = spawn_watcher(h, move |r| {
+        assert!(r.is_ok());
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    let pid = std::process::id().to_string();
+    let reloaded = eventually(Duration::from_secs(5), || {
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status();
+        count.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    assert!(reloaded, "SIGHUP did not trigger a reload");
+    task.abort();
+}

@@ -1,0 +1,17 @@
+//! The Pingora proxy: the access phase (`access`), proxy-owned endpoints
+//! (`endpoints`), request facts (`request`), cookies (`cookies`), header
+//! hygiene (`headers`), path normalisation (`path`), responses (`respond`),
+//! shared state (`state`) and the `ProxyHttp` glue (`service`).
+
+pub mod access;
+pub mod cookies;
+pub mod endpoints;
+pub mod headers;
+pub mod path;
+pub mod request;
+pub mod respond;
+pub mod service;
+pub mod state;
+
+pub use service::Portcullis;
+pub use state::State;

@@ -1,0 +1,357 @@
+//! The access phase for app requests: route to an app, bypass, service
+//! tokens, then a verified session checked against allow/block policies.
+//! The result is a typed [`Verdict`]; turning denials into responses lives in
+//! [`deny_reply`], checked in one fixed order. Fail closed: every error is a
+//! denial.
+
+use std::sync::Arc;
+
+use pingora::http::RequestHeader;
+use subtle::ConstantTimeEq;
+
+use crate::metrics::metrics;
+use crate::policy::eval::{evaluate, Outcome, Phase, RequestView, Subject};
+use crate::policy::model::{App, Decision, PolicySet, ServiceToken};
+use crate::session::cache::CachedSession;
+use crate::session::keys::Expect;
+use crate::session::token::{now_unix, sha256_hex, ServiceClaims, SessionClaims};
+
+use super::cookies;
+use super::request::RequestInfo;
+use super::respond::Reply;
+use super::state::State;
+
+/// Header a non-browser client may use instead of the cookie.
+pub const TOKEN_HEADER: &str = "cf-access-token";
+pub const CLIENT_ID_HEADER: &str = "cf-access-client-id";
+pub const CLIENT_SECRET_HEADER: &str = "cf-access-client-secret";
+
+/// Who was let through, and how.
+#[derive(Debug, Clone)]
+pub enum Permit {
+    /// A `bypass` policy matched: forwarded without identity.
+    Bypass,
+    /// A valid service token admitted by a `service_auth` policy.
+    Service { assertion: Arc<str> },
+    /// A user session admitted by an `allow` policy.
+    User {
+        token: Arc<str>,
+        session: Arc<CachedSession>,
+    },
+}
+
+/// Why a request may not pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// No app for this host and path.
+    NoApp,
+    /// No usable session.
+    Unauthenticated,
+    /// Service-token headers present but invalid.
+    BadServiceToken,
+    /// A block policy matched, or no policy matched.
+    Forbidden,
+    /// Something failed inside the access phase.
+    Internal,
+}
+
+/// The access decision for one request.
+#[derive(Debug)]
+pub enum Verdict {
+    Permit { app: Arc<App>, permit: Permit },
+    Deny { app: Option<Arc<App>>, denial: Denial },
+}
+
+impl Verdict {
+    fn deny(app: &Arc<App>, denial: Denial) -> Verdict {
+        Verdict::Deny {
+            app: Some(app.clone()),
+            denial,
+        }
+    }
+}
+
+/// Decide for an app request (not a proxy-owned endpoint).
+pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) -> Verdict {
+    let set = state.policies.current();
+    let Some(app) = set.router.route(&set.apps, info.host(), &info.target.path) else {
+        return Verdict::Deny {
+            app: None,
+            denial: Denial::NoApp,
+        };
+    };
+    let app = app.clone();
+    let view = RequestView {
+        client_ip: info.client_ip,
+    };
+
+    if let Outcome::Matched(_) = evaluate(&app, Phase::Bypass, &Subject::Anonymous, &view) {
+        return Verdict::Permit {
+            app,
+            permit: Permit::Bypass,
+        };
+    }
+
+    let id = req.headers.get(CLIENT_ID_HEADER);
+    let secret = req.headers.get(CLIENT_SECRET_HEADER);
+    if id.is_some() || secret.is_some() {
+        let token = match (id.and_then(|v| v.to_str().ok()), secret.and_then(|v| v.to_str().ok())) {
+            (Some(id), Some(secret)) => find_service_token(&set, id, secret),
+            _ => None,
+        };
+        let Some(token) = token else {
+            return Verdict::deny(&app, Denial::BadServiceToken);
+        };
+        return match evaluate(&app, Phase::Service, &Subject::Service(token), &view) {
+            Outcome::Matched(p) if p.decision == Decision::ServiceAuth => {
+                match service_assertion(state, &app, token) {
+                    Ok(assertion) => Verdict::Permit {
+                        app,
+                        permit: Permit::Service { assertion },
+                    },
+                    Err(()) => Verdict::deny(&app, Denial::Internal),
+                }
+            }
+            _ => Verdict::deny(&app, Denial::Forbidden),
+        };
+    }
+
+    let (token, session) = match find_session(state, &app, req).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Verdict::deny(&app, Denial::Unauthenticated),
+        Err(()) => return Verdict::deny(&app, Denial::Internal),
+    };
+    match evaluate(
+        &app,
+        Phase::Identity,
+        &Subject::User(&session.identity),
+        &view,
+    ) {
+        Outcome::Matched(p) if p.decision == Decision::Allow => Verdict::Permit {
+            app,
+            permit: Permit::User { token, session },
+        },
+        _ => Verdict::deny(&app, Denial::Forbidden),
+    }
+}
+
+/// Find a service token by client id and check the secret's SHA-256 in
+/// constant time.
+pub fn find_service_token<'a>(
+    set: &'a PolicySet,
+    client_id: &str,
+    secret: &str,
+) -> Option<&'a ServiceToken> {
+    use sha2::Digest;
+    let digest: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
+    let mut found = None;
+    for t in &set.service_tokens {
+        let id_ok = t.client_id.as_bytes().ct_eq(client_id.as_bytes());
+        let secret_ok = t.client_secret_sha256.ct_eq(&digest);
+        if bool::from(id_ok & secret_ok) {
+            found = Some(t);
+        }
+    }
+    found
+}
+
+/// The proxy-signed assertion forwarded for a service token, cached per
+/// token and app until a minute before it expires.
+fn service_assertion(state: &State, app: &App, token: &ServiceToken) -> Result<Arc<str>, ()> {
+    let key = format!("{}\n{}", token.client_id, app.aud);
+    let now = now_unix();
+    if let Some((t, exp)) = state.service_assertions.get(&key) {
+        if exp - 60 > now {
+            return Ok(t);
+        }
+    }
+    let exp = now + 600;
+    let claims = ServiceClaims {
+        iss: state.auth_origin.clone(),
+        aud: vec![app.aud.clone()],
+        sub: String::new(),
+        common_name: token.client_id.clone(),
+        iat: now,
+        nbf: now,
+        exp,
+        typ: "app".into(),
+    };
+    let signed: Arc<str> = state
+        .keys
+        .sign(&claims)
+        .map_err(|e| tracing::warn!(error = %e, "Service assertion signing failed"))?
+        .into();
+    state.service_assertions.insert(key, (signed.clone(), exp));
+    Ok(signed)
+}
+
+/// Most session tokens looked at per request (a browser sends one cookie per
+/// app path on the host; nested app paths make a few).
+const MAX_CANDIDATES: usize = 4;
+
+/// Candidate session tokens: every cookie of the configured name, then the
+/// `cf-access-token` header. Collected up front (no allocation) so that no
+/// borrowing iterator lives across an `.await`.
+fn candidate_tokens<'a>(state: &'a State, req: &'a RequestHeader) -> [Option<&'a str>; MAX_CANDIDATES] {
+    let mut out = [None; MAX_CANDIDATES];
+    let header = req.headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
+    let all = cookies::values(req, &state.cfg.session.cookie_name).chain(header);
+    for (slot, t) in out.iter_mut().zip(all) {
+        *slot = Some(t);
+    }
+    out
+}
+
+/// The verified session for `app`, from the cache or verified and loaded
+/// once. `Err` only for internal failures (store down), which deny.
+pub(crate) async fn find_session(
+    state: &State,
+    app: &App,
+    req: &RequestHeader,
+) -> Result<Option<(Arc<str>, Arc<CachedSession>)>, ()> {
+    let mut internal = false;
+    for token in candidate_tokens(state, req).into_iter().flatten() {
+        if token.is_empty() || token.len() > 8192 {
+            continue;
+        }
+        if let Some(hit) = state.cache.get(token).await {
+            metrics().session_cache_total.with_label_values(&["hit"]).inc();
+            if hit.claims.aud_matches(&app.aud) {
+                return Ok(Some((token.into(), hit)));
+            }
+            continue;
+        }
+        metrics().session_cache_total.with_label_values(&["miss"]).inc();
+        match load_session(state, app, token).await {
+            Ok(Some(s)) => return Ok(Some((token.into(), s))),
+            Ok(None) => {}
+            Err(()) => internal = true,
+        }
+    }
+    if internal {
+        Err(())
+    } else {
+        Ok(None)
+    }
+}
+
+/// Verify a token for `app` and load its session record, through the cache
+/// (concurrent misses for one token coalesce).
+async fn load_session(state: &State, app: &App, token: &str) -> Result<Option<Arc<CachedSession>>, ()> {
+    let claims: SessionClaims = match state.keys.verify(
+        token,
+        &Expect {
+            iss: &state.auth_origin,
+            aud: &app.aud,
+            typ: "app",
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(app.name = %app.name, error = %e, "Session token refused");
+            return Ok(None);
+        }
+    };
+    let store = state.store.clone();
+    let loaded = state
+        .cache
+        .get_or_load(token, move || async move {
+            let rec = store
+                .get_session(&claims.sid)
+                .await
+                .map_err(LoadError::Store)?
+                .ok_or(LoadError::Gone)?;
+            if rec.revoked || rec.expires_at <= now_unix() {
+                return Err(LoadError::Gone);
+            }
+            let identity = crate::proxy::endpoints::live_identity(store.as_ref(), rec.identity).await;
+            Ok(Arc::new(CachedSession {
+                expires_at: claims.exp.min(rec.expires_at),
+                claims,
+                identity: Arc::new(identity),
+            }))
+        })
+        .await;
+    match loaded {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => match &*e {
+            LoadError::Gone => Ok(None),
+            LoadError::Store(err) => {
+                tracing::warn!(error = %err, "Session store read failed");
+                Err(())
+            }
+        },
+    }
+}
+
+/// Why a verified token did not yield a session.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("session revoked, expired or unknown")]
+    Gone,
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+}
+
+impl From<crate::session::cache::Unusable> for LoadError {
+    fn from(_: crate::session::cache::Unusable) -> LoadError {
+        LoadError::Gone
+    }
+}
+
+/// The one place denials become responses, in a fixed order.
+pub fn deny_reply(state: &State, info: &RequestInfo<'_>, app: Option<&App>, denial: Denial) -> Reply {
+    match denial {
+        Denial::NoApp => Reply::error(info.browser, 404, "not_found", "Not found", "There is no application at this address."),
+        Denial::Unauthenticated if info.browser => {
+            let (nonce, hash) = login_nonce();
+            let original = format!(
+                "{}://{}{}",
+                state.scheme(),
+                info.authority,
+                info.target.to_uri_string()
+            );
+            let location = format!(
+                "{}{}/login?redirect_url={}&csrf={}",
+                state.auth_origin,
+                state.prefix(),
+                urlencode(&original),
+                hash
+            );
+            let _ = app;
+            Reply::redirect(&location).with_cookie(cookies::set_cookie(
+                &state.nonce_cookie,
+                &nonce,
+                state.prefix(),
+                600,
+                state.secure_cookies,
+            ))
+        }
+        Denial::Unauthenticated | Denial::BadServiceToken => Reply::json_error(401, "unauthorized"),
+        Denial::Forbidden => Reply::error(info.browser, 403, "forbidden", "Access denied", "You do not have access to this application."),
+        Denial::Internal => Reply::error(info.browser, 500, "internal_error", "Something went wrong", "The request could not be checked. Try again later."),
+    }
+}
+
+/// A fresh login nonce and its hash (for the nonce cookie and the state).
+pub fn login_nonce() -> (String, String) {
+    let nonce = crate::session::token::random_token(24);
+    let hash = sha256_hex(&nonce);
+    (nonce, hash)
+}
+
+/// Percent-encode a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Label for `portcullis_requests_total{decision}`.
+pub fn denial_label(d: Denial) -> &'static str {
+    match d {
+        Denial::NoApp => "no_app",
+        Denial::Unauthenticated => "unauthenticated",
+        Denial::BadServiceToken => "unauthenticated",
+        Denial::Forbidden => "forbidden",
+        Denial::Internal => "error",
+    }
+}

@@ -1,0 +1,60 @@
+//! Reading request cookies and building `Set-Cookie` values for the proxy's
+//! cookies (HttpOnly, SameSite=Lax, host-only, Secure on TLS).
+
+use pingora::http::RequestHeader;
+
+/// Every value of cookie `name` the browser sent (there may be several, from
+/// different paths), in header order.
+pub fn values<'a>(req: &'a RequestHeader, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+        })
+}
+
+/// First value of cookie `name`.
+pub fn first<'a>(req: &'a RequestHeader, name: &'a str) -> Option<&'a str> {
+    values(req, name).next()
+}
+
+/// A `Set-Cookie` header value. `max_age = 0` deletes the cookie.
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> String {
+    let mut c = cookie::Cookie::new(name, value);
+    c.set_path(path.to_string());
+    c.set_http_only(true);
+    c.set_same_site(cookie::SameSite::Lax);
+    c.set_secure(secure);
+    c.set_max_age(cookie::time::Duration::seconds(max_age.max(0)));
+    c.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cookie_of_a_name_is_returned() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("Cookie", "a=1; CF_Authorization=x; b=2").unwrap();
+        r.append_header("Cookie", "CF_Authorization=y").unwrap();
+        let v: Vec<_> = values(&r, "CF_Authorization").collect();
+        assert_eq!(v, ["x", "y"]);
+        assert_eq!(first(&r, "b"), Some("2"));
+        assert_eq!(first(&r, "CF_Authorization_sso"), None);
+    }
+
+    #[test]
+    fn set_cookie_carries_the_security_attributes() {
+        let s = set_cookie("n", "v", "/admin", 60, true);
+        for part in ["n=v", "HttpOnly", "SameSite=Lax", "Secure", "Path=/admin", "Max-Age=60"] {
+            assert!(s.contains(part), "{s} lacks {part}");
+        }
+        assert!(!s.contains("Domain"));
+        assert!(!set_cookie("n", "v", "/", 1, false).contains("Secure"));
+    }
+}

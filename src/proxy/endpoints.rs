@@ -1,0 +1,117 @@
+//! Proxy-owned endpoints under the configured prefix (`/cdn-cgi/access`):
+//! `login`, `callback`, `authorized` (in `login`), `logout` (in `logout`),
+//! `get-identity` and `certs` (here). Served on the auth domain and on every
+//! configured app host; never forwarded.
+
+pub mod login;
+pub mod logout;
+
+use std::sync::Arc;
+
+use crate::identity::Identity;
+use crate::policy::model::{App, HostPattern};
+use crate::session::cache::CachedSession;
+use crate::store::Store;
+
+use super::request::RequestInfo;
+use super::respond::Reply;
+use super::state::State;
+
+/// Serve a proxy-owned endpoint; `rest` is the path after the prefix.
+pub async fn serve(
+    state: &State,
+    req: &pingora::http::RequestHeader,
+    info: &RequestInfo<'_>,
+    rest: &str,
+) -> Reply {
+    let on_auth = info.host() == state.auth_host;
+    let on_app = on_auth || !apps_on_host(state, info.host()).is_empty();
+    if !on_app {
+        return Reply::error(info.browser, 404, "not_found", "Not found", "There is no application at this address.");
+    }
+    let method = req.method.clone();
+    match rest {
+        "/login" if info.method_is_get_or_head => login::login(state, info, req).await,
+        "/callback" if on_auth && info.method_is_get_or_head => login::callback(state, info, req).await,
+        "/authorized" if info.method_is_get_or_head => login::authorized(state, info, req).await,
+        "/logout" if info.method_is_get_or_head || method == http::Method::POST => {
+            logout::logout(state, info, req, method == http::Method::POST).await
+        }
+        "/get-identity" if info.method_is_get_or_head => get_identity(state, info, req).await,
+        "/certs" if info.method_is_get_or_head => Reply::new(200, "application/json", state.keys.jwks_json().to_string()),
+        "/login" | "/callback" | "/authorized" | "/logout" | "/get-identity" | "/certs" => {
+            Reply::json_error(405, "method_not_allowed").with_header("allow", "GET, HEAD".into())
+        }
+        _ => Reply::error(info.browser, 404, "not_found", "Not found", "There is no such page."),
+    }
+}
+
+/// Whether `host` (lower-case, no port) matches an app host pattern.
+pub fn host_matches(pattern: &HostPattern, host: &str) -> bool {
+    match pattern {
+        HostPattern::Exact(h) => h == host,
+        HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+    }
+}
+
+/// Apps served on `host`.
+pub fn apps_on_host(state: &State, host: &str) -> Vec<Arc<App>> {
+    let set = state.policies.current();
+    set.apps
+        .iter()
+        .filter(|a| host_matches(&a.host, host))
+        .cloned()
+        .collect()
+}
+
+/// The user's identity as policies see it now: the IdP groups fixed at
+/// login, merged with live SCIM group memberships.
+pub async fn live_identity(store: &dyn Store, identity: Identity) -> Identity {
+    crate::scim::live_identity(store, identity).await
+}
+
+/// The verified session behind the cookies of this request, for any app on
+/// this host (or the auth-domain session on the auth host).
+pub async fn current_session(
+    state: &State,
+    info: &RequestInfo<'_>,
+    req: &pingora::http::RequestHeader,
+) -> Option<Arc<CachedSession>> {
+    for app in apps_on_host(state, info.host()) {
+        if let Ok(Some((_, s))) = super::access::find_session(state, &app, req).await {
+            return Some(s);
+        }
+    }
+    if info.host() == state.auth_host {
+        if let Some((rec, claims)) = login::sso_session(state, req).await {
+            return Some(Arc::new(CachedSession {
+                expires_at: claims.exp,
+                claims,
+                identity: Arc::new(live_identity(state.store.as_ref(), rec.identity).await),
+            }));
+        }
+    }
+    None
+}
+
+async fn get_identity(state: &State, info: &RequestInfo<'_>, req: &pingora::http::RequestHeader) -> Reply {
+    let Some(s) = current_session(state, info, req).await else {
+        return Reply::json_error(401, "unauthorized");
+    };
+    let id = &s.identity;
+    let idp_type = id.idp_type.clone();
+    Reply::json(
+        200,
+        &serde_json::json!({
+            "email": id.email,
+            "name": id.name,
+            "sub": id.sub,
+            "idp": { "name": id.idp, "type": idp_type },
+            "groups": id.groups,
+            "amr": id.amr,
+            "custom": id.custom,
+            "iat": s.claims.iat,
+            "exp": s.expires_at,
+        }),
+    )
+}

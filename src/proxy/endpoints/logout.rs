@@ -1,0 +1,81 @@
+//! `/logout`: revoke the whole session (`sid`) server-side — the auth-domain
+//! session and every app token minted from it — and clear this host's
+//! cookies. A cross-site GET gets a confirmation page with a POST button
+//! instead (logout CSRF).
+
+use pingora::http::RequestHeader;
+
+use crate::metrics::metrics;
+use crate::proxy::cookies;
+use crate::proxy::request::RequestInfo;
+use crate::proxy::respond::{html_escape, Reply};
+use crate::proxy::state::State;
+use crate::session::keys::Expect;
+use crate::session::token::SessionClaims;
+
+use super::apps_on_host;
+
+pub async fn logout(state: &State, info: &RequestInfo<'_>, req: &RequestHeader, post: bool) -> Reply {
+    let cross_site = req
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    if !post && cross_site {
+        let action = format!("{}/logout", state.prefix());
+        let form = format!(
+            "<form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>",
+            html_escape(&action)
+        );
+        return Reply::page_with(200, "Sign out?", "Do you want to sign out?", &form);
+    }
+
+    let apps = apps_on_host(state, info.host());
+    let mut sids: Vec<String> = Vec::new();
+    for token in cookies::values(req, &state.cfg.session.cookie_name) {
+        for app in &apps {
+            let expect = Expect { iss: &state.auth_origin, aud: &app.aud, typ: "app" };
+            if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
+                sids.push(c.sid);
+                break;
+            }
+        }
+    }
+    let on_auth = info.host() == state.auth_host;
+    if on_auth {
+        for token in cookies::values(req, &state.sso_cookie) {
+            let expect = Expect { iss: &state.auth_origin, aud: &state.sso_aud, typ: "sso" };
+            if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
+                sids.push(c.sid);
+            }
+        }
+    }
+    sids.sort();
+    sids.dedup();
+    for sid in &sids {
+        state.cache.revoke(sid);
+        match state.store.revoke_session(sid).await {
+            Ok(true) => metrics().sessions_revoked_total.with_label_values(&["logout"]).inc(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Session revocation failed");
+                return Reply::error(info.browser, 500, "internal_error", "Something went wrong", "Sign-out could not be completed. Try again.");
+            }
+        }
+    }
+    let mut reply = if info.browser || post {
+        Reply::page(200, "Signed out", "You have been signed out.")
+    } else {
+        Reply::json(200, &serde_json::json!({ "logged_out": true }))
+    };
+    let mut paths: Vec<&str> = apps.iter().map(|a| a.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for p in paths {
+        reply = reply.with_cookie(cookies::set_cookie(&state.cfg.session.cookie_name, "", p, 0, state.secure_cookies));
+    }
+    if on_auth {
+        reply = reply.with_cookie(cookies::set_cookie(&state.sso_cookie, "", state.prefix(), 0, state.secure_cookies));
+    }
+    reply
+}

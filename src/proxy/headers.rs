@@ -1,0 +1,162 @@
+//! Header hygiene on the way upstream (SECURITY.md rule 4): headers named in
+//! `Connection` and hop-by-hop headers go first, then every client-supplied
+//! copy of an identity or service-token header in any spelling (case, `_` or
+//! `.` for `-`), and only then the proxy adds its own.
+
+use pingora::http::RequestHeader;
+
+use crate::config::HeaderNames;
+
+/// Prefix of forwarded custom-claim headers.
+pub const CLAIM_HEADER_PREFIX: &str = "x-portcullis-claim-";
+
+/// Hop-by-hop headers removed before forwarding. `upgrade`, `te` and
+/// `transfer-encoding` are left to Pingora, which owns framing and upgrades.
+const HOP_BY_HOP: &[&str] = &["keep-alive", "proxy-connection", "proxy-authorization", "trailer"];
+
+/// Headers that must never come from the client, in normalised form.
+#[derive(Debug, Clone)]
+pub struct Protected {
+    names: Vec<String>,
+}
+
+/// Lower-case, with `_` and `.` folded to `-`.
+pub fn normalize_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' | b'.' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+impl Protected {
+    pub fn new(h: &HeaderNames) -> Protected {
+        let mut names: Vec<String> = [
+            h.assertion.as_str(),
+            h.email.as_str(),
+            "cf-access-client-id",
+            "cf-access-client-secret",
+            "cf-access-token",
+            "cf-access-authenticated-user-email",
+            "cf-access-jwt-assertion",
+            "x-portcullis-groups",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+            "forwarded",
+        ]
+        .iter()
+        .map(|n| normalize_name(n))
+        .collect();
+        if let Some(g) = &h.groups {
+            names.push(normalize_name(g));
+        }
+        names.sort();
+        names.dedup();
+        Protected { names }
+    }
+
+    fn is_protected(&self, normalized: &str) -> bool {
+        normalized.starts_with(CLAIM_HEADER_PREFIX)
+            || self.names.iter().any(|n| n == normalized)
+    }
+
+    /// Remove Connection-nominated and hop-by-hop headers, then every
+    /// protected header in any spelling.
+    pub fn strip(&self, req: &mut RequestHeader) {
+        let mut doomed: Vec<String> = Vec::new();
+        for v in req.headers.get_all(http::header::CONNECTION).iter() {
+            if let Ok(v) = v.to_str() {
+                for tok in v.split(',') {
+                    let tok = tok.trim().to_ascii_lowercase();
+                    if !tok.is_empty() && tok != "upgrade" && tok != "keep-alive" && tok != "close" {
+                        doomed.push(tok);
+                    }
+                }
+            }
+        }
+        doomed.extend(HOP_BY_HOP.iter().map(|s| s.to_string()));
+        for name in req.headers.keys() {
+            let n = name.as_str();
+            if self.is_protected(&normalize_name(n)) {
+                doomed.push(n.to_string());
+            }
+        }
+        for name in doomed {
+            while req.remove_header(name.as_str()).is_some() {}
+        }
+    }
+}
+
+/// `X-Portcullis-Groups` value: sorted, de-duplicated, comma-separated, with
+/// `%` and `,` inside a name percent-encoded. Input must be sorted+deduped.
+pub fn groups_value(groups: &[String]) -> String {
+    let mut out = String::with_capacity(groups.iter().map(|g| g.len() + 1).sum());
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in g.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                ',' => out.push_str("%2C"),
+                c if c.is_control() => {}
+                c => out.push(c),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> HeaderNames {
+        HeaderNames {
+            assertion: "Cf-Access-Jwt-Assertion".into(),
+            email: "Cf-Access-Authenticated-User-Email".into(),
+            groups: Some("X-Portcullis-Groups".into()),
+            forward_claims: true,
+        }
+    }
+
+    #[test]
+    fn identity_headers_are_stripped_in_every_spelling() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for n in [
+            "cf-access-authenticated-user-email",
+            "CF_ACCESS_AUTHENTICATED_USER_EMAIL",
+            "Cf.Access.Jwt.Assertion",
+            "x_portcullis_groups",
+            "X-Portcullis-Claim-Department",
+            "CF-Access-Client-Secret",
+        ] {
+            r.append_header(n.to_string(), "forged").unwrap();
+            r.append_header(n.to_string(), "forged2").unwrap();
+        }
+        r.append_header("Accept", "x").unwrap();
+        Protected::new(&names()).strip(&mut r);
+        let left: Vec<_> = r.headers.keys().map(|k| k.as_str().to_string()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn connection_nominated_headers_are_removed() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("Connection", "x-keep-me-not, Upgrade").unwrap();
+        r.append_header("X-Keep-Me-Not", "1").unwrap();
+        r.append_header("Keep-Alive", "5").unwrap();
+        Protected::new(&names()).strip(&mut r);
+        assert!(r.headers.get("x-keep-me-not").is_none());
+        assert!(r.headers.get("keep-alive").is_none());
+    }
+
+    #[test]
+    fn groups_header_escapes_separators() {
+        let g = vec!["a,b".to_string(), "eng".to_string(), "x%y".to_string()];
+        assert_eq!(groups_value(&g), "a%2Cb,eng,x%25y");
+    }
+}

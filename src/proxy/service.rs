@@ -1,0 +1,255 @@
+//! `ProxyHttp` glue, kept thin: `request_filter` runs the access phase (or
+//! serves a proxy-owned endpoint) and stores a [`Forward`] in the context;
+//! `upstream_peer` and `upstream_request_filter` forward exactly what was
+//! authorised; `logging` counts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+
+use crate::metrics::{metrics, status_class};
+use crate::policy::model::App;
+
+use super::access::{self, deny_reply, denial_label, Permit, Verdict};
+use super::endpoints;
+use super::headers::{groups_value, CLAIM_HEADER_PREFIX};
+use super::request;
+use super::respond::Reply;
+use super::state::State;
+
+/// The proxy.
+pub struct Portcullis {
+    pub state: Arc<State>,
+}
+
+/// What was authorised: the app, the exact URI to forward, and who.
+pub struct Forward {
+    pub app: Arc<App>,
+    /// Set when the normalised target differs from what the client sent.
+    pub uri: Option<http::Uri>,
+    pub permit: Permit,
+    pub authority: String,
+    pub client_ip: std::net::IpAddr,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    pub forward: Option<Forward>,
+    /// `app` label for metrics.
+    pub app_label: Option<Arc<App>>,
+    pub decision: &'static str,
+    pub proxy_owned: bool,
+}
+
+#[async_trait]
+impl ProxyHttp for Portcullis {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            forward: None,
+            app_label: None,
+            decision: "error",
+            proxy_owned: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let started = Instant::now();
+        let state = &*self.state;
+        let head = session.req_header().method == http::Method::HEAD;
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let reply = self.access(session, ctx, client_ip).await;
+        metrics()
+            .access_phase_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match reply {
+            None => Ok(false),
+            Some(reply) => {
+                let _ = state;
+                reply.send(session, head).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // Fail closed: without a permit nothing is forwarded.
+        let fwd = ctx
+            .forward
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "no access permit"))?;
+        let up = self
+            .state
+            .pick_upstream(&fwd.app)
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "app has no upstream"))?;
+        Ok(Box::new(HttpPeer::new(up.addr, up.tls, up.host.clone())))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let fwd = ctx
+            .forward
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "no access permit"))?;
+        let state = &*self.state;
+        state.protected.strip(upstream);
+        if let Some(uri) = &fwd.uri {
+            upstream.set_uri(uri.clone());
+        }
+        let names = &state.cfg.headers;
+        upstream.insert_header("x-forwarded-for", fwd.client_ip.to_string())?;
+        upstream.insert_header("x-forwarded-proto", state.scheme())?;
+        upstream.insert_header("x-forwarded-host", fwd.authority.as_str())?;
+        match &fwd.permit {
+            Permit::Bypass => {}
+            Permit::Service { assertion } => {
+                upstream.insert_header(names.assertion.clone(), &**assertion)?;
+            }
+            Permit::User { token, session } => {
+                let id = &session.identity;
+                upstream.insert_header(names.assertion.clone(), &**token)?;
+                upstream.insert_header(names.email.clone(), id.email.as_str())?;
+                if let Some(g) = &names.groups {
+                    upstream.insert_header(g.clone(), groups_value(&id.groups))?;
+                }
+                if names.forward_claims {
+                    for (k, v) in &id.custom {
+                        let value = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        if let Ok(hv) = http::HeaderValue::from_str(&value) {
+                            upstream.insert_header(format!("{CLAIM_HEADER_PREFIX}{}", k.to_ascii_lowercase()), hv)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(fwd) = &ctx.forward {
+            metrics()
+                .upstream_responses_total
+                .with_label_values(&[fwd.app.name.as_str(), status_class(resp.status.as_u16())])
+                .inc();
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let app = if ctx.proxy_owned {
+            "_proxy"
+        } else {
+            ctx.app_label.as_ref().map(|a| a.name.as_str()).unwrap_or("none")
+        };
+        metrics()
+            .requests_total
+            .with_label_values(&[app, ctx.decision])
+            .inc();
+    }
+}
+
+impl Portcullis {
+    /// The access phase. `None`: forward (ctx.forward is set). `Some`: answer.
+    async fn access(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Option<Reply> {
+        let state = &*self.state;
+        let scim_rest = {
+            let req = session.req_header();
+            let info = match request::read(req, client_ip) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::debug!(error = %e, "Bad request target");
+                    ctx.decision = "bad_request";
+                    return Some(Reply::json_error(400, "bad_request"));
+                }
+            };
+            let path: &str = &info.target.path;
+            let prefix = state.prefix();
+            if let Some(rest) = path.strip_prefix(prefix).filter(|r| r.starts_with('/')) {
+                ctx.proxy_owned = true;
+                ctx.decision = "proxy";
+                let rest = rest.to_string();
+                return Some(endpoints::serve(state, req, &info, &rest).await);
+            }
+            let scim = &state.cfg.scim_path;
+            if info.host() == state.auth_host
+                && (path == scim.as_str() || path.strip_prefix(scim.as_str()).is_some_and(|r| r.starts_with('/')))
+            {
+                Some(path[scim.len()..].to_string())
+            } else {
+                let verdict = access::decide(state, &info, req).await;
+                return match verdict {
+                    Verdict::Permit { app, permit } => {
+                        ctx.decision = match permit {
+                            Permit::Bypass => "bypass",
+                            Permit::Service { .. } => "service_auth",
+                            Permit::User { .. } => "allow",
+                        };
+                        let uri = match &info.target.path {
+                            std::borrow::Cow::Borrowed(_) if req.uri.authority().is_none() => None,
+                            _ => match info.target.to_uri_string().parse::<http::Uri>() {
+                                Ok(u) => Some(u),
+                                Err(_) => {
+                                    ctx.decision = "bad_request";
+                                    return Some(Reply::json_error(400, "bad_request"));
+                                }
+                            },
+                        };
+                        ctx.app_label = Some(app.clone());
+                        ctx.forward = Some(Forward {
+                            app,
+                            uri,
+                            permit,
+                            authority: info.authority.clone(),
+                            client_ip: info.client_ip,
+                        });
+                        None
+                    }
+                    Verdict::Deny { app, denial } => {
+                        ctx.decision = denial_label(denial);
+                        if denial != access::Denial::Unauthenticated && denial != access::Denial::NoApp {
+                            tracing::info!(
+                                app.name = app.as_ref().map(|a| a.name.as_str()).unwrap_or("none"),
+                                client.ip = %info.client_ip,
+                                decision = ctx.decision,
+                                "Request denied"
+                            );
+                        }
+                        let reply = deny_reply(state, &info, app.as_deref(), denial);
+                        ctx.app_label = app;
+                        Some(reply)
+                    }
+                };
+            }
+        };
+        let rest = scim_rest?;
+        ctx.proxy_owned = true;
+        ctx.decision = "proxy";
+        Some(crate::scim::serve(state, session, &rest).await)
+    }
+}

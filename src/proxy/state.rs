@@ -1,0 +1,119 @@
+//! Shared state of a running proxy: config, the live policy set, signing
+//! keys, session cache, store and identity providers. Built once at start.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::idp::oidc::Provider;
+use crate::policy::model::{App, Upstream};
+use crate::policy::reload::PolicyHandle;
+use crate::session::cache::SessionCache;
+use crate::session::keys::KeyRing;
+use crate::store::Store;
+
+use super::headers::Protected;
+
+/// Everything the proxy shares between requests.
+pub struct State {
+    pub cfg: Config,
+    pub policies: Arc<PolicyHandle>,
+    pub keys: KeyRing,
+    pub cache: SessionCache,
+    pub store: Arc<dyn Store>,
+    pub idps: Vec<Arc<Provider>>,
+    pub protected: Protected,
+    /// `scheme://auth_domain`; also the `iss` of every token we mint.
+    pub auth_origin: String,
+    /// Host of the auth domain without port.
+    pub auth_host: String,
+    /// Audience of the auth-domain (SSO) session token.
+    pub sso_aud: String,
+    pub secure_cookies: bool,
+    /// Cookie names derived from `session.cookie_name`.
+    pub sso_cookie: String,
+    pub nonce_cookie: String,
+    pub state_cookie_prefix: String,
+    /// Service-token assertions per `client_id` + app aud: (token, exp).
+    pub service_assertions: moka::sync::Cache<String, (Arc<str>, i64)>,
+    rr: AtomicUsize,
+}
+
+impl State {
+    pub fn new(
+        cfg: Config,
+        policies: Arc<PolicyHandle>,
+        keys: KeyRing,
+        store: Arc<dyn Store>,
+        idps: Vec<Arc<Provider>>,
+    ) -> State {
+        let scheme = cfg.scheme();
+        let auth_origin = format!("{scheme}://{}", cfg.auth_domain);
+        let auth_host = match crate::proxy::request::split_host(&cfg.auth_domain) {
+            Some(n) => cfg.auth_domain[..n].to_string(),
+            None => cfg.auth_domain.clone(),
+        };
+        let name = cfg.session.cookie_name.clone();
+        State {
+            protected: Protected::new(&cfg.headers),
+            cache: SessionCache::new(cfg.cache.max_entries, cfg.cache.ttl),
+            sso_aud: auth_origin.clone(),
+            auth_origin,
+            auth_host,
+            secure_cookies: scheme == "https",
+            sso_cookie: format!("{name}_sso"),
+            nonce_cookie: format!("{name}_nonce"),
+            state_cookie_prefix: format!("{name}_state_"),
+            service_assertions: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(600))
+                .build(),
+            rr: AtomicUsize::new(0),
+            cfg,
+            policies,
+            keys,
+            store,
+            idps,
+        }
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        self.cfg.scheme()
+    }
+
+    /// The next upstream of `app`, round-robin.
+    pub fn pick_upstream<'a>(&self, app: &'a App) -> Option<&'a Upstream> {
+        match app.upstreams.len() {
+            0 => None,
+            1 => app.upstreams.first(),
+            n => app.upstreams.get(self.rr.fetch_add(1, Ordering::Relaxed) % n),
+        }
+    }
+
+    /// Identity provider by config name.
+    pub fn idp(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.idps.iter().find(|p| p.name() == name)
+    }
+
+    /// IdPs an app accepts, in config order.
+    pub fn idps_for(&self, app: &App) -> Vec<&Arc<Provider>> {
+        self.idps
+            .iter()
+            .filter(|p| match &app.identity_providers {
+                None => true,
+                Some(list) => list.iter().any(|n| n == p.name()),
+            })
+            .collect()
+    }
+
+    /// Session length for an app.
+    pub fn app_duration(&self, app: &App) -> Duration {
+        app.session_duration.unwrap_or(self.cfg.session.duration)
+    }
+
+    /// The configured prefix of proxy-owned endpoints.
+    pub fn prefix(&self) -> &str {
+        &self.cfg.endpoint_prefix
+    }
+}

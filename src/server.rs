@@ -1,0 +1,257 @@
+//! Assembling and running a proxy: build the shared [`State`] (keys, store,
+//! policies, identity providers, background tasks), then a Pingora `Server`
+//! with the proxy listeners and the metrics listener. [`ServerHandle`] runs it
+//! on its own thread and stops it, for `run`, `demo` and in-process tests.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+
+use crate::config::Config;
+use crate::idp::oidc::Provider;
+use crate::metrics::metrics;
+use crate::policy::reload::{spawn_watcher, PolicyHandle};
+use crate::proxy::{Portcullis, State};
+use crate::session::keys::KeyRing;
+use crate::store::open_store;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::session::keys::KeyError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("policies:\n{0}")]
+    Policies(#[from] crate::policy::load::PolicyErrors),
+    #[error("identity provider {name}: {source}")]
+    Idp {
+        name: String,
+        source: crate::idp::oidc::IdpError,
+    },
+    #[error("app {app}: identity provider {idp:?} is not configured")]
+    UnknownIdp { app: String, idp: String },
+    #[error("listener {addr}: {message}")]
+    Listener { addr: String, message: String },
+}
+
+/// Build the state and start its background tasks on the current tokio
+/// runtime: IdP discovery/refresh, policy watcher, revocation poller.
+pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
+    let keys = KeyRing::load_or_generate(&cfg.key_dir)?;
+    let store = open_store(&cfg.store).await?;
+    let policies = Arc::new(PolicyHandle::load(cfg.policies.clone())?);
+    check_idp_names(&cfg, &policies.current())?;
+    let mut idps = Vec::new();
+    for idp in &cfg.identity_providers {
+        let p = Provider::new(idp.clone()).map_err(|source| StartError::Idp {
+            name: idp.name.clone(),
+            source,
+        })?;
+        let name = idp.name.clone();
+        p.set_observer(Arc::new(move |endpoint, took| {
+            metrics()
+                .idp_request_seconds
+                .with_label_values(&[name.as_str(), endpoint])
+                .observe(took.as_secs_f64());
+        }));
+        let p = Arc::new(p);
+        p.spawn_refresh();
+        idps.push(p);
+    }
+    let state = Arc::new(State::new(cfg, policies.clone(), keys, store, idps));
+    spawn_watcher(policies, |r| {
+        let label = if r.is_ok() { "success" } else { "error" };
+        metrics().policy_reloads_total.with_label_values(&[label]).inc();
+        match r {
+            Ok(()) => tracing::info!("Policies reloaded"),
+            Err(e) => tracing::warn!(errors = %e, "Policy reload failed; keeping the last good policies"),
+        }
+    });
+    spawn_revocation_poller(state.clone());
+    crate::scim::on_start(&state).await;
+    Ok(state)
+}
+
+/// Every IdP an app names must be configured.
+fn check_idp_names(cfg: &Config, set: &crate::policy::PolicySet) -> Result<(), StartError> {
+    for app in &set.apps {
+        for name in app.identity_providers.iter().flatten() {
+            if !cfg.identity_providers.iter().any(|i| &i.name == name) {
+                return Err(StartError::UnknownIdp {
+                    app: app.name.clone(),
+                    idp: name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Evict sessions revoked by other instances (or by SCIM) within a second.
+fn spawn_revocation_poller(state: Arc<State>) {
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        let mut since = crate::session::token::now_unix() - 1;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(state) = weak.upgrade() else { return };
+            let now = crate::session::token::now_unix();
+            match state.store.revoked_since(since).await {
+                Ok(sids) => {
+                    for sid in sids {
+                        state.cache.revoke(&sid);
+                    }
+                    since = now - 1;
+                }
+                Err(e) => tracing::warn!(error = %e, "Revocation poll failed"),
+            }
+        }
+    });
+}
+
+/// `/metrics`, `/healthz`, `/readyz` on the metrics listener.
+struct MetricsApp {
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        let (status, ctype, body) = match path.as_str() {
+            "/metrics" => {
+                metrics().seats.set(self.state.store.list_seats().await.map(|s| s.len() as i64).unwrap_or(0));
+                (200, "text/plain; version=0.0.4", crate::metrics::render())
+            }
+            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/readyz" => {
+                let ready = self.state.idps.iter().all(|p| p.is_ready());
+                if ready {
+                    (200, "text/plain", b"ready\n".to_vec())
+                } else {
+                    (503, "text/plain", b"identity provider discovery pending\n".to_vec())
+                }
+            }
+            _ => (404, "text/plain", b"not found\n".to_vec()),
+        };
+        http::Response::builder()
+            .status(status)
+            .header("content-type", ctype)
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+/// Build the Pingora server for a state.
+pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
+    let cfg = &state.cfg;
+    let conf = ServerConf {
+        threads: cfg.threads,
+        grace_period_seconds: Some(cfg.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Portcullis {
+            state: state.clone(),
+        },
+        "portcullis",
+    );
+    for l in &cfg.listen {
+        let addr = l.addr.to_string();
+        match &l.tls {
+            None => proxy.add_tcp(&addr),
+            Some(tls) => proxy
+                .add_tls(
+                    &addr,
+                    &tls.cert.to_string_lossy(),
+                    &tls.key.to_string_lossy(),
+                )
+                .map_err(|e| StartError::Listener {
+                    addr: addr.clone(),
+                    message: e.to_string(),
+                })?,
+        }
+    }
+    server.add_service(proxy);
+    if let Some(addr) = cfg.metrics {
+        let mut svc = Service::new("metrics".to_string(), MetricsApp { state: state.clone() });
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+    Ok(server)
+}
+
+struct NotifyShutdown(Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for NotifyShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A server running on its own thread.
+pub struct ServerHandle {
+    notify: Arc<tokio::sync::Notify>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Start `server` on a new thread; it stops on [`ServerHandle::stop`] or,
+    /// with `unix_signals`, on SIGINT / SIGTERM.
+    pub fn start(server: Server, unix_signals: bool) -> ServerHandle {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let n = notify.clone();
+        let thread = std::thread::spawn(move || {
+            let shutdown_signal: Box<dyn ShutdownSignalWatch> = if unix_signals {
+                Box::new(pingora::server::UnixShutdownSignalWatch)
+            } else {
+                Box::new(NotifyShutdown(n))
+            };
+            server.run(RunArgs { shutdown_signal });
+        });
+        ServerHandle {
+            notify,
+            thread: Some(thread),
+        }
+    }
+
+    /// Ask the server to stop and wait for it.
+    pub fn stop(mut self) {
+        self.notify.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Wait until the server exits by itself (signals).
+    pub fn wait(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.notify.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

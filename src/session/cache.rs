@@ -1,0 +1,220 @@
+//! moka cache of verified sessions keyed by the whole token.
+//!
+//! A token is verified and its session record loaded once; later requests
+//! with the same token bytes are served from here (SECURITY.md rule 9: the
+//! key is the whole token, never a prefix, `sid` or hash). An entry never
+//! outlives the token's `exp` nor the session's end: its moka lifetime is
+//! `min(ttl, expires_at - now)`, and every hit re-checks `expires_at`.
+//!
+//! Revocation: [`SessionCache::revoke`] marks the `sid` in [`RevokedSids`]
+//! (checked on every hit, so a revoked session is never served even while an
+//! in-flight load is still inserting it) and evicts its entries. Policy is
+//! never cached here: only "who is this token".
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use super::token::{now_unix, SessionClaims};
+use crate::identity::Identity;
+
+/// How long a revoked `sid` is remembered: longer than any session lives
+/// (`session.duration` defaults to 24h).
+pub const REVOKED_SID_TTL: Duration = Duration::from_secs(25 * 3600);
+
+/// Most revoked sids remembered at once.
+pub const REVOKED_SID_CAPACITY: u64 = 1_000_000;
+
+/// A verified token and the identity behind it.
+#[derive(Debug, Clone)]
+pub struct CachedSession {
+    pub claims: SessionClaims,
+    /// Identity from the session record, merged with live SCIM groups.
+    pub identity: Arc<Identity>,
+    /// Unix seconds: the earlier of the token's `exp` and the session's end.
+    pub expires_at: i64,
+}
+
+/// Why a cached or freshly loaded session may not be used. Loader error
+/// types convert from it so [`SessionCache::get_or_load`] can deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    #[error("session revoked")]
+    Revoked,
+    #[error("session expired")]
+    Expired,
+}
+
+/// Sids revoked recently, remembered for [`REVOKED_SID_TTL`].
+pub struct RevokedSids {
+    inner: moka::sync::Cache<String, ()>,
+}
+
+impl RevokedSids {
+    pub fn new(ttl: Duration, capacity: u64) -> Self {
+        RevokedSids { inner: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build() }
+    }
+
+    /// Remember `sid` as revoked.
+    pub fn mark(&self, sid: &str) {
+        self.inner.insert(sid.to_string(), ());
+    }
+
+    /// True when `sid` was revoked (within the TTL).
+    pub fn contains(&self, sid: &str) -> bool {
+        self.inner.contains_key(sid)
+    }
+}
+
+/// Per-entry lifetime: never past the session's `expires_at`.
+struct SessionExpiry {
+    ttl: Duration,
+}
+
+impl SessionExpiry {
+    fn lifetime(&self, s: &CachedSession) -> Duration {
+        let left = s.expires_at.saturating_sub(now_unix());
+        if left <= 0 {
+            return Duration::ZERO;
+        }
+        self.ttl.min(Duration::from_secs(left.unsigned_abs()))
+    }
+}
+
+impl Expiry<String, Arc<CachedSession>> for SessionExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Arc<CachedSession>, _at: Instant) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<CachedSession>,
+        _at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+}
+
+/// Verified sessions by token.
+pub struct SessionCache {
+    sessions: Cache<String, Arc<CachedSession>>,
+    revoked: RevokedSids,
+}
+
+impl SessionCache {
+    /// At most `max_entries` sessions, each kept at most `ttl` (and never
+    /// past its `expires_at`).
+    pub fn new(max_entries: u64, ttl: Duration) -> Self {
+        let sessions = Cache::builder()
+            .max_capacity(max_entries)
+            .expire_after(SessionExpiry { ttl })
+            .support_invalidation_closures()
+            .build();
+        SessionCache { sessions, revoked: RevokedSids::new(REVOKED_SID_TTL, REVOKED_SID_CAPACITY) }
+    }
+
+    /// The cached session for exactly these token bytes, if it is still
+    /// usable. Does not allocate on a hit.
+    pub async fn get(&self, token: &str) -> Option<Arc<CachedSession>> {
+        let hit = self.sessions.get(token).await?;
+        match self.check(&hit) {
+            Ok(()) => Some(hit),
+            Err(_) => {
+                self.sessions.invalidate(token).await;
+                None
+            }
+        }
+    }
+
+    /// The cached session for `token`, or the result of `load`, cached.
+    /// Concurrent misses for one token run `load` once; errors are not
+    /// cached. A session that is revoked or expired (also one that a
+    /// concurrent load produced) is refused with `E::from(Unusable)`.
+    pub async fn get_or_load<F, Fut, E>(&self, token: &str, load: F) -> Result<Arc<CachedSession>, Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Arc<CachedSession>, E>>,
+        E: From<Unusable> + Send + Sync + 'static,
+    {
+        if let Some(hit) = self.get(token).await {
+            return Ok(hit);
+        }
+        let entry = self.sessions.try_get_with_by_ref(token, async { load().await }).await?;
+        match self.check(&entry) {
+            Ok(()) => Ok(entry),
+            Err(why) => {
+                self.sessions.invalidate(token).await;
+                Err(Arc::new(E::from(why)))
+            }
+        }
+    }
+
+    /// Cache a session just minted for `token` (after login). An unusable
+    /// session is not cached.
+    pub async fn insert(&self, token: &str, session: Arc<CachedSession>) {
+        if self.check(&session).is_ok() {
+            self.sessions.insert(token.to_string(), session).await;
+        }
+    }
+
+    /// Revoke `sid` here: remember it and evict its entries.
+    pub fn revoke(&self, sid: &str) {
+        self.revoked.mark(sid);
+        self.invalidate_sid(sid);
+    }
+
+    /// True when `sid` was revoked through [`revoke`](Self::revoke).
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        self.revoked.contains(sid)
+    }
+
+    /// Evict every entry of session `sid`.
+    pub fn invalidate_sid(&self, sid: &str) {
+        let sid = sid.to_string();
+        self.invalidate_if(move |s| s.claims.sid == sid);
+    }
+
+    /// Evict every entry of a user (after a SCIM change), so the next
+    /// request reloads the identity.
+    pub fn invalidate_user(&self, idp: &str, sub: &str) {
+        let (idp, sub) = (idp.to_string(), sub.to_string());
+        self.invalidate_if(move |s| s.claims.idp == idp && s.claims.sub == sub);
+    }
+
+    /// Approximate number of cached sessions.
+    pub fn entry_count(&self) -> u64 {
+        self.sessions.entry_count()
+    }
+
+    /// Run moka's pending maintenance (evictions, counts) now.
+    pub async fn run_pending_tasks(&self) {
+        self.sessions.run_pending_tasks().await;
+    }
+
+    fn invalidate_if(&self, pred: impl Fn(&CachedSession) -> bool + Send + Sync + 'static) {
+        if let Err(e) = self.sessions.invalidate_entries_if(move |_, s| pred(s)) {
+            // Only possible if invalidation closures were not enabled at
+            // build time; fail closed by dropping everything.
+            tracing::error!(error = %e, "Session cache predicate invalidation failed; clearing the cache");
+            self.sessions.invalidate_all();
+        }
+    }
+
+    fn check(&self, s: &CachedSession) -> Result<(), Unusable> {
+        if s.expires_at <= now_unix() {
+            return Err(Unusable::Expired);
+        }
+        if self.revoked.contains(&s.claims.sid) {
+            return Err(Unusable::Revoked);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,370 @@
+//! ES256 signing keys: generated into `key_dir` on first start, loaded on
+//! later starts (so sessions survive restarts), served as JWKS.
+//!
+//! Every `*.pem` file in the folder (PKCS#8, P-256) is a live verification
+//! key, so keys can be rotated by adding a new file and removing the old one
+//! once its tokens have expired. The newest file (modification time, then
+//! name) signs. A key's `kid` is the base64url of the first 16 bytes of the
+//! SHA-256 of its uncompressed SEC1 public key.
+//!
+//! Verification pins the algorithm to ES256, requires a known `kid`, never
+//! takes key material from the token (`jku`, `x5u`, `jwk`, `x5c` are
+//! ignored), and checks every registered claim for presence and type.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
+use rand::rngs::OsRng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::token::now_unix;
+
+/// Clock skew tolerated on `nbf` and `iat` (tokens minted by another
+/// instance). `exp` is checked without leeway.
+pub const LEEWAY_SECS: u64 = 30;
+
+/// Longest token we attempt to verify; session tokens are well under 1 KiB.
+pub const MAX_TOKEN_LEN: usize = 8192;
+
+/// Key loading or generation failures; start-up stops on any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {path}: not a PKCS#8 PEM P-256 private key: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("key encoding failed: {0}")]
+    Encode(String),
+}
+
+/// Why a token was refused. The proxy treats every variant as "no session".
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(Rejection),
+    #[error("token signing failed: {0}")]
+    Sign(String),
+}
+
+/// The reason behind [`TokenError::Invalid`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("malformed token")]
+    Malformed,
+    #[error("algorithm is not ES256")]
+    Algorithm,
+    #[error("header has no kid")]
+    MissingKid,
+    #[error("unknown kid")]
+    UnknownKid,
+    #[error("bad signature")]
+    Signature,
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("wrong audience")]
+    Audience,
+    #[error("wrong token type")]
+    Type,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("claim {0} missing or of the wrong type")]
+    Claim(String),
+    #[error("claims do not match the expected shape: {0}")]
+    Shape(String),
+}
+
+/// What a token must be to pass [`KeyRing::verify`].
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    /// Exact `iss`.
+    pub iss: &'a str,
+    /// Required member of `aud` (string or array).
+    pub aud: &'a str,
+    /// Exact custom `type` claim.
+    pub typ: &'a str,
+}
+
+/// One live key.
+struct Key {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// Base64url affine coordinates, for the JWKS.
+    x: String,
+    y: String,
+}
+
+impl Key {
+    fn new(sk: &SigningKey) -> Result<Key, KeyError> {
+        let point = sk.verifying_key().to_encoded_point(false);
+        let sec1 = point.as_bytes();
+        // Uncompressed SEC1: 0x04 || x (32) || y (32).
+        if sec1.len() != 65 {
+            return Err(KeyError::Encode("public key is not an uncompressed P-256 point".into()));
+        }
+        let digest = Sha256::digest(sec1);
+        let der = sk.to_pkcs8_der().map_err(|e| KeyError::Encode(e.to_string()))?;
+        Ok(Key {
+            kid: URL_SAFE_NO_PAD.encode(&digest[..16]),
+            encoding: EncodingKey::from_ec_der(der.as_bytes()),
+            decoding: DecodingKey::from_ec_der(sec1),
+            x: URL_SAFE_NO_PAD.encode(&sec1[1..33]),
+            y: URL_SAFE_NO_PAD.encode(&sec1[33..65]),
+        })
+    }
+}
+
+/// The live signing keys, the one that signs, and the precomputed JWKS.
+pub struct KeyRing {
+    /// Non-empty; the last one signs.
+    keys: Vec<Key>,
+    jwks: String,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("kids", &self.keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>())
+            .field("signing_kid", &self.signing_kid())
+            .finish()
+    }
+}
+
+impl KeyRing {
+    /// Load every `*.pem` key of `dir`, or generate the first one there.
+    ///
+    /// The folder is created with mode 0700 and a new key file with 0600
+    /// (written to a temporary name, synced, then renamed, so a crash never
+    /// leaves half a key behind).
+    pub fn load_or_generate(dir: &Path) -> Result<KeyRing, KeyError> {
+        let io = |source| KeyError::Io { path: dir.to_path_buf(), source };
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+        let meta = fs::metadata(dir).map_err(io)?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(key_dir = %dir.display(), "Key dir is accessible by other users; use mode 0700");
+        }
+
+        let mut files = pem_files(dir)?;
+        if files.is_empty() {
+            let path = write_new_key(dir)?;
+            tracing::info!(key_file = %path.display(), "Generated a new session signing key");
+            files = pem_files(dir)?;
+        }
+        // Oldest first, so the newest ends last and signs.
+        files.sort();
+        let mut keys = Vec::with_capacity(files.len());
+        for (_, path) in &files {
+            let pem = fs::read_to_string(path)
+                .map_err(|source| KeyError::Io { path: path.clone(), source })?;
+            let sk = SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|e| KeyError::Parse { path: path.clone(), reason: e.to_string() })?;
+            if let Ok(m) = fs::metadata(path) {
+                if m.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(key_file = %path.display(), "Key file is readable by other users; use mode 0600");
+                }
+            }
+            keys.push(Key::new(&sk)?);
+        }
+        // Two files holding the same key would only duplicate JWKS entries.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<Key> = Vec::with_capacity(keys.len());
+        for k in keys.into_iter().rev() {
+            if seen.insert(k.kid.clone()) {
+                unique.push(k);
+            }
+        }
+        unique.reverse();
+        Ok(KeyRing::from_keys(unique))
+    }
+
+    /// A ring with one fresh in-memory key (tests, benches, `demo`).
+    pub fn generate_ephemeral() -> KeyRing {
+        let sk = SigningKey::random(&mut OsRng);
+        // Encoding a freshly generated valid key cannot fail.
+        let key = Key::new(&sk).expect("a fresh P-256 key encodes");
+        KeyRing::from_keys(vec![key])
+    }
+
+    fn from_keys(keys: Vec<Key>) -> KeyRing {
+        let jwks = serde_json::json!({
+            "keys": keys.iter().rev().map(|k| serde_json::json!({
+                "kty": "EC",
+                "crv": "P-256",
+                "x": k.x,
+                "y": k.y,
+                "kid": k.kid,
+                "alg": "ES256",
+                "use": "sig",
+            })).collect::<Vec<_>>()
+        })
+        .to_string();
+        KeyRing { keys, jwks }
+    }
+
+    /// The JWKS of every live key (signing key first), served at `/certs`.
+    pub fn jwks_json(&self) -> &str {
+        &self.jwks
+    }
+
+    /// `kid` of the key that signs.
+    pub fn signing_kid(&self) -> &str {
+        self.keys.last().map(|k| k.kid.as_str()).unwrap_or_default()
+    }
+
+    /// `kid`s of every live key, oldest first.
+    pub fn kids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.keys.iter().map(|k| k.kid.as_str())
+    }
+
+    /// Sign `claims` with the newest key (ES256, `kid` in the header).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
+        let key = self.keys.last().ok_or_else(|| TokenError::Sign("no signing key".into()))?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))
+    }
+
+    /// Verify `token` and decode its claims. See the module doc for what is
+    /// checked; any failure is an error, never a partial result.
+    pub fn verify<T: DeserializeOwned>(&self, token: &str, expect: &Expect<'_>) -> Result<T, TokenError> {
+        let invalid = |r| Err(TokenError::Invalid(r));
+        if token.len() > MAX_TOKEN_LEN {
+            return invalid(Rejection::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(map_jwt_error)?;
+        if header.alg != Algorithm::ES256 {
+            return invalid(Rejection::Algorithm);
+        }
+        let Some(kid) = header.kid.as_deref() else {
+            return invalid(Rejection::MissingKid);
+        };
+        let Some(key) = self.keys.iter().find(|k| k.kid == kid) else {
+            return invalid(Rejection::UnknownKid);
+        };
+
+        let mut v = Validation::new(Algorithm::ES256);
+        v.leeway = LEEWAY_SECS;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.validate_aud = true;
+        v.set_required_spec_claims(&["iss", "aud", "exp", "nbf"]);
+        v.set_issuer(&[expect.iss]);
+        v.set_audience(&[expect.aud]);
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.decoding, &v)
+            .map_err(map_jwt_error)?;
+        let claims = data.claims;
+
+        // Registered times must be integers (jsonwebtoken also takes floats).
+        let int = |name: &str| {
+            claims
+                .get(name)
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| TokenError::Invalid(Rejection::Claim(name.to_string())))
+        };
+        let now = now_unix();
+        let leeway = LEEWAY_SECS as i64;
+        let exp = int("exp")?;
+        let iat = int("iat")?;
+        let nbf = int("nbf")?;
+        if exp <= now {
+            return Err(TokenError::Expired);
+        }
+        if iat > now + leeway || nbf > now + leeway {
+            return invalid(Rejection::NotYetValid);
+        }
+        match claims.get("type") {
+            Some(serde_json::Value::String(t)) if t == expect.typ => {}
+            Some(serde_json::Value::String(_)) => return invalid(Rejection::Type),
+            _ => return invalid(Rejection::Claim("type".into())),
+        }
+        serde_json::from_value(serde_json::Value::Object(claims))
+            .map_err(|e| TokenError::Invalid(Rejection::Shape(e.to_string())))
+    }
+}
+
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    let r = match e.into_kind() {
+        ErrorKind::ExpiredSignature => return TokenError::Expired,
+        ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey => Rejection::Signature,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::InvalidAlgorithmName => Rejection::Algorithm,
+        ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => Rejection::Claim(c),
+        ErrorKind::InvalidIssuer => Rejection::Issuer,
+        ErrorKind::InvalidAudience => Rejection::Audience,
+        ErrorKind::ImmatureSignature => Rejection::NotYetValid,
+        _ => Rejection::Malformed,
+    };
+    TokenError::Invalid(r)
+}
+
+/// `(modified, path)` of every regular `*.pem` file in `dir`.
+fn pem_files(dir: &Path) -> Result<Vec<(SystemTime, PathBuf)>, KeyError> {
+    let io = |source| KeyError::Io { path: dir.to_path_buf(), source };
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pem") {
+            continue;
+        }
+        let meta = fs::metadata(&path).map_err(|source| KeyError::Io { path: path.clone(), source })?;
+        if !meta.is_file() {
+            continue;
+        }
+        out.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), path));
+    }
+    Ok(out)
+}
+
+/// Generate a key and write it to `dir` as `key-<unix>-<random>.pem`, 0600.
+fn write_new_key(dir: &Path) -> Result<PathBuf, KeyError> {
+    let sk = SigningKey::random(&mut OsRng);
+    let pem = sk.to_pkcs8_pem(LineEnding::LF).map_err(|e| KeyError::Encode(e.to_string()))?;
+    let mut suffix = [0u8; 4];
+    rand::RngCore::fill_bytes(&mut OsRng, &mut suffix);
+    let name = format!("key-{}-{}.pem", now_unix(), hex::encode(suffix));
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| KeyError::Io { path: p, source }
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    let written = f.write_all(pem.as_bytes()).and_then(|()| f.sync_all());
+    drop(f);
+    if let Err(source) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(KeyError::Io { path: tmp, source });
+    }
+    fs::rename(&tmp, &path).map_err(io(&path))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,382 @@
+//! Builders for an in-process test environment: a dev IdP playing Okta, an
+//! echo upstream that records what reached it, and the proxy on free
+//! loopback ports; plus a browser-like client (cookie jar, no auto
+//! redirects) that resolves `*.localhost` names to the proxy.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis::demo::echo::{self, Echo};
+use portcullis::idp::dev::{self, DevIdp, DevIdpOptions};
+use portcullis::proxy::State;
+use portcullis::server::{build_server, build_state, ServerHandle};
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Poll `f` until it is true or the deadline passes.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Default policies for most tests. `${UPSTREAM}` is the echo upstream.
+pub const POLICIES: &str = r#"
+apps:
+  - name: app
+    domain: app.localhost
+    upstream: ${UPSTREAM}
+    policies:
+      - name: health
+        decision: bypass
+        include: [{ everyone: true }]
+        require: [{ ip: 10.0.0.0/8 }]
+      - name: employees
+        decision: allow
+        include: [{ email_domain: example.com }, { group: contractors }]
+        exclude: [{ email: excluded@example.com }]
+  - name: public
+    domain: app.localhost
+    path: /public
+    upstream: ${UPSTREAM}
+    policies:
+      - name: anyone
+        decision: bypass
+        include: [{ everyone: true }]
+  - name: admin
+    domain: app.localhost
+    path: /admin
+    upstream: ${UPSTREAM}
+    policies:
+      - name: engineers with mfa
+        decision: allow
+        include: [{ group: engineering }]
+        require: [{ auth_method: mfa }]
+  - name: blocked
+    domain: blocked.localhost
+    upstream: ${UPSTREAM}
+    policies:
+      - name: block sales
+        decision: block
+        include: [{ group: sales }]
+      - name: allow the rest
+        decision: allow
+        include: [{ everyone: true }]
+  - name: other
+    domain: other.localhost
+    upstream: ${UPSTREAM}
+    policies:
+      - name: everyone
+        decision: allow
+        include: [{ everyone: true }]
+  - name: api
+    domain: api.localhost
+    upstream: ${UPSTREAM}
+    policies:
+      - name: ci
+        decision: service_auth
+        include: [{ service_token: ci }]
+      - name: sales
+        decision: allow
+        include: [{ group: sales }]
+service_tokens:
+  - name: ci
+    client_id: ci.access
+    # sha256("ci-secret")
+    client_secret_sha256: "__CI_SECRET_SHA256__"
+"#;
+
+/// Hosts the client resolves to the proxy.
+pub const HOSTS: &[&str] = &[
+    "auth.localhost",
+    "app.localhost",
+    "blocked.localhost",
+    "other.localhost",
+    "api.localhost",
+    "nowhere.localhost",
+];
+
+/// A running test environment.
+pub struct Env {
+    pub idp: DevIdp,
+    pub upstream: Echo,
+    pub state: Arc<State>,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub dir: tempfile::TempDir,
+    server: Option<ServerHandle>,
+}
+
+/// How to build an [`Env`].
+pub struct EnvBuilder {
+    port: Option<u16>,
+    policies: String,
+    dir: Option<tempfile::TempDir>,
+    idp_extra: String,
+}
+
+pub fn env() -> EnvBuilder {
+    EnvBuilder {
+        port: None,
+        policies: POLICIES.to_string(),
+        dir: None,
+        idp_extra: String::new(),
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+impl EnvBuilder {
+    pub fn policies(mut self, yaml: &str) -> Self {
+        self.policies = yaml.to_string();
+        self
+    }
+
+    /// Reuse a data folder (store + keys) from an earlier env: a restart.
+    pub fn data_dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    /// Extra YAML lines inside the IdP's `config:` map.
+    pub fn idp_config(mut self, extra: &str) -> Self {
+        self.idp_extra = extra.to_string();
+        self
+    }
+
+    /// Listen on this port (a restart keeps the auth domain and so the tokens' issuer).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    pub async fn start(self) -> Env {
+        let port = self.port.unwrap_or_else(free_port);
+        let metrics_port = free_port();
+        let redirect = format!("http://auth.localhost:{port}/cdn-cgi/access/callback");
+        let idp = dev::start(DevIdpOptions::new("127.0.0.1:0".parse().unwrap(), vec![redirect]))
+            .await
+            .expect("dev idp");
+        let upstream = echo::start("127.0.0.1:0".parse().unwrap()).await.expect("upstream");
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+        let policies_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&policies_dir).unwrap();
+        let policies = self
+            .policies
+            .replace("${UPSTREAM}", &format!("http://{}", upstream.addr()))
+            .replace("__CI_SECRET_SHA256__", &sha256_hex("ci-secret"));
+        std::fs::write(policies_dir.join("main.yaml"), policies).unwrap();
+        let config = format!(
+            r#"
+listen:
+  - addr: 127.0.0.1:{port}
+auth_domain: auth.localhost:{port}
+threads: 1
+metrics: {{ listen: "127.0.0.1:{metrics_port}" }}
+store: sqlite://{data}/state.db
+key_dir: {data}/keys
+headers: {{ forward_claims: true }}
+identity_providers:
+  - name: okta
+    type: okta
+    config:
+      client_id: {client_id}
+      client_secret: {client_secret}
+      okta_account: {okta}
+      authorization_server_id: default
+      claims: [department]
+      pkce_enabled: true
+{extra}
+policies: {data}/policies
+"#,
+            data = dir.path().display(),
+            client_id = idp.client_id(),
+            client_secret = idp.client_secret(),
+            okta = idp.okta_account(),
+            extra = self.idp_extra,
+        );
+        let cfg_path = dir.path().join("portcullis.yaml");
+        std::fs::write(&cfg_path, &config).unwrap();
+        let cfg = portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
+        let state = build_state(cfg).await.unwrap_or_else(|e| panic!("state: {e}"));
+        let server = build_server(state.clone()).expect("server");
+        let handle = ServerHandle::start(server, false);
+        let env = Env {
+            idp,
+            upstream,
+            state,
+            port,
+            metrics_port,
+            dir,
+            server: Some(handle),
+        };
+        env.wait_ready().await;
+        env
+    }
+}
+
+impl Env {
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        eventually("proxy ready", Duration::from_secs(20), async || {
+            matches!(client.get(&url).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        eventually("proxy listening", Duration::from_secs(20), async || {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+    }
+
+    /// `http://<host>:<port><path>`
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+
+    /// A browser-like client: cookie jar, no automatic redirects, `*.localhost` → proxy.
+    pub fn browser(&self) -> reqwest::Client {
+        self.client_builder().cookie_store(true).build().unwrap()
+    }
+
+    /// A client without cookies.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().unwrap()
+    }
+
+    fn client_builder(&self) -> reqwest::ClientBuilder {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20));
+        for h in HOSTS {
+            b = b.resolve(h, addr);
+        }
+        b
+    }
+
+    /// Stop the proxy, keeping the data folder (for a restart).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        dir
+    }
+
+    pub fn data_path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Metrics text from the metrics listener.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+}
+
+/// `Accept` header of a browser navigation.
+pub const HTML: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
+
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location on {}", r.status()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// What a login walk ended with.
+pub struct LoginEnd {
+    pub response: reqwest::Response,
+    /// Every URL visited, in order.
+    pub trail: Vec<String>,
+}
+
+/// Walk a browser login: GET `url`, follow the proxy's redirects, at the IdP
+/// pick `user` (as the login page's form would), follow back until a
+/// response that is not a redirect (or a redirect off our hosts).
+pub async fn browse_login(env: &Env, browser: &reqwest::Client, url: &str, user: &str) -> LoginEnd {
+    let mut trail = vec![url.to_string()];
+    let mut resp = browser.get(url).header("accept", HTML).send().await.unwrap();
+    for _ in 0..12 {
+        if !resp.status().is_redirection() {
+            break;
+        }
+        let next = location(&resp);
+        trail.push(next.clone());
+        let idp_base = format!("http://{}", env.idp.addr());
+        if next.starts_with(&idp_base) && next.contains("/v1/authorize") {
+            let (login_url, form) = dev::login_form(&next, user).unwrap();
+            resp = browser.post(&login_url).form(&form).send().await.unwrap();
+        } else if next.starts_with("http://") && HOSTS.iter().any(|h| next.contains(&format!("//{h}:"))) {
+            resp = browser.get(&next).header("accept", HTML).send().await.unwrap();
+        } else {
+            break;
+        }
+    }
+    LoginEnd { response: resp, trail }
+}
+
+/// Log in `user` at `url` and expect to land on the upstream (200).
+pub async fn login_ok(env: &Env, browser: &reqwest::Client, url: &str, user: &str) -> reqwest::Response {
+    let end = browse_login(env, browser, url, user).await;
+    assert_eq!(
+        end.response.status(),
+        200,
+        "login of {user} at {url} ended with {} after {:?}",
+        end.response.status(),
+        end.trail
+    );
+    end.response
+}
+
+// helpers added for attacks/operations
+
+/// `yaml` with `${UPSTREAM}` and `__CI_SECRET_SHA256__` filled in, as
+/// [`EnvBuilder::start`] does for the first policy file.
+pub fn expand_policies(env: &Env, yaml: &str) -> String {
+    yaml.replace("${UPSTREAM}", &format!("http://{}", env.upstream.addr()))
+        .replace("__CI_SECRET_SHA256__", &sha256_hex("ci-secret"))
+}
+
+/// Replace `<data>/policies/main.yaml` with `yaml` (expanded as by
+/// [`expand_policies`]). The text goes to a hidden sibling first and is then
+/// renamed into place, so the policy watcher never reads half a file.
+pub fn write_policies(env: &Env, yaml: &str) {
+    let dir = env.data_path().join("policies");
+    let tmp = dir.join(".main.yaml.tmp");
+    std::fs::write(&tmp, expand_policies(env, yaml)).expect("write policies");
+    std::fs::rename(&tmp, dir.join("main.yaml")).expect("rename policies");
+}

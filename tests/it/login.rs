@@ -1,0 +1,220 @@
+//! Browser login through the dev IdP, sessions, the second app, logout,
+//! `/get-identity`, JWKS and restarts.
+
+use crate::harness::*;
+
+/// The app cookie set by `/authorized` (read from the trail's Set-Cookie is
+/// not possible through the jar, so log in and read what the upstream got).
+async fn login_and_token(env: &Env, user: &str) -> (reqwest::Client, String) {
+    let browser = env.browser();
+    login_ok(env, &browser, &env.url("app.localhost", "/"), user).await;
+    let seen = env.upstream.seen();
+    let token = seen
+        .last()
+        .and_then(|s| s.header("cf-access-jwt-assertion"))
+        .expect("assertion header")
+        .to_string();
+    (browser, token)
+}
+
+/// A browser without a session is sent to the auth domain's login with the
+/// original URL, and a login ends at the upstream with the identity headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_login_reaches_upstream_with_identity_headers() {
+    let env = env().start().await;
+    let browser = env.browser();
+    let end = browse_login(&env, &browser, &env.url("app.localhost", "/hello?x=1"), "00ualice").await;
+    assert_eq!(end.response.status(), 200, "trail {:?}", end.trail);
+    let login = &end.trail[1];
+    assert!(
+        login.starts_with(&format!("http://auth.localhost:{}/cdn-cgi/access/login?redirect_url=", env.port)),
+        "{login}"
+    );
+    assert!(end.trail.iter().any(|u| u.contains("/cdn-cgi/access/callback")));
+    assert!(end.trail.iter().any(|u| u.contains("/cdn-cgi/access/authorized?token=")));
+    assert_eq!(end.trail.last().unwrap(), &env.url("app.localhost", "/hello?x=1"));
+    let seen = env.upstream.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.uri, "/hello?x=1");
+    assert_eq!(last.header_values("cf-access-authenticated-user-email"), ["alice@example.com"]);
+    assert_eq!(last.header_values("x-portcullis-groups"), ["engineering,everyone"]);
+    assert_eq!(last.header_values("x-portcullis-claim-department"), ["engineering"]);
+    assert_eq!(last.header_values("cf-access-jwt-assertion").len(), 1);
+}
+
+/// The assertion forwarded upstream verifies with the proxy's JWKS, as an
+/// origin behind Cloudflare Access would verify it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_assertion_verifies_with_published_jwks() {
+    let env = env().start().await;
+    let (browser, token) = login_and_token(&env, "00ualice").await;
+    let jwks: jsonwebtoken::jwk::JwkSet = browser
+        .get(env.url("app.localhost", "/cdn-cgi/access/certs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid in JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let app_aud = env.state.policies.current().apps[0].aud.clone();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&[app_aud]);
+    v.set_issuer(&[format!("http://auth.localhost:{}", env.port)]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v).expect("verifies");
+    assert_eq!(data.claims["email"], "alice@example.com");
+    assert_eq!(data.claims["type"], "app");
+}
+
+/// Requests that are not browser navigations get 401 JSON, never a redirect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_client_without_session_gets_401_json() {
+    let env = env().start().await;
+    let r = env.client().get(env.url("app.localhost", "/x")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"error": "unauthorized"}));
+    let r = env
+        .client()
+        .post(env.url("app.localhost", "/x"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a POST is not a navigation");
+    assert!(env.upstream.seen().is_empty());
+}
+
+/// The session token also works in the `cf-access-token` header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_token_works_in_cf_access_token_header() {
+    let env = env().start().await;
+    let (_, token) = login_and_token(&env, "00ubob").await;
+    let r = env
+        .client()
+        .get(env.url("app.localhost", "/api"))
+        .header("cf-access-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A second app reuses the auth-domain session: no second trip to the IdP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_app_reuses_auth_domain_session() {
+    let env = env().start().await;
+    let browser = env.browser();
+    login_ok(&env, &browser, &env.url("app.localhost", "/"), "00ualice").await;
+    let end = browse_login(&env, &browser, &env.url("other.localhost", "/"), "00ualice").await;
+    assert_eq!(end.response.status(), 200, "{:?}", end.trail);
+    let idp = format!("{}", env.idp.addr());
+    assert!(!end.trail.iter().any(|u| u.contains(&idp)), "went to the IdP again: {:?}", end.trail);
+}
+
+/// `/get-identity` returns the user's identity as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_identity_returns_identity_json() {
+    let env = env().start().await;
+    let browser = env.browser();
+    login_ok(&env, &browser, &env.url("app.localhost", "/"), "00ualice").await;
+    let r = browser
+        .get(env.url("app.localhost", "/cdn-cgi/access/get-identity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(id["email"], "alice@example.com");
+    assert_eq!(id["sub"], "00ualice");
+    assert_eq!(id["idp"]["name"], "okta");
+    assert_eq!(id["idp"]["type"], "okta");
+    assert_eq!(id["groups"], serde_json::json!(["engineering", "everyone"]));
+    assert_eq!(id["custom"]["department"], "engineering");
+    assert!(id["amr"].as_array().unwrap().iter().any(|a| a == "mfa"));
+    assert!(id["exp"].as_i64().unwrap() > id["iat"].as_i64().unwrap());
+    let r = env
+        .client()
+        .get(env.url("app.localhost", "/cdn-cgi/access/get-identity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// Logout revokes the session server-side: the old cookie is refused
+/// afterwards, also when replayed from another client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_session_and_old_cookie_is_refused() {
+    let env = env().start().await;
+    let (browser, token) = login_and_token(&env, "00ualice").await;
+    let replay = |t: String| {
+        let c = env.client();
+        let url = env.url("app.localhost", "/after");
+        async move {
+            c.get(url)
+                .header("cookie", format!("CF_Authorization={t}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(replay(token.clone()).await, 200);
+    let r = browser
+        .get(env.url("app.localhost", "/cdn-cgi/access/logout"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("CF_Authorization=;") && c.to_str().unwrap().contains("Max-Age=0"));
+    assert!(cleared, "app cookie cleared");
+    assert_eq!(replay(token).await, 401);
+    // The auth-domain session is gone too: a new visit goes back to the IdP.
+    let end = browse_login(&env, &browser, &env.url("other.localhost", "/"), "00ualice").await;
+    let idp = format!("{}", env.idp.addr());
+    assert!(end.trail.iter().any(|u| u.contains(&idp)), "{:?}", end.trail);
+}
+
+/// Every cookie the proxy sets on the way in is HttpOnly, SameSite=Lax and
+/// host-only (no Domain), and not Secure on a plain-HTTP listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_cookies_are_httponly_lax_host_only() {
+    let env = env().start().await;
+    let r = env.client().get(env.url("app.localhost", "/")).header("accept", HTML).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_string()).collect();
+    assert!(!cookies.is_empty());
+    for c in cookies {
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
+        assert!(!c.to_ascii_lowercase().contains("domain="), "{c}");
+        assert!(!c.contains("Secure"), "{c}");
+    }
+}
+
+/// Sessions survive a restart: keys and session records are on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_sessions_valid() {
+    let env1 = env().start().await;
+    let port = env1.port;
+    let (_, token) = login_and_token(&env1, "00ualice").await;
+    let dir = env1.stop();
+    let env2 = env().port(port).data_dir(dir).start().await;
+    let r = env2
+        .client()
+        .get(env2.url("app.localhost", "/again"))
+        .header("cf-access-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(env2.upstream.seen().last().unwrap().uri, "/again");
+}

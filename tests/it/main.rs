@@ -1,0 +1,13 @@
+//! Integration tests: the real proxy on free loopback ports, in process, with
+//! the dev IdP as Okta and an echo upstream; one binary, one module per area.
+
+// Test environment builders: proxy, dev IdP, upstream, browser-like client.
+mod harness;
+// Browser login, sessions, logout, second app, restart.
+mod login;
+// Policy decisions over the wire: groups, domains, mfa, exclude, block, bypass, service tokens.
+mod decisions;
+// Attacks: tampered tokens, open redirects, path confusion, header spoofing, CSRF, replay.
+mod attacks;
+// Hot reload and metrics.
+mod operations;
