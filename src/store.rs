@@ -2,6 +2,7 @@
 //! seats, and (see `scim`) users, groups, memberships and the SCIM secret.
 //! `sqlite` is the embedded default.
 
+mod scim_sqlite;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -13,6 +14,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
+use crate::scim::model::{
+    GroupChange, GroupDraft, GroupEdit, GroupRecord, LinkKeys, MemberOp, MemberRef, Outcome, Page,
+    Query, ScimLink, UserChange, UserDraft, UserEdit, UserRecord,
+};
 
 /// Store failures. The access phase treats every one as a deny.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,92 @@ pub trait Store: Send + Sync + 'static {
     async fn list_seats(&self) -> Result<Vec<Seat>, StoreError>;
     /// Remove every seat of a user. Returns how many were removed.
     async fn remove_seats(&self, idp: &str, sub: &str) -> Result<u64, StoreError>;
+
+    // SCIM (see `crate::scim`). Every write is one transaction, durable
+    // before it returns; users and groups belong to one IdP.
+
+    /// Every stored SCIM secret hash: (IdP name, SHA-256 of the secret).
+    async fn scim_secret_hashes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Store the hash if the IdP has none yet; `true` when it was stored.
+    async fn scim_seed_secret(&self, idp: &str, sha256: &[u8]) -> Result<bool, StoreError>;
+    /// Replace (or set) the IdP's secret hash.
+    async fn scim_set_secret(&self, idp: &str, sha256: &[u8]) -> Result<(), StoreError>;
+    /// Create a user; `Conflict("userName")` when the IdP has one of that
+    /// name (ASCII case-insensitive).
+    async fn scim_create_user(
+        &self,
+        idp: &str,
+        draft: &UserDraft,
+    ) -> Result<Outcome<UserRecord>, StoreError>;
+    async fn scim_get_user(&self, idp: &str, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Replace a user with what `edit` makes of it, atomically.
+    async fn scim_modify_user(
+        &self,
+        idp: &str,
+        id: &str,
+        edit: &UserEdit<'_>,
+    ) -> Result<Outcome<UserChange>, StoreError>;
+    /// Delete a user (and its memberships); returns it as it was.
+    async fn scim_delete_user(&self, idp: &str, id: &str)
+        -> Result<Option<UserRecord>, StoreError>;
+    /// (total matching, one page) ordered by creation time, then id.
+    async fn scim_list_users(
+        &self,
+        idp: &str,
+        query: Option<&Query>,
+        page: Page,
+    ) -> Result<(i64, Vec<UserRecord>), StoreError>;
+    /// Groups a user is in (id, display name).
+    async fn scim_user_groups(&self, user_id: &str) -> Result<Vec<MemberRef>, StoreError>;
+    /// Create a group with members (users of the same IdP).
+    async fn scim_create_group(
+        &self,
+        idp: &str,
+        draft: &GroupDraft,
+        members: &[String],
+    ) -> Result<Outcome<GroupChange>, StoreError>;
+    async fn scim_get_group(
+        &self,
+        idp: &str,
+        id: &str,
+        with_members: bool,
+    ) -> Result<Option<GroupRecord>, StoreError>;
+    /// Edit a group's attributes and apply membership operations in one transaction.
+    async fn scim_modify_group(
+        &self,
+        idp: &str,
+        id: &str,
+        edit: &GroupEdit<'_>,
+        members: &[MemberOp],
+        with_members: bool,
+    ) -> Result<Outcome<GroupChange>, StoreError>;
+    /// Delete a group; returns it and its former members.
+    async fn scim_delete_group(
+        &self,
+        idp: &str,
+        id: &str,
+    ) -> Result<Option<GroupChange>, StoreError>;
+    async fn scim_list_groups(
+        &self,
+        idp: &str,
+        query: Option<&Query>,
+        page: Page,
+        with_members: bool,
+    ) -> Result<(i64, Vec<GroupRecord>), StoreError>;
+    /// The SCIM users of `idp` linked to a login (`externalId == sub`, else
+    /// userName / primary email == the verified email) and their groups.
+    async fn scim_link(
+        &self,
+        idp: &str,
+        sub: &str,
+        verified_email: Option<&str>,
+    ) -> Result<ScimLink, StoreError>;
+    /// Login subjects of `idp` (from live sessions and seats) linked to these users.
+    async fn scim_linked_subjects(
+        &self,
+        idp: &str,
+        keys: &[LinkKeys],
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// Open the store named by `url`: `sqlite://PATH` (absolute or relative to
@@ -84,7 +175,7 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         let store = sqlite::SqliteStore::open(url).await?;
         return Ok(Arc::new(store));
     }
-    Err(StoreError::UnsupportedUrl(url.to_string()))
+    Err(StoreError::UnsupportedUrl(redact_url(url)))
 }
 
 /// `url` with any password replaced, for error messages and logs.
@@ -100,7 +191,13 @@ pub(crate) fn redact_url(url: &str) -> String {
         Ok(_) => url.to_string(),
         // Unparseable: it could still hold a secret, so show only its scheme.
         Err(_) => match url.split_once(':') {
-            Some((scheme, _)) if scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') => format!("{scheme}:…"),
+            Some((scheme, _))
+                if scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+') =>
+            {
+                format!("{scheme}:…")
+            }
             _ => "<url>".to_string(),
         },
     }
@@ -112,7 +209,10 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_url_is_unsupported_and_redacted() {
-        let err = open_store("postgres://app:s3cret@db/portcullis").await.map(|_| ()).unwrap_err();
+        let err = open_store("postgres://app:s3cret@db/portcullis")
+            .await
+            .map(|_| ())
+            .unwrap_err();
         assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err}");
         assert!(!err.to_string().contains("s3cret"), "{err}");
     }

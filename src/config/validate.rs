@@ -3,8 +3,11 @@
 //! the config folder and collecting every problem.
 
 mod idp;
+mod listen;
+mod store;
 
-use std::net::SocketAddr;
+pub use store::store_url;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,9 +17,9 @@ use super::duration::parse_duration;
 use super::env::expand;
 use super::host::{check_cookie_name, check_header_name, check_path_prefix, parse_host_port};
 use super::load::ConfigError;
-use super::raw::{RawCache, RawConfig, RawHeaders, RawListener, RawSession, RawSwitchName, Str};
+use super::raw::{RawCache, RawConfig, RawHeaders, RawSession, RawSwitchName, Str};
 use super::yaml::line_col;
-use super::{CacheConfig, Config, HeaderNames, Listener, SessionConfig, TlsFiles};
+use super::{CacheConfig, Config, HeaderNames, SessionConfig};
 
 /// Defaults (DESIGN.md "Config defaults").
 pub const DEFAULT_STORE: &str = "sqlite://portcullis.db";
@@ -120,7 +123,7 @@ pub(crate) fn validate(
     let root = cx.root;
     let r = &raw.value;
 
-    let listen = listeners(&mut cx, r.listen.as_ref());
+    let listen = listen::listeners(&mut cx, r.listen.as_ref());
     let auth_domain = cx
         .required(r.auth_domain.as_ref(), &root, "auth_domain")
         .and_then(|s| {
@@ -141,7 +144,7 @@ pub(crate) fn validate(
             1
         }
     };
-    let metrics = metrics(&mut cx, r, &listen);
+    let metrics = listen::metrics(&mut cx, r, &listen);
     let store = match &r.store {
         None => Some(store_url(DEFAULT_STORE, base_dir).expect("default store URL is valid")),
         Some(s) => cx.string(s, "store").and_then(|v| {
@@ -240,140 +243,6 @@ fn never_empty(mut errors: Vec<ConfigError>) -> Vec<ConfigError> {
         });
     }
     errors
-}
-
-fn listeners(cx: &mut Ctx<'_>, raw: Option<&Spanned<Vec<Spanned<RawListener>>>>) -> Vec<Listener> {
-    let root = cx.root;
-    let Some(list) = cx.required(raw, &root, "listen") else {
-        return Vec::new();
-    };
-    if list.value.is_empty() {
-        cx.err(
-            &list.referenced,
-            "listen",
-            "at least one listener is required",
-        );
-    }
-    let mut out: Vec<Listener> = Vec::new();
-    for (i, l) in list.value.iter().enumerate() {
-        let key = format!("listen[{i}]");
-        let addr = cx
-            .required(l.value.addr.as_ref(), &l.referenced, &format!("{key}.addr"))
-            .and_then(|s| socket_addr(cx, s, &format!("{key}.addr")));
-        let tls = l.value.tls.as_ref().and_then(|t| {
-            let cert = cx
-                .required(
-                    t.value.cert.as_ref(),
-                    &t.referenced,
-                    &format!("{key}.tls.cert"),
-                )
-                .and_then(|s| cx.non_empty(s, &format!("{key}.tls.cert")));
-            let tkey = cx
-                .required(
-                    t.value.key.as_ref(),
-                    &t.referenced,
-                    &format!("{key}.tls.key"),
-                )
-                .and_then(|s| cx.non_empty(s, &format!("{key}.tls.key")));
-            Some(TlsFiles {
-                cert: cx.path(&cert?),
-                key: cx.path(&tkey?),
-            })
-        });
-        if let Some(addr) = addr {
-            if out.iter().any(|o| o.addr == addr) {
-                let at = l.value.addr.as_ref().map_or(l.referenced, |s| s.referenced);
-                cx.err(
-                    &at,
-                    &format!("{key}.addr"),
-                    format!("duplicate listener address {addr}"),
-                );
-            }
-            out.push(Listener { addr, tls });
-        }
-    }
-    out
-}
-
-fn socket_addr(cx: &mut Ctx<'_>, s: &Str, key: &str) -> Option<SocketAddr> {
-    let v = cx.string(s, key)?;
-    match v.trim().parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            cx.err(
-                &s.referenced,
-                key,
-                format!(
-                    "invalid address `{v}`: expected ip:port, e.g. `0.0.0.0:8443` or `[::]:8443`"
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn metrics(cx: &mut Ctx<'_>, r: &RawConfig, listen: &[Listener]) -> Option<SocketAddr> {
-    let m = r.metrics.as_ref()?;
-    let s = cx.required(m.value.listen.as_ref(), &m.referenced, "metrics.listen")?;
-    let addr = socket_addr(cx, s, "metrics.listen")?;
-    let clash = listen.iter().any(|l| {
-        l.addr.port() == addr.port()
-            && (l.addr.ip() == addr.ip()
-                || l.addr.ip().is_unspecified()
-                || addr.ip().is_unspecified())
-    });
-    if clash {
-        cx.err(
-            &s.referenced,
-            "metrics.listen",
-            format!("{addr} clashes with a proxy listener: metrics are never served on a public listener"),
-        );
-    }
-    Some(addr)
-}
-
-/// Resolve a store URL: `sqlite://rel.db` → `sqlite:///abs/dir/rel.db`;
-/// `postgres://…` unchanged. Errors never echo the URL (it may hold a password).
-pub(crate) fn store_url(url: &str, base_dir: &Path) -> Result<String, String> {
-    let url = url.trim();
-    if url == "sqlite::memory:" {
-        return Ok(url.to_string());
-    }
-    if let Some(rest) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let (path, query) = match rest.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (rest, None),
-        };
-        if path.is_empty() {
-            return Err(
-                "sqlite store needs a file path, e.g. `sqlite://portcullis.db`".to_string(),
-            );
-        }
-        let abs = resolve(base_dir, path);
-        let mut out = format!("sqlite://{}", abs.display());
-        if let Some(q) = query {
-            out.push('?');
-            out.push_str(q);
-        }
-        return Ok(out);
-    }
-    for scheme in ["postgres://", "postgresql://"] {
-        if let Some(rest) = url.strip_prefix(scheme) {
-            if rest.is_empty() {
-                return Err(
-                    "postgres store needs a host, e.g. `postgres://user@host/db`".to_string(),
-                );
-            }
-            return Ok(url.to_string());
-        }
-    }
-    let scheme = url.split(':').next().unwrap_or("");
-    Err(format!(
-        "unsupported store `{scheme}:…`: expected `sqlite://PATH` or `postgres://…`"
-    ))
 }
 
 fn session(cx: &mut Ctx<'_>, raw: Option<&RawSession>) -> Option<SessionConfig> {

@@ -209,6 +209,13 @@ impl DevIdp {
     pub fn groups_api_requests(&self) -> usize {
         self.state.groups_api_requests()
     }
+
+    /// Largest page the groups API returns (default 200, Okta's maximum),
+    /// whatever `limit` asks for: a smaller one makes a client follow
+    /// `Link: …; rel="next"` through several pages.
+    pub fn set_groups_page_max(&self, max: usize) {
+        self.state.set_groups_page_max(max);
+    }
 }
 
 impl Drop for DevIdp {

@@ -6,6 +6,15 @@
 //! ([`Provider::spawn_refresh`]); logins use the last good copy, so an IdP
 //! outage after start-up does not make the proxy unready.
 //!
+//! Reachability: every contact with the IdP's OIDC endpoints (discovery,
+//! token exchange) leaves a verdict. Before a browser is sent to the IdP,
+//! [`Provider::ensure_reachable`] trusts a verdict younger than 5 s (1 s when
+//! it was a failure) and otherwise re-runs discovery, once for all logins
+//! waiting: an unreachable IdP gets the user a 502 page from the proxy
+//! instead of a dead end at the IdP, logins recover by themselves when it is
+//! back, and metadata and JWKS are refreshed at most every 5 s under login
+//! traffic, never on the session-cached request path.
+//!
 //! ID-token verification (openidconnect's verifier plus the checks it
 //! leaves out): `iss` equals the discovered issuer, `aud` contains the client
 //! id and nothing untrusted, `azp` (when present) is the client id, `exp` in
@@ -65,6 +74,10 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(600);
 const JWKS_REFETCH_COOLDOWN: Duration = Duration::from_secs(60);
 /// Tolerated clock skew for `iat` in the future.
 const IAT_SKEW_SECS: i64 = 60;
+/// A successful contact vouches for the IdP at login start this long.
+const REACHABLE_TTL: Duration = Duration::from_secs(5);
+/// A failed contact stands this long before a login start probes again.
+const UNREACHABLE_TTL: Duration = Duration::from_secs(1);
 /// The deliberately invalid code `test_connection` sends.
 const TEST_CODE: &str = "portcullis-test-idp-invalid-code";
 
@@ -103,6 +116,13 @@ pub struct TestStep {
     pub result: Result<String, String>,
 }
 
+/// What the last contact with the IdP's OIDC endpoints showed.
+#[derive(Debug, Clone, Copy)]
+struct Contact {
+    at: Instant,
+    reachable: bool,
+}
+
 /// An OpenID provider as configured, and what discovery found out about it.
 pub struct Provider {
     cfg: IdpConfig,
@@ -111,6 +131,10 @@ pub struct Provider {
     client_secret: ClientSecret,
     state: ArcSwapOption<Discovered>,
     last_kid_refetch: Mutex<Option<Instant>>,
+    last_contact: Mutex<Option<Contact>>,
+    /// Held while [`Provider::ensure_reachable`] probes, so that concurrent
+    /// login starts share one probe.
+    probe: tokio::sync::Mutex<()>,
     observer: RwLock<Option<Observer>>,
 }
 
@@ -142,6 +166,8 @@ impl Provider {
             http: http::client(),
             state: ArcSwapOption::empty(),
             last_kid_refetch: Mutex::new(None),
+            last_contact: Mutex::new(None),
+            probe: tokio::sync::Mutex::new(()),
             observer: RwLock::new(None),
         })
     }
@@ -185,10 +211,71 @@ impl Provider {
 
     /// Fetch the discovery document and the JWKS, and keep them.
     pub async fn discover(&self) -> Result<(), IdpError> {
+        let result = self.discover_once().await;
+        self.note_contact(result.is_ok());
+        result
+    }
+
+    async fn discover_once(&self) -> Result<(), IdpError> {
         let metadata = self.fetch_metadata().await?;
         let jwks = self.fetch_jwks(&metadata).await?;
         self.install(metadata, jwks)?;
         Ok(())
+    }
+
+    fn note_contact(&self, reachable: bool) {
+        *self.last_contact.lock() = Some(Contact {
+            at: Instant::now(),
+            reachable,
+        });
+    }
+
+    /// The last contact's verdict while it is fresh enough to trust.
+    fn fresh_verdict(&self) -> Option<bool> {
+        let c = (*self.last_contact.lock())?;
+        let ttl = if c.reachable {
+            REACHABLE_TTL
+        } else {
+            UNREACHABLE_TTL
+        };
+        (c.at.elapsed() < ttl).then_some(c.reachable)
+    }
+
+    /// Make the last contact look `by` older (tests of the verdict's age).
+    #[cfg(test)]
+    fn age_last_contact(&self, by: Duration) {
+        if let Some(c) = self.last_contact.lock().as_mut() {
+            c.at = c.at.checked_sub(by).unwrap_or(c.at);
+        }
+    }
+
+    fn verdict(&self, reachable: bool) -> Result<(), IdpError> {
+        if reachable {
+            Ok(())
+        } else {
+            Err(IdpError::Unavailable(format!(
+                "{} could not be reached moments ago",
+                self.cfg.name
+            )))
+        }
+    }
+
+    /// Before a browser is sent to the IdP: `Ok` when it answered lately,
+    /// else after a fresh discovery (which also refreshes metadata and
+    /// JWKS). [`IdpError::Unavailable`] when it cannot be reached.
+    pub async fn ensure_reachable(&self) -> Result<(), IdpError> {
+        if let Some(reachable) = self.fresh_verdict() {
+            return self.verdict(reachable);
+        }
+        let _probe = self.probe.lock().await;
+        if let Some(reachable) = self.fresh_verdict() {
+            return self.verdict(reachable);
+        }
+        let result = self.discover().await;
+        if let Err(e) = &result {
+            tracing::warn!(idp.name = %self.cfg.name, error = %e, "Identity provider unreachable at login");
+        }
+        result
     }
 
     /// Retry discovery in the background (1 s doubling to 30 s) until it
@@ -364,7 +451,9 @@ impl Provider {
         let started = Instant::now();
         let resp = req.request_async(&OidcHttp(self.http.clone())).await;
         self.observe("token", started.elapsed());
-        let resp = resp.map_err(token_error)?;
+        let resp = resp.map_err(token_error);
+        self.note_contact(!matches!(resp, Err(IdpError::Unavailable(_))));
+        let resp = resp?;
         let id_token = resp
             .id_token()
             .ok_or_else(|| IdpError::InvalidToken("the token response has no id_token".into()))?;

@@ -12,6 +12,9 @@ use crate::policy::model::PolicySet;
 
 /// How often the policy files are checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// After a change is seen, the files must stay unchanged this long before
+/// they are read, so a file caught mid-write is not compiled.
+pub const SETTLE: Duration = Duration::from_millis(100);
 
 /// The live policy set and where it is loaded from.
 #[derive(Debug)]
@@ -78,7 +81,7 @@ fn fingerprint(path: &Path) -> Fingerprint {
 
 /// Watch the policy files on the current tokio runtime: reload when a file's
 /// size or mtime, or the folder listing, changes (polled every
-/// [`POLL_INTERVAL`]) and on every SIGHUP. `on_result` sees each reload's
+/// [`POLL_INTERVAL`], then stable for [`SETTLE`]) and on every SIGHUP. `on_result` sees each reload's
 /// outcome (for metrics and logs). The task ends with the runtime.
 pub fn spawn_watcher(
     handle: Arc<PolicyHandle>,
@@ -102,8 +105,15 @@ pub fn spawn_watcher(
                 Some(()) = recv(&mut hangup) => true,
             };
             let now = fingerprint_blocking(&handle).await;
-            if !by_signal && now == last {
-                continue;
+            if !by_signal {
+                if now == last {
+                    continue;
+                }
+                tokio::time::sleep(SETTLE).await;
+                if fingerprint_blocking(&handle).await != now {
+                    // Still being written: the next tick sees it again.
+                    continue;
+                }
             }
             last = now;
             let h = handle.clone();

@@ -35,7 +35,10 @@ pub enum Permit {
     Service { assertion: Arc<str> },
     /// A user session admitted by an `allow` policy.
     User {
-        token: Arc<str>,
+        /// Which of [`candidate_tokens`] carried the session: the token is
+        /// re-read from the request when forwarding, so the hot path copies
+        /// it only into the upstream header.
+        candidate: usize,
         session: Arc<CachedSession>,
     },
 }
@@ -116,7 +119,7 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
         };
     }
 
-    let (token, session) = match find_session(state, &app, req).await {
+    let (candidate, session) = match find_session(state, &app, req).await {
         Ok(Some(found)) => found,
         Ok(None) => return Verdict::deny(&app, Denial::Unauthenticated),
         Err(()) => return Verdict::deny(&app, Denial::Internal),
@@ -129,7 +132,7 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
     ) {
         Outcome::Matched(p) if p.decision == Decision::Allow => Verdict::Permit {
             app,
-            permit: Permit::User { token, session },
+            permit: Permit::User { candidate, session },
         },
         _ => Verdict::deny(&app, Denial::Forbidden),
     }
@@ -192,7 +195,7 @@ const MAX_CANDIDATES: usize = 4;
 /// Candidate session tokens: every cookie of the configured name, then the
 /// `cf-access-token` header. Collected up front (no allocation) so that no
 /// borrowing iterator lives across an `.await`.
-fn candidate_tokens<'a>(state: &'a State, req: &'a RequestHeader) -> [Option<&'a str>; MAX_CANDIDATES] {
+pub fn candidate_tokens<'a>(state: &'a State, req: &'a RequestHeader) -> [Option<&'a str>; MAX_CANDIDATES] {
     let mut out = [None; MAX_CANDIDATES];
     let header = req.headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
     let all = cookies::values(req, &state.cfg.session.cookie_name).chain(header);
@@ -208,22 +211,23 @@ pub(crate) async fn find_session(
     state: &State,
     app: &App,
     req: &RequestHeader,
-) -> Result<Option<(Arc<str>, Arc<CachedSession>)>, ()> {
+) -> Result<Option<(usize, Arc<CachedSession>)>, ()> {
     let mut internal = false;
-    for token in candidate_tokens(state, req).into_iter().flatten() {
+    for (i, token) in candidate_tokens(state, req).into_iter().enumerate() {
+        let Some(token) = token else { break };
         if token.is_empty() || token.len() > 8192 {
             continue;
         }
         if let Some(hit) = state.cache.get(token).await {
             metrics().session_cache_total.with_label_values(&["hit"]).inc();
             if hit.claims.aud_matches(&app.aud) {
-                return Ok(Some((token.into(), hit)));
+                return Ok(Some((i, hit)));
             }
             continue;
         }
         metrics().session_cache_total.with_label_values(&["miss"]).inc();
         match load_session(state, app, token).await {
-            Ok(Some(s)) => return Ok(Some((token.into(), s))),
+            Ok(Some(s)) => return Ok(Some((i, s))),
             Ok(None) => {}
             Err(()) => internal = true,
         }

@@ -2,6 +2,7 @@
 //! host (lower-cased, port split off), normalised target, browser-ness,
 //! client address. Nothing here trusts forwarding headers.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 
 use pingora::http::RequestHeader;
@@ -22,8 +23,9 @@ pub enum RequestError {
 /// The request as the access phase sees it.
 #[derive(Debug)]
 pub struct RequestInfo<'a> {
-    /// Lower-cased host with port, as received (`app.localhost:8080`).
-    pub authority: String,
+    /// Lower-cased host with port, as received (`app.localhost:8080`);
+    /// borrowed unless it had to be lower-cased.
+    pub authority: Cow<'a, str>,
     /// Length of the host part of `authority` (without `:port`).
     host_len: usize,
     pub target: Target<'a>,
@@ -56,7 +58,11 @@ pub fn read<'a>(
         (None, Some(h)) => h,
         (None, None) => return Err(RequestError::BadHost),
     };
-    let authority = authority.to_ascii_lowercase();
+    let authority: Cow<'a, str> = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(authority.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(authority)
+    };
     let host_len = split_host(&authority).ok_or(RequestError::BadHost)?;
     let raw_target = req
         .uri

@@ -96,7 +96,7 @@ impl ProxyHttp for Portcullis {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -109,7 +109,7 @@ impl ProxyHttp for Portcullis {
         if let Some(uri) = &fwd.uri {
             upstream.set_uri(uri.clone());
         }
-        let names = &state.cfg.headers;
+        let names = &state.upstream_headers;
         upstream.insert_header("x-forwarded-for", fwd.client_ip.to_string())?;
         upstream.insert_header("x-forwarded-proto", state.scheme())?;
         upstream.insert_header("x-forwarded-host", fwd.authority.as_str())?;
@@ -118,14 +118,22 @@ impl ProxyHttp for Portcullis {
             Permit::Service { assertion } => {
                 upstream.insert_header(names.assertion.clone(), &**assertion)?;
             }
-            Permit::User { token, session } => {
-                let id = &session.identity;
-                upstream.insert_header(names.assertion.clone(), &**token)?;
+            Permit::User {
+                candidate,
+                session: cached,
+            } => {
+                let id = &cached.identity;
+                let token = access::candidate_tokens(state, session.req_header())
+                    .get(*candidate)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "session token vanished"))?;
+                upstream.insert_header(names.assertion.clone(), token)?;
                 upstream.insert_header(names.email.clone(), id.email.as_str())?;
                 if let Some(g) = &names.groups {
                     upstream.insert_header(g.clone(), groups_value(&id.groups))?;
                 }
-                if names.forward_claims {
+                if state.cfg.headers.forward_claims {
                     for (k, v) in &id.custom {
                         let value = match v {
                             serde_json::Value::String(s) => s.clone(),
@@ -225,7 +233,7 @@ impl Portcullis {
                             app,
                             uri,
                             permit,
-                            authority: info.authority.clone(),
+                            authority: info.authority.to_string(),
                             client_ip: info.client_ip,
                         });
                         None

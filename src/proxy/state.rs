@@ -37,7 +37,31 @@ pub struct State {
     pub state_cookie_prefix: String,
     /// Service-token assertions per `client_id` + app aud: (token, exp).
     pub service_assertions: moka::sync::Cache<String, (Arc<str>, i64)>,
+    /// Upstream identity header names, parsed once (cloning is a refcount).
+    pub upstream_headers: UpstreamHeaders,
     rr: AtomicUsize,
+}
+
+/// The configured upstream header names as `HeaderName`s.
+pub struct UpstreamHeaders {
+    pub assertion: http::HeaderName,
+    pub email: http::HeaderName,
+    pub groups: Option<http::HeaderName>,
+}
+
+impl UpstreamHeaders {
+    fn new(h: &crate::config::HeaderNames) -> UpstreamHeaders {
+        // The config loader validated the names; an invalid one falls back
+        // to the default rather than forwarding without identity.
+        let parse = |s: &str, d: &'static str| {
+            http::HeaderName::from_bytes(s.as_bytes()).unwrap_or(http::HeaderName::from_static(d))
+        };
+        UpstreamHeaders {
+            assertion: parse(&h.assertion, "cf-access-jwt-assertion"),
+            email: parse(&h.email, "cf-access-authenticated-user-email"),
+            groups: h.groups.as_deref().map(|g| parse(g, "x-portcullis-groups")),
+        }
+    }
 }
 
 impl State {
@@ -57,6 +81,7 @@ impl State {
         let name = cfg.session.cookie_name.clone();
         State {
             protected: Protected::new(&cfg.headers),
+            upstream_headers: UpstreamHeaders::new(&cfg.headers),
             cache: SessionCache::new(cfg.cache.max_entries, cfg.cache.ttl),
             sso_aud: auth_origin.clone(),
             auth_origin,

@@ -21,8 +21,16 @@ pub struct ScimError {
 }
 
 impl ScimError {
-    pub fn new(status: u16, scim_type: Option<&'static str>, detail: impl Into<String>) -> ScimError {
-        ScimError { status, scim_type, detail: detail.into() }
+    pub fn new(
+        status: u16,
+        scim_type: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> ScimError {
+        ScimError {
+            status,
+            scim_type,
+            detail: detail.into(),
+        }
     }
 
     /// 400 `invalidValue`: a required attribute is missing or a value has the wrong type.
@@ -67,7 +75,11 @@ impl ScimError {
 
     /// 401: missing or wrong bearer secret.
     pub fn unauthorized() -> ScimError {
-        ScimError::new(401, None, "Authorization failed: send Authorization: Bearer <SCIM secret>")
+        ScimError::new(
+            401,
+            None,
+            "Authorization failed: send Authorization: Bearer <SCIM secret>",
+        )
     }
 
     /// 412: `If-Match` names another version.
@@ -133,7 +145,13 @@ mod tests {
     fn unauthorized_reply_names_bearer_scheme() {
         let r = ScimError::unauthorized().to_reply();
         assert_eq!(r.status, 401);
-        assert!(r.headers.iter().any(|(k, v)| *k == "www-authenticate" && v.starts_with("Bearer")));
-        assert!(r.headers.iter().any(|(k, v)| *k == "content-type" && v == SCIM_JSON));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "www-authenticate" && v.starts_with("Bearer")));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "content-type" && v == SCIM_JSON));
     }
 }

@@ -111,13 +111,20 @@ pub enum Literal {
 /// A parsed filter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    Compare { path: AttrPath, op: CompareOp, value: Literal },
+    Compare {
+        path: AttrPath,
+        op: CompareOp,
+        value: Literal,
+    },
     Present(AttrPath),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
     /// `attr[filter]`: some element of the multi-valued `attr` matches.
-    ValuePath { path: AttrPath, filter: Box<Expr> },
+    ValuePath {
+        path: AttrPath,
+        filter: Box<Expr>,
+    },
 }
 
 /// A PATCH `path`: `attrPath` or `valuePath ["." subAttr]`.
@@ -142,14 +149,22 @@ pub fn parse_path(input: &str) -> Result<PatchPath, FilterError> {
     let mut p = Parser::new(input)?;
     let (at, word) = match p.next()? {
         Some((at, Token::Word(w))) => (at, w),
-        other => return Err(p.error_at(other.map_or(input.len(), |t| t.0), "expected an attribute path")),
+        other => {
+            return Err(p.error_at(
+                other.map_or(input.len(), |t| t.0),
+                "expected an attribute path",
+            ))
+        }
     };
     let mut attr = attr_path(&word, at)?;
     let mut filter = None;
     if p.peek_is(&Token::Open('[')) {
         p.next()?;
         if attr.sub.is_some() {
-            return Err(p.error_at(at, "a value filter follows an attribute, not a sub-attribute"));
+            return Err(p.error_at(
+                at,
+                "a value filter follows an attribute, not a sub-attribute",
+            ));
         }
         filter = Some(p.or(1, true)?);
         p.expect(Token::Close(']'))?;
@@ -185,13 +200,23 @@ struct Parser<'a> {
 impl<'a> Parser<'a> {
     fn new(input: &'a str) -> Result<Parser<'a>, FilterError> {
         if input.len() > MAX_FILTER_LEN {
-            return Err(FilterError { at: MAX_FILTER_LEN, message: format!("longer than {MAX_FILTER_LEN} bytes") });
+            return Err(FilterError {
+                at: MAX_FILTER_LEN,
+                message: format!("longer than {MAX_FILTER_LEN} bytes"),
+            });
         }
-        Ok(Parser { input, tokens: tokenize(input)?, pos: 0 })
+        Ok(Parser {
+            input,
+            tokens: tokenize(input)?,
+            pos: 0,
+        })
     }
 
     fn error_at(&self, at: usize, message: impl Into<String>) -> FilterError {
-        FilterError { at, message: message.into() }
+        FilterError {
+            at,
+            message: message.into(),
+        }
     }
 
     fn peek(&self) -> Option<&(usize, Token)> {
@@ -258,7 +283,9 @@ impl<'a> Parser<'a> {
         if depth >= MAX_DEPTH {
             return Err(self.error_at(at, format!("nested deeper than {MAX_DEPTH}")));
         }
-        if self.peek_keyword("not") && matches!(self.tokens.get(self.pos + 1), Some((_, Token::Open('(')))) {
+        if self.peek_keyword("not")
+            && matches!(self.tokens.get(self.pos + 1), Some((_, Token::Open('('))))
+        {
             self.next()?;
             self.next()?;
             let inner = self.or(depth + 1, in_brackets)?;
@@ -273,7 +300,12 @@ impl<'a> Parser<'a> {
         }
         let word = match self.next()? {
             Some((_, Token::Word(w))) => w,
-            Some((at, t)) => return Err(self.error_at(at, format!("expected an attribute, found `{}`", token_text(&t)))),
+            Some((at, t)) => {
+                return Err(self.error_at(
+                    at,
+                    format!("expected an attribute, found `{}`", token_text(&t)),
+                ))
+            }
             None => return Err(self.error_at(at, "expected an attribute, found the end")),
         };
         let path = attr_path(&word, at)?;
@@ -282,17 +314,28 @@ impl<'a> Parser<'a> {
                 return Err(self.error_at(self.here(), "value filters cannot be nested"));
             }
             if path.sub.is_some() {
-                return Err(self.error_at(at, "a value filter follows an attribute, not a sub-attribute"));
+                return Err(self.error_at(
+                    at,
+                    "a value filter follows an attribute, not a sub-attribute",
+                ));
             }
             self.next()?;
             let inner = self.or(depth + 1, true)?;
             self.expect(Token::Close(']'))?;
-            return Ok(Expr::ValuePath { path, filter: Box::new(inner) });
+            return Ok(Expr::ValuePath {
+                path,
+                filter: Box::new(inner),
+            });
         }
         let op_at = self.here();
         let op_word = match self.next()? {
             Some((_, Token::Word(w))) => w,
-            _ => return Err(self.error_at(op_at, "expected an operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr)")),
+            _ => {
+                return Err(self.error_at(
+                    op_at,
+                    "expected an operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr)",
+                ))
+            }
         };
         if op_word.eq_ignore_ascii_case("pr") {
             return Ok(Expr::Present(path));
@@ -303,7 +346,12 @@ impl<'a> Parser<'a> {
         let value_at = self.here();
         let value = match self.next()? {
             Some((_, Token::Str(s))) => Literal::Str(s),
-            Some((_, Token::Word(w))) => literal_word(&w).ok_or_else(|| self.error_at(value_at, format!("expected a value, found `{w}` (quote strings)")))?,
+            Some((_, Token::Word(w))) => literal_word(&w).ok_or_else(|| {
+                self.error_at(
+                    value_at,
+                    format!("expected a value, found `{w}` (quote strings)"),
+                )
+            })?,
             _ => return Err(self.error_at(value_at, "expected a value")),
         };
         Ok(Expr::Compare { path, op, value })
@@ -326,7 +374,10 @@ fn literal_word(w: &str) -> Option<Literal> {
         _ => {
             let first = w.chars().next()?;
             if first.is_ascii_digit() || first == '-' {
-                w.parse::<f64>().ok().filter(|n| n.is_finite()).map(Literal::Num)
+                w.parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .map(Literal::Num)
             } else {
                 None
             }
@@ -371,10 +422,16 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, FilterError> {
                     }
                 }
                 let Some(end) = end else {
-                    return Err(FilterError { at, message: "unterminated string".into() });
+                    return Err(FilterError {
+                        at,
+                        message: "unterminated string".into(),
+                    });
                 };
-                let s: String = serde_json::from_str(&input[at..=end])
-                    .map_err(|e| FilterError { at, message: format!("invalid string: {e}") })?;
+                let s: String =
+                    serde_json::from_str(&input[at..=end]).map_err(|e| FilterError {
+                        at,
+                        message: format!("invalid string: {e}"),
+                    })?;
                 out.push((at, Token::Str(s)));
             }
             c if is_word_char(c) => {
@@ -388,7 +445,12 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, FilterError> {
                 }
                 out.push((at, Token::Word(input[at..end].to_string())));
             }
-            other => return Err(FilterError { at, message: format!("unexpected character `{other}`") }),
+            other => {
+                return Err(FilterError {
+                    at,
+                    message: format!("unexpected character `{other}`"),
+                })
+            }
         }
     }
     Ok(out)
@@ -427,21 +489,33 @@ fn attr_path(word: &str, at: usize) -> Result<AttrPath, FilterError> {
             return Err(bad(format!("invalid sub-attribute `{s}` in `{rest}`")));
         }
     }
-    Ok(AttrPath { uri, name: name.to_string(), sub: sub.map(str::to_string) })
+    Ok(AttrPath {
+        uri,
+        name: name.to_string(),
+        sub: sub.map(str::to_string),
+    })
 }
 
 /// Schema URNs whose attributes live at the top level of a resource.
-pub const CORE_SCHEMAS: &[&str] =
-    &["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:core:2.0:Group"];
+pub const CORE_SCHEMAS: &[&str] = &[
+    "urn:ietf:params:scim:schemas:core:2.0:User",
+    "urn:ietf:params:scim:schemas:core:2.0:Group",
+];
 
 /// Attributes compared case-sensitively (RFC 7643 `caseExact: true`).
 pub fn case_exact(name: &str) -> bool {
-    ["id", "externalId", "$ref", "version"].iter().any(|n| n.eq_ignore_ascii_case(name))
+    ["id", "externalId", "$ref", "version"]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Look up `key` in a JSON object, attribute names being case-insensitive.
 pub fn get_ci<'v>(obj: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
-    obj.get(key).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 impl Expr {
@@ -454,7 +528,9 @@ impl Expr {
             Expr::Present(path) => values_at(resource, path).iter().any(|v| present(v)),
             Expr::Compare { path, op, value } => {
                 let exact = case_exact(path.sub.as_deref().unwrap_or(&path.name));
-                values_at(resource, path).iter().any(|v| compare(v, *op, value, exact))
+                values_at(resource, path)
+                    .iter()
+                    .any(|v| compare(v, *op, value, exact))
             }
             Expr::ValuePath { path, filter } => match attribute(resource, path) {
                 Some(Value::Array(items)) => items.iter().any(|item| filter.matches(item)),
@@ -469,7 +545,9 @@ impl Expr {
 fn attribute<'v>(resource: &'v Value, path: &AttrPath) -> Option<&'v Value> {
     let obj = resource.as_object()?;
     let holder = match &path.uri {
-        Some(uri) if !CORE_SCHEMAS.iter().any(|c| c.eq_ignore_ascii_case(uri)) => get_ci(obj, uri)?.as_object()?,
+        Some(uri) if !CORE_SCHEMAS.iter().any(|c| c.eq_ignore_ascii_case(uri)) => {
+            get_ci(obj, uri)?.as_object()?
+        }
         _ => obj,
     };
     get_ci(holder, &path.name)
@@ -509,7 +587,11 @@ fn present(v: &Value) -> bool {
 fn compare(v: &Value, op: CompareOp, lit: &Literal, exact: bool) -> bool {
     match (v, lit) {
         (Value::String(s), Literal::Str(l)) => {
-            let (a, b) = if exact { (s.clone(), l.clone()) } else { (s.to_ascii_lowercase(), l.to_ascii_lowercase()) };
+            let (a, b) = if exact {
+                (s.clone(), l.clone())
+            } else {
+                (s.to_ascii_lowercase(), l.to_ascii_lowercase())
+            };
             match op {
                 CompareOp::Eq => a == b,
                 CompareOp::Ne => a != b,

@@ -163,12 +163,17 @@ pub type UserEdit<'a> = dyn Fn(&UserRecord) -> Result<UserDraft, ScimError> + Se
 
 /// Edit of a stored group's attributes: the new draft, or `None` to leave
 /// them. Runs inside the write transaction.
-pub type GroupEdit<'a> = dyn Fn(&GroupRecord) -> Result<Option<GroupDraft>, ScimError> + Send + Sync + 'a;
+pub type GroupEdit<'a> =
+    dyn Fn(&GroupRecord) -> Result<Option<GroupDraft>, ScimError> + Send + Sync + 'a;
 
 /// A filter the store can run for a list: fields it indexes, `eq`, `co`, `sw`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
-    Match { field: Field, op: MatchOp, value: String },
+    Match {
+        field: Field,
+        op: MatchOp,
+        value: String,
+    },
     And(Box<Query>, Box<Query>),
     Or(Box<Query>, Box<Query>),
 }
@@ -193,7 +198,10 @@ impl Field {
     /// Whether values compare ASCII case-insensitively (the query value is
     /// then already lower-cased).
     pub fn folds_case(self) -> bool {
-        matches!(self, Field::UserName | Field::DisplayName | Field::EmailValue)
+        matches!(
+            self,
+            Field::UserName | Field::DisplayName | Field::EmailValue
+        )
     }
 }
 

@@ -6,7 +6,7 @@
 //! `invalidFilter`, never "return everything".
 
 use super::error::ScimError;
-use super::filter::{AttrPath, CompareOp, Expr, Literal, CORE_SCHEMAS};
+use super::filter::{AttrPath, CompareOp, Expr, Literal};
 use super::model::{Field, MatchOp, Query};
 
 /// Which endpoint is being listed.
@@ -27,18 +27,29 @@ impl Kind {
 
 /// Parse and plan `filter` for `kind`.
 pub fn plan_filter(filter: &str, kind: Kind) -> Result<Query, ScimError> {
-    let expr = super::filter::parse(filter).map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
+    let expr = super::filter::parse(filter)
+        .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
     plan(&expr, kind)
 }
 
 /// Plan a parsed filter.
 pub fn plan(expr: &Expr, kind: Kind) -> Result<Query, ScimError> {
     match expr {
-        Expr::And(a, b) => Ok(Query::And(Box::new(plan(a, kind)?), Box::new(plan(b, kind)?))),
-        Expr::Or(a, b) => Ok(Query::Or(Box::new(plan(a, kind)?), Box::new(plan(b, kind)?))),
+        Expr::And(a, b) => Ok(Query::And(
+            Box::new(plan(a, kind)?),
+            Box::new(plan(b, kind)?),
+        )),
+        Expr::Or(a, b) => Ok(Query::Or(
+            Box::new(plan(a, kind)?),
+            Box::new(plan(b, kind)?),
+        )),
         Expr::Compare { path, op, value } => compare(path, None, *op, value, kind),
         Expr::ValuePath { path, filter } => match &**filter {
-            Expr::Compare { path: inner, op, value } if inner.uri.is_none() && inner.sub.is_none() => {
+            Expr::Compare {
+                path: inner,
+                op,
+                value,
+            } if inner.uri.is_none() && inner.sub.is_none() => {
                 compare(path, Some(&inner.name), *op, value, kind)
             }
             other => plan_value_path(path, other, kind),
@@ -62,7 +73,10 @@ fn plan_value_path(path: &AttrPath, inner: &Expr, kind: Kind) -> Result<Query, S
         Expr::Compare { path: p, op, value } if p.uri.is_none() && p.sub.is_none() => {
             compare(path, Some(&p.name), *op, value, kind)
         }
-        _ => Err(unsupported(&format!("this filter inside `{}[…]`", path.name))),
+        _ => Err(unsupported(&format!(
+            "this filter inside `{}[…]`",
+            path.name
+        ))),
     }
 }
 
@@ -72,10 +86,16 @@ fn unsupported(what: &str) -> ScimError {
     ))
 }
 
-fn compare(path: &AttrPath, inner_sub: Option<&str>, op: CompareOp, value: &Literal, kind: Kind) -> Result<Query, ScimError> {
+fn compare(
+    path: &AttrPath,
+    inner_sub: Option<&str>,
+    op: CompareOp,
+    value: &Literal,
+    kind: Kind,
+) -> Result<Query, ScimError> {
     if let Some(uri) = &path.uri {
         let core = format!("urn:ietf:params:scim:schemas:core:2.0:{}", kind.name());
-        if !uri.eq_ignore_ascii_case(&core) || !CORE_SCHEMAS.iter().any(|c| c.eq_ignore_ascii_case(uri)) {
+        if !uri.eq_ignore_ascii_case(&core) {
             return Err(unsupported(&format!("attribute `{uri}:{}`", path.dotted())));
         }
     }
@@ -113,7 +133,11 @@ fn compare(path: &AttrPath, inner_sub: Option<&str>, op: CompareOp, value: &Lite
             path.dotted()
         )));
     };
-    let value = if field.folds_case() { value.to_ascii_lowercase() } else { value.clone() };
+    let value = if field.folds_case() {
+        value.to_ascii_lowercase()
+    } else {
+        value.clone()
+    };
     Ok(Query::Match { field, op, value })
 }
 
@@ -122,7 +146,11 @@ mod tests {
     use super::*;
 
     fn m(field: Field, op: MatchOp, value: &str) -> Query {
-        Query::Match { field, op, value: value.into() }
+        Query::Match {
+            field,
+            op,
+            value: value.into(),
+        }
     }
 
     #[test]
@@ -144,14 +172,22 @@ mod tests {
     #[test]
     fn email_forms_plan_alike() {
         let want = m(Field::EmailValue, MatchOp::Eq, "a@b.c");
-        for f in [r#"emails.value eq "A@b.c""#, r#"emails[value eq "a@B.c"]"#, r#"emails eq "a@b.c""#] {
+        for f in [
+            r#"emails.value eq "A@b.c""#,
+            r#"emails[value eq "a@B.c"]"#,
+            r#"emails eq "a@b.c""#,
+        ] {
             assert_eq!(plan_filter(f, Kind::User).unwrap(), want, "{f}");
         }
     }
 
     #[test]
     fn and_or_and_sw_co_plan() {
-        let q = plan_filter(r#"(userName sw "a" or displayName co "B") and id eq "X""#, Kind::User).unwrap();
+        let q = plan_filter(
+            r#"(userName sw "a" or displayName co "B") and id eq "X""#,
+            Kind::User,
+        )
+        .unwrap();
         assert_eq!(
             q,
             Query::And(
@@ -166,8 +202,16 @@ mod tests {
 
     #[test]
     fn core_urn_prefix_is_accepted_for_its_own_kind_only() {
-        assert!(plan_filter(r#"urn:ietf:params:scim:schemas:core:2.0:User:userName eq "a""#, Kind::User).is_ok());
-        assert!(plan_filter(r#"urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "a""#, Kind::User).is_err());
+        assert!(plan_filter(
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName eq "a""#,
+            Kind::User
+        )
+        .is_ok());
+        assert!(plan_filter(
+            r#"urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "a""#,
+            Kind::User
+        )
+        .is_err());
     }
 
     #[test]

@@ -55,7 +55,12 @@ pub struct RevokedSids {
 
 impl RevokedSids {
     pub fn new(ttl: Duration, capacity: u64) -> Self {
-        RevokedSids { inner: moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build() }
+        RevokedSids {
+            inner: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
     }
 
     /// Remember `sid` as revoked.
@@ -85,7 +90,12 @@ impl SessionExpiry {
 }
 
 impl Expiry<String, Arc<CachedSession>> for SessionExpiry {
-    fn expire_after_create(&self, _key: &String, value: &Arc<CachedSession>, _at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<CachedSession>,
+        _at: Instant,
+    ) -> Option<Duration> {
         Some(self.lifetime(value))
     }
 
@@ -115,7 +125,10 @@ impl SessionCache {
             .expire_after(SessionExpiry { ttl })
             .support_invalidation_closures()
             .build();
-        SessionCache { sessions, revoked: RevokedSids::new(REVOKED_SID_TTL, REVOKED_SID_CAPACITY) }
+        SessionCache {
+            sessions,
+            revoked: RevokedSids::new(REVOKED_SID_TTL, REVOKED_SID_CAPACITY),
+        }
     }
 
     /// The cached session for exactly these token bytes, if it is still
@@ -135,7 +148,11 @@ impl SessionCache {
     /// Concurrent misses for one token run `load` once; errors are not
     /// cached. A session that is revoked or expired (also one that a
     /// concurrent load produced) is refused with `E::from(Unusable)`.
-    pub async fn get_or_load<F, Fut, E>(&self, token: &str, load: F) -> Result<Arc<CachedSession>, Arc<E>>
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        token: &str,
+        load: F,
+    ) -> Result<Arc<CachedSession>, Arc<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Arc<CachedSession>, E>>,
@@ -144,7 +161,10 @@ impl SessionCache {
         if let Some(hit) = self.get(token).await {
             return Ok(hit);
         }
-        let entry = self.sessions.try_get_with_by_ref(token, async { load().await }).await?;
+        let entry = self
+            .sessions
+            .try_get_with_by_ref(token, async { load().await })
+            .await?;
         match self.check(&entry) {
             Ok(()) => Ok(entry),
             Err(why) => {

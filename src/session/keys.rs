@@ -117,10 +117,14 @@ impl Key {
         let sec1 = point.as_bytes();
         // Uncompressed SEC1: 0x04 || x (32) || y (32).
         if sec1.len() != 65 {
-            return Err(KeyError::Encode("public key is not an uncompressed P-256 point".into()));
+            return Err(KeyError::Encode(
+                "public key is not an uncompressed P-256 point".into(),
+            ));
         }
         let digest = Sha256::digest(sec1);
-        let der = sk.to_pkcs8_der().map_err(|e| KeyError::Encode(e.to_string()))?;
+        let der = sk
+            .to_pkcs8_der()
+            .map_err(|e| KeyError::Encode(e.to_string()))?;
         Ok(Key {
             kid: URL_SAFE_NO_PAD.encode(&digest[..16]),
             encoding: EncodingKey::from_ec_der(der.as_bytes()),
@@ -141,7 +145,10 @@ pub struct KeyRing {
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRing")
-            .field("kids", &self.keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>())
+            .field(
+                "kids",
+                &self.keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            )
             .field("signing_kid", &self.signing_kid())
             .finish()
     }
@@ -154,8 +161,15 @@ impl KeyRing {
     /// (written to a temporary name, synced, then renamed, so a crash never
     /// leaves half a key behind).
     pub fn load_or_generate(dir: &Path) -> Result<KeyRing, KeyError> {
-        let io = |source| KeyError::Io { path: dir.to_path_buf(), source };
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+        let io = |source| KeyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
         let meta = fs::metadata(dir).map_err(io)?;
         if meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(key_dir = %dir.display(), "Key dir is accessible by other users; use mode 0700");
@@ -171,10 +185,14 @@ impl KeyRing {
         files.sort();
         let mut keys = Vec::with_capacity(files.len());
         for (_, path) in &files {
-            let pem = fs::read_to_string(path)
-                .map_err(|source| KeyError::Io { path: path.clone(), source })?;
-            let sk = SigningKey::from_pkcs8_pem(&pem)
-                .map_err(|e| KeyError::Parse { path: path.clone(), reason: e.to_string() })?;
+            let pem = fs::read_to_string(path).map_err(|source| KeyError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let sk = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Parse {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             if let Ok(m) = fs::metadata(path) {
                 if m.permissions().mode() & 0o077 != 0 {
                     tracing::warn!(key_file = %path.display(), "Key file is readable by other users; use mode 0600");
@@ -235,7 +253,10 @@ impl KeyRing {
 
     /// Sign `claims` with the newest key (ES256, `kid` in the header).
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        let key = self.keys.last().ok_or_else(|| TokenError::Sign("no signing key".into()))?;
+        let key = self
+            .keys
+            .last()
+            .ok_or_else(|| TokenError::Sign("no signing key".into()))?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, claims, &key.encoding)
@@ -244,7 +265,11 @@ impl KeyRing {
 
     /// Verify `token` and decode its claims. See the module doc for what is
     /// checked; any failure is an error, never a partial result.
-    pub fn verify<T: DeserializeOwned>(&self, token: &str, expect: &Expect<'_>) -> Result<T, TokenError> {
+    pub fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        expect: &Expect<'_>,
+    ) -> Result<T, TokenError> {
         let invalid = |r| Err(TokenError::Invalid(r));
         if token.len() > MAX_TOKEN_LEN {
             return invalid(Rejection::Malformed);
@@ -268,8 +293,12 @@ impl KeyRing {
         v.set_required_spec_claims(&["iss", "aud", "exp", "nbf"]);
         v.set_issuer(&[expect.iss]);
         v.set_audience(&[expect.aud]);
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.decoding, &v)
-            .map_err(map_jwt_error)?;
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            &key.decoding,
+            &v,
+        )
+        .map_err(map_jwt_error)?;
         let claims = data.claims;
 
         // Registered times must be integers (jsonwebtoken also takes floats).
@@ -308,7 +337,9 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
         | ErrorKind::MissingAlgorithm
         | ErrorKind::UnsupportedAlgorithm
         | ErrorKind::InvalidAlgorithmName => Rejection::Algorithm,
-        ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => Rejection::Claim(c),
+        ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
+            Rejection::Claim(c)
+        }
         ErrorKind::InvalidIssuer => Rejection::Issuer,
         ErrorKind::InvalidAudience => Rejection::Audience,
         ErrorKind::ImmatureSignature => Rejection::NotYetValid,
@@ -319,7 +350,10 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
 
 /// `(modified, path)` of every regular `*.pem` file in `dir`.
 fn pem_files(dir: &Path) -> Result<Vec<(SystemTime, PathBuf)>, KeyError> {
-    let io = |source| KeyError::Io { path: dir.to_path_buf(), source };
+    let io = |source| KeyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -327,7 +361,10 @@ fn pem_files(dir: &Path) -> Result<Vec<(SystemTime, PathBuf)>, KeyError> {
         if path.extension().and_then(|e| e.to_str()) != Some("pem") {
             continue;
         }
-        let meta = fs::metadata(&path).map_err(|source| KeyError::Io { path: path.clone(), source })?;
+        let meta = fs::metadata(&path).map_err(|source| KeyError::Io {
+            path: path.clone(),
+            source,
+        })?;
         if !meta.is_file() {
             continue;
         }
@@ -339,7 +376,9 @@ fn pem_files(dir: &Path) -> Result<Vec<(SystemTime, PathBuf)>, KeyError> {
 /// Generate a key and write it to `dir` as `key-<unix>-<random>.pem`, 0600.
 fn write_new_key(dir: &Path) -> Result<PathBuf, KeyError> {
     let sk = SigningKey::random(&mut OsRng);
-    let pem = sk.to_pkcs8_pem(LineEnding::LF).map_err(|e| KeyError::Encode(e.to_string()))?;
+    let pem = sk
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Encode(e.to_string()))?;
     let mut suffix = [0u8; 4];
     rand::RngCore::fill_bytes(&mut OsRng, &mut suffix);
     let name = format!("key-{}-{}.pem", now_unix(), hex::encode(suffix));
@@ -362,7 +401,9 @@ fn write_new_key(dir: &Path) -> Result<PathBuf, KeyError> {
         return Err(KeyError::Io { path: tmp, source });
     }
     fs::rename(&tmp, &path).map_err(io(&path))?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
     Ok(path)
 }
 

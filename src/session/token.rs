@@ -214,7 +214,9 @@ mod tests {
     fn random_token_is_base64url_of_the_requested_length() {
         let t = random_token(24);
         assert_eq!(t.len(), 32);
-        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(t, random_token(24));
     }
 

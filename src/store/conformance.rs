@@ -64,8 +64,14 @@ pub async fn revoke_session_marks_it_revoked(store: &dyn Store) {
     assert!(store.revoke_session(&rec.sid).await.unwrap());
     let got = store.get_session(&rec.sid).await.unwrap().unwrap();
     assert!(got.revoked);
-    assert!(!store.revoke_session(&rec.sid).await.unwrap(), "second revoke");
-    assert!(!store.revoke_session(&random_token(16)).await.unwrap(), "unknown sid");
+    assert!(
+        !store.revoke_session(&rec.sid).await.unwrap(),
+        "second revoke"
+    );
+    assert!(
+        !store.revoke_session(&random_token(16)).await.unwrap(),
+        "unknown sid"
+    );
 }
 
 /// An ended session is not "live" but is still marked revoked.
@@ -100,8 +106,19 @@ pub async fn revoke_user_sessions_revokes_only_that_user(store: &dyn Store) {
     for r in [&a_other_idp, &bob] {
         assert!(!store.get_session(&r.sid).await.unwrap().unwrap().revoked);
     }
-    assert!(store.revoke_user_sessions("okta", &alice).await.unwrap().is_empty(), "second call");
-    assert!(store.revoke_user_sessions("okta", &unique("nobody")).await.unwrap().is_empty());
+    assert!(
+        store
+            .revoke_user_sessions("okta", &alice)
+            .await
+            .unwrap()
+            .is_empty(),
+        "second call"
+    );
+    assert!(store
+        .revoke_user_sessions("okta", &unique("nobody"))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Revocations are listed from `since` on, by either revoke call.
@@ -121,7 +138,11 @@ pub async fn revoked_since_lists_recent_revocations(store: &dyn Store) {
     assert!(listed.contains(&one.sid));
     assert!(listed.contains(&two.sid));
     assert!(!listed.contains(&live.sid));
-    assert!(store.revoked_since(now_unix() + 3600).await.unwrap().is_empty());
+    assert!(store
+        .revoked_since(now_unix() + 3600)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A key is usable once; other keys are independent.
@@ -165,12 +186,28 @@ pub async fn seats_upsert_list_and_remove(store: &dyn Store) {
         email: email.into(),
         last_login: t,
     };
-    store.upsert_seat(&seat(&format!("{app}-b"), &alice, "a@example.com", 1)).await.unwrap();
-    store.upsert_seat(&seat(&format!("{app}-a"), &bob, "b@example.com", 2)).await.unwrap();
-    store.upsert_seat(&seat(&format!("{app}-a"), &alice, "old@example.com", 3)).await.unwrap();
-    store.upsert_seat(&seat(&format!("{app}-a"), &alice, "a@example.com", 4)).await.unwrap();
+    store
+        .upsert_seat(&seat(&format!("{app}-b"), &alice, "a@example.com", 1))
+        .await
+        .unwrap();
+    store
+        .upsert_seat(&seat(&format!("{app}-a"), &bob, "b@example.com", 2))
+        .await
+        .unwrap();
+    store
+        .upsert_seat(&seat(&format!("{app}-a"), &alice, "old@example.com", 3))
+        .await
+        .unwrap();
+    store
+        .upsert_seat(&seat(&format!("{app}-a"), &alice, "a@example.com", 4))
+        .await
+        .unwrap();
 
-    let mine = |all: Vec<Seat>| all.into_iter().filter(|s| s.app.starts_with(&app)).collect::<Vec<_>>();
+    let mine = |all: Vec<Seat>| {
+        all.into_iter()
+            .filter(|s| s.app.starts_with(&app))
+            .collect::<Vec<_>>()
+    };
     let listed = mine(store.list_seats().await.unwrap());
     assert_eq!(
         listed,
@@ -185,7 +222,10 @@ pub async fn seats_upsert_list_and_remove(store: &dyn Store) {
     assert_eq!(store.remove_seats("okta", &alice).await.unwrap(), 0);
     assert_eq!(store.remove_seats("other", &bob).await.unwrap(), 0);
     let listed = mine(store.list_seats().await.unwrap());
-    assert_eq!(listed, vec![seat(&format!("{app}-a"), &bob, "b@example.com", 2)]);
+    assert_eq!(
+        listed,
+        vec![seat(&format!("{app}-a"), &bob, "b@example.com", 2)]
+    );
 }
 
 /// What [`durable_check`] expects to find after a reopen.
@@ -213,14 +253,36 @@ pub async fn durable_write(store: &dyn Store) -> Written {
         last_login: now_unix(),
     };
     store.upsert_seat(&seat).await.unwrap();
-    Written { session, revoked, used_key, seat }
+    Written {
+        session,
+        revoked,
+        used_key,
+        seat,
+    }
 }
 
 /// Second half, on a reopened store: everything acknowledged is there.
 pub async fn durable_check(store: &dyn Store, w: &Written) {
-    assert_eq!(store.get_session(&w.session.sid).await.unwrap().as_ref(), Some(&w.session));
-    assert!(store.get_session(&w.revoked.sid).await.unwrap().unwrap().revoked);
-    assert!(store.revoked_since(0).await.unwrap().contains(&w.revoked.sid));
-    assert!(!store.use_once(&w.used_key, now_unix() + 60).await.unwrap(), "used key forgotten");
+    assert_eq!(
+        store.get_session(&w.session.sid).await.unwrap().as_ref(),
+        Some(&w.session)
+    );
+    assert!(
+        store
+            .get_session(&w.revoked.sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(store
+        .revoked_since(0)
+        .await
+        .unwrap()
+        .contains(&w.revoked.sid));
+    assert!(
+        !store.use_once(&w.used_key, now_unix() + 60).await.unwrap(),
+        "used key forgotten"
+    );
     assert!(store.list_seats().await.unwrap().contains(&w.seat));
 }

@@ -19,6 +19,10 @@ use sqlx::SqlitePool;
 
 use super::{Seat, SessionRecord, Store, StoreError};
 use crate::identity::Identity;
+use crate::scim::model::{
+    GroupChange, GroupDraft, GroupEdit, GroupRecord, LinkKeys, MemberOp, MemberRef, Outcome, Page,
+    Query, ScimLink, UserChange, UserDraft, UserEdit, UserRecord,
+};
 use crate::session::token::now_unix;
 
 /// URL of a private in-memory database (tests).
@@ -27,7 +31,7 @@ pub const MEMORY_URL: &str = "sqlite::memory:";
 /// Schema migrations, in order. Append only: never edit, reorder or remove
 /// an entry that has shipped. Each entry runs in one transaction together
 /// with the `user_version` bump.
-pub(crate) const MIGRATIONS: &[&str] = &[sql::SCHEMA_V1];
+pub(crate) const MIGRATIONS: &[&str] = &[sql::SCHEMA_V1, super::scim_sqlite::SCHEMA_SCIM_V1];
 
 /// How long SQLite waits for another writer before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,7 +67,9 @@ pub(crate) fn parse_url(url: &str) -> Result<Location, StoreError> {
         return Ok(Location::Memory);
     }
     match url.strip_prefix("sqlite://") {
-        Some(path) if !path.is_empty() && !path.contains('\0') => Ok(Location::File(PathBuf::from(path))),
+        Some(path) if !path.is_empty() && !path.contains('\0') => {
+            Ok(Location::File(PathBuf::from(path)))
+        }
         _ => Err(StoreError::UnsupportedUrl(super::redact_url(url))),
     }
 }
@@ -79,7 +85,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("location", &self.location).finish()
+        f.debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
@@ -109,7 +117,10 @@ impl SqliteStore {
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(BUSY_TIMEOUT);
-                SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(opts).await?
+                SqlitePoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .connect_with(opts)
+                    .await?
             }
         };
         migrate(&pool, MIGRATIONS).await?;
@@ -130,7 +141,9 @@ impl SqliteStore {
 
     /// The schema version (`PRAGMA user_version`).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar::<_, i64>(sql::USER_VERSION).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar::<_, i64>(sql::USER_VERSION)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Close every connection (checkpointing the WAL).
@@ -158,7 +171,9 @@ fn due(counter: &AtomicU64) -> bool {
 /// sessions it holds are private; SQLite gives `-wal`/`-shm` the same mode.
 fn prepare_file(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    let io = |what: &str, e: std::io::Error| StoreError::Data(format!("store file {}: {what}: {e}", path.display()));
+    let io = |what: &str, e: std::io::Error| {
+        StoreError::Data(format!("store file {}: {what}: {e}", path.display()))
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -166,7 +181,12 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
             .create(parent)
             .map_err(|e| io("creating the folder", e))?;
     }
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io("creating the file", e)),
@@ -176,21 +196,29 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
 /// Apply the migrations `user_version` has not seen yet. `BEGIN IMMEDIATE`
 /// takes the write lock before reading the version, so two processes
 /// opening one file never run a migration twice.
-pub(crate) async fn migrate(pool: &SqlitePool, migrations: &[&'static str]) -> Result<(), StoreError> {
+pub(crate) async fn migrate(
+    pool: &SqlitePool,
+    migrations: &[&'static str],
+) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let version = sqlx::query_scalar::<_, i64>(sql::USER_VERSION).fetch_one(&mut *tx).await?;
+    let version = sqlx::query_scalar::<_, i64>(sql::USER_VERSION)
+        .fetch_one(&mut *tx)
+        .await?;
     let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
     if version > known {
         return Err(StoreError::Data(format!(
             "store schema version {version} is newer than this build knows ({known}); refusing to open"
         )));
     }
-    let start = usize::try_from(version).map_err(|_| StoreError::Data(format!("store schema version {version} is invalid")))?;
+    let start = usize::try_from(version)
+        .map_err(|_| StoreError::Data(format!("store schema version {version} is invalid")))?;
     for (i, migration) in migrations.iter().enumerate().skip(start) {
         sqlx::raw_sql(*migration).execute(&mut *tx).await?;
         // The version is an integer we computed, never input.
         let bump = format!("PRAGMA user_version = {}", i + 1);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(bump)).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(bump))
+            .execute(&mut *tx)
+            .await?;
         tracing::info!(version = i + 1, "Store schema migrated");
     }
     tx.commit().await?;
@@ -198,7 +226,8 @@ pub(crate) async fn migrate(pool: &SqlitePool, migrations: &[&'static str]) -> R
 }
 
 fn identity_json(identity: &Identity) -> Result<String, StoreError> {
-    serde_json::to_string(identity).map_err(|e| StoreError::Data(format!("session identity does not serialize: {e}")))
+    serde_json::to_string(identity)
+        .map_err(|e| StoreError::Data(format!("session identity does not serialize: {e}")))
 }
 
 #[async_trait]
@@ -217,7 +246,10 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         if due(&self.session_writes) {
-            sqlx::query(sql::PURGE_SESSIONS).bind(now - SESSION_RETENTION_SECS).execute(&self.pool).await?;
+            sqlx::query(sql::PURGE_SESSIONS)
+                .bind(now - SESSION_RETENTION_SECS)
+                .execute(&self.pool)
+                .await?;
         }
         Ok(())
     }
@@ -232,7 +264,13 @@ impl Store for SqliteStore {
         };
         let identity: Identity = serde_json::from_str(&identity)
             .map_err(|e| StoreError::Data(format!("stored session identity is not valid: {e}")))?;
-        Ok(Some(SessionRecord { sid: sid.to_string(), identity, created_at, expires_at, revoked: revoked_at.is_some() }))
+        Ok(Some(SessionRecord {
+            sid: sid.to_string(),
+            identity,
+            created_at,
+            expires_at,
+            revoked: revoked_at.is_some(),
+        }))
     }
 
     async fn revoke_session(&self, sid: &str) -> Result<bool, StoreError> {
@@ -244,7 +282,11 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         if expires_at.is_some() {
-            sqlx::query(sql::INSERT_REVOCATION).bind(sid).bind(now).execute(&mut *tx).await?;
+            sqlx::query(sql::INSERT_REVOCATION)
+                .bind(sid)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         self.purge_revocations(now).await?;
@@ -261,7 +303,11 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
         for sid in &sids {
-            sqlx::query(sql::INSERT_REVOCATION).bind(sid).bind(now).execute(&mut *tx).await?;
+            sqlx::query(sql::INSERT_REVOCATION)
+                .bind(sid)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         self.purge_revocations(now).await?;
@@ -270,13 +316,23 @@ impl Store for SqliteStore {
     }
 
     async fn revoked_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar::<_, String>(sql::REVOKED_SINCE).bind(since).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_scalar::<_, String>(sql::REVOKED_SINCE)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn use_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql::INSERT_USE_ONCE).bind(key).bind(expires_at).execute(&self.pool).await?;
+        let done = sqlx::query(sql::INSERT_USE_ONCE)
+            .bind(key)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
         if due(&self.use_once_writes) {
-            sqlx::query(sql::PURGE_USE_ONCE).bind(now_unix() - USE_ONCE_GRACE_SECS).execute(&self.pool).await?;
+            sqlx::query(sql::PURGE_USE_ONCE)
+                .bind(now_unix() - USE_ONCE_GRACE_SECS)
+                .execute(&self.pool)
+                .await?;
         }
         Ok(done.rows_affected() == 1)
     }
@@ -299,13 +355,127 @@ impl Store for SqliteStore {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(app, idp, sub, email, last_login)| Seat { app, idp, sub, email, last_login })
+            .map(|(app, idp, sub, email, last_login)| Seat {
+                app,
+                idp,
+                sub,
+                email,
+                last_login,
+            })
             .collect())
     }
 
     async fn remove_seats(&self, idp: &str, sub: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(sql::REMOVE_SEATS).bind(idp).bind(sub).execute(&self.pool).await?;
+        let done = sqlx::query(sql::REMOVE_SEATS)
+            .bind(idp)
+            .bind(sub)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
+    }
+
+    // SCIM: implemented in `scim_sqlite`.
+    async fn scim_secret_hashes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        SqliteStore::scim_secret_hashes(self).await
+    }
+    async fn scim_seed_secret(&self, idp: &str, sha256: &[u8]) -> Result<bool, StoreError> {
+        SqliteStore::scim_seed_secret(self, idp, sha256).await
+    }
+    async fn scim_set_secret(&self, idp: &str, sha256: &[u8]) -> Result<(), StoreError> {
+        SqliteStore::scim_set_secret(self, idp, sha256).await
+    }
+    async fn scim_create_user(
+        &self,
+        idp: &str,
+        draft: &UserDraft,
+    ) -> Result<Outcome<UserRecord>, StoreError> {
+        SqliteStore::scim_create_user(self, idp, draft).await
+    }
+    async fn scim_get_user(&self, idp: &str, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        SqliteStore::scim_get_user(self, idp, id).await
+    }
+    async fn scim_modify_user(
+        &self,
+        idp: &str,
+        id: &str,
+        edit: &UserEdit<'_>,
+    ) -> Result<Outcome<UserChange>, StoreError> {
+        SqliteStore::scim_modify_user(self, idp, id, edit).await
+    }
+    async fn scim_delete_user(
+        &self,
+        idp: &str,
+        id: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        SqliteStore::scim_delete_user(self, idp, id).await
+    }
+    async fn scim_list_users(
+        &self,
+        idp: &str,
+        query: Option<&Query>,
+        page: Page,
+    ) -> Result<(i64, Vec<UserRecord>), StoreError> {
+        SqliteStore::scim_list_users(self, idp, query, page).await
+    }
+    async fn scim_user_groups(&self, user_id: &str) -> Result<Vec<MemberRef>, StoreError> {
+        SqliteStore::scim_user_groups(self, user_id).await
+    }
+    async fn scim_create_group(
+        &self,
+        idp: &str,
+        draft: &GroupDraft,
+        members: &[String],
+    ) -> Result<Outcome<GroupChange>, StoreError> {
+        SqliteStore::scim_create_group(self, idp, draft, members).await
+    }
+    async fn scim_get_group(
+        &self,
+        idp: &str,
+        id: &str,
+        with_members: bool,
+    ) -> Result<Option<GroupRecord>, StoreError> {
+        SqliteStore::scim_get_group(self, idp, id, with_members).await
+    }
+    async fn scim_modify_group(
+        &self,
+        idp: &str,
+        id: &str,
+        edit: &GroupEdit<'_>,
+        members: &[MemberOp],
+        with_members: bool,
+    ) -> Result<Outcome<GroupChange>, StoreError> {
+        SqliteStore::scim_modify_group(self, idp, id, edit, members, with_members).await
+    }
+    async fn scim_delete_group(
+        &self,
+        idp: &str,
+        id: &str,
+    ) -> Result<Option<GroupChange>, StoreError> {
+        SqliteStore::scim_delete_group(self, idp, id).await
+    }
+    async fn scim_list_groups(
+        &self,
+        idp: &str,
+        query: Option<&Query>,
+        page: Page,
+        with_members: bool,
+    ) -> Result<(i64, Vec<GroupRecord>), StoreError> {
+        SqliteStore::scim_list_groups(self, idp, query, page, with_members).await
+    }
+    async fn scim_link(
+        &self,
+        idp: &str,
+        sub: &str,
+        verified_email: Option<&str>,
+    ) -> Result<ScimLink, StoreError> {
+        SqliteStore::scim_link(self, idp, sub, verified_email).await
+    }
+    async fn scim_linked_subjects(
+        &self,
+        idp: &str,
+        keys: &[LinkKeys],
+    ) -> Result<Vec<String>, StoreError> {
+        SqliteStore::scim_linked_subjects(self, idp, keys).await
     }
 }
 

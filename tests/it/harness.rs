@@ -115,6 +115,10 @@ pub struct Env {
     pub idp: DevIdp,
     pub upstream: Echo,
     pub state: Arc<State>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The self-signed certificate of a TLS env.
+    ca_pem: Option<String>,
     pub port: u16,
     pub metrics_port: u16,
     pub dir: tempfile::TempDir,
@@ -124,6 +128,7 @@ pub struct Env {
 /// How to build an [`Env`].
 pub struct EnvBuilder {
     port: Option<u16>,
+    tls: bool,
     policies: String,
     dir: Option<tempfile::TempDir>,
     idp_extra: String,
@@ -132,6 +137,7 @@ pub struct EnvBuilder {
 pub fn env() -> EnvBuilder {
     EnvBuilder {
         port: None,
+        tls: false,
         policies: POLICIES.to_string(),
         dir: None,
         idp_extra: String::new(),
@@ -161,6 +167,13 @@ impl EnvBuilder {
         self
     }
 
+    /// Serve the proxy listener over TLS with a fresh self-signed certificate
+    /// for every test host.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Listen on this port (a restart keeps the auth domain and so the tokens' issuer).
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -170,7 +183,8 @@ impl EnvBuilder {
     pub async fn start(self) -> Env {
         let port = self.port.unwrap_or_else(free_port);
         let metrics_port = free_port();
-        let redirect = format!("http://auth.localhost:{port}/cdn-cgi/access/callback");
+        let scheme = if self.tls { "https" } else { "http" };
+        let redirect = format!("{scheme}://auth.localhost:{port}/cdn-cgi/access/callback");
         let idp = dev::start(DevIdpOptions::new("127.0.0.1:0".parse().unwrap(), vec![redirect]))
             .await
             .expect("dev idp");
@@ -183,11 +197,22 @@ impl EnvBuilder {
             .replace("${UPSTREAM}", &format!("http://{}", upstream.addr()))
             .replace("__CI_SECRET_SHA256__", &sha256_hex("ci-secret"));
         std::fs::write(policies_dir.join("main.yaml"), policies).unwrap();
+        let mut ca_pem = None;
+        let tls_line = if self.tls {
+            let cert = rcgen::generate_simple_self_signed(HOSTS.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+                .expect("self-signed certificate");
+            std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
+            std::fs::write(dir.path().join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
+            ca_pem = Some(cert.cert.pem());
+            format!("    tls: {{ cert: {0}/tls.crt, key: {0}/tls.key }}\n", dir.path().display())
+        } else {
+            String::new()
+        };
         let config = format!(
             r#"
 listen:
   - addr: 127.0.0.1:{port}
-auth_domain: auth.localhost:{port}
+{tls_line}auth_domain: auth.localhost:{port}
 threads: 1
 metrics: {{ listen: "127.0.0.1:{metrics_port}" }}
 store: sqlite://{data}/state.db
@@ -222,6 +247,8 @@ policies: {data}/policies
             idp,
             upstream,
             state,
+            scheme,
+            ca_pem,
             port,
             metrics_port,
             dir,
@@ -247,9 +274,9 @@ impl Env {
         .await;
     }
 
-    /// `http://<host>:<port><path>`
+    /// `<scheme>://<host>:<port><path>`
     pub fn url(&self, host: &str, path: &str) -> String {
-        format!("http://{host}:{}{path}", self.port)
+        format!("{}://{host}:{}{path}", self.scheme, self.port)
     }
 
     /// A browser-like client: cookie jar, no automatic redirects, `*.localhost` → proxy.
@@ -267,6 +294,9 @@ impl Env {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(20));
+        if let Some(pem) = &self.ca_pem {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        }
         for h in HOSTS {
             b = b.resolve(h, addr);
         }
@@ -340,7 +370,7 @@ pub async fn browse_login(env: &Env, browser: &reqwest::Client, url: &str, user:
         if next.starts_with(&idp_base) && next.contains("/v1/authorize") {
             let (login_url, form) = dev::login_form(&next, user).unwrap();
             resp = browser.post(&login_url).form(&form).send().await.unwrap();
-        } else if next.starts_with("http://") && HOSTS.iter().any(|h| next.contains(&format!("//{h}:"))) {
+        } else if next.starts_with(env.scheme) && HOSTS.iter().any(|h| next.contains(&format!("//{h}:"))) {
             resp = browser.get(&next).header("accept", HTML).send().await.unwrap();
         } else {
             break;
@@ -379,4 +409,156 @@ pub fn write_policies(env: &Env, yaml: &str) {
     let tmp = dir.join(".main.yaml.tmp");
     std::fs::write(&tmp, expand_policies(env, yaml)).expect("write policies");
     std::fs::rename(&tmp, dir.join("main.yaml")).expect("rename policies");
+}
+
+// helpers added for okta
+
+/// The IdP side of an environment started with [`EnvBuilder::start_with`].
+pub struct IdpSetup {
+    /// The items of `identity_providers:` (list items indented by two
+    /// spaces). `__OKTA__` (the dev IdP's org URL), `__ISSUER__` (its custom
+    /// authorization server `default`), `__CLIENT_ID__` and
+    /// `__CLIENT_SECRET__` are filled in.
+    pub identity_providers: String,
+    /// `headers.forward_claims`.
+    pub forward_claims: bool,
+    /// Take the dev IdP offline before the proxy starts, and wait only for
+    /// the proxy's listener, not for `/readyz`.
+    pub idp_offline_at_start: bool,
+}
+
+/// One `type: okta` entry named `okta` with the dev IdP's org URL and client,
+/// plus `config_lines` (YAML lines inside `config:`, indented by six spaces).
+pub fn okta_idp(config_lines: &str) -> String {
+    format!(
+        r#"
+  - name: okta
+    type: okta
+    config:
+      client_id: __CLIENT_ID__
+      client_secret: __CLIENT_SECRET__
+      okta_account: __OKTA__
+{config_lines}
+"#
+    )
+}
+
+impl IdpSetup {
+    /// `identity_providers` as given, claims forwarded, the dev IdP online.
+    pub fn new(identity_providers: &str) -> IdpSetup {
+        IdpSetup {
+            identity_providers: identity_providers.to_string(),
+            forward_claims: true,
+            idp_offline_at_start: false,
+        }
+    }
+}
+
+impl EnvBuilder {
+    /// Like [`EnvBuilder::start`], with the `identity_providers` block,
+    /// `headers.forward_claims` and the dev IdP's state at start taken from
+    /// `setup` (`idp_config` is not used). Plain HTTP only.
+    pub async fn start_with(self, setup: IdpSetup) -> Env {
+        assert!(!self.tls, "start_with serves plain http only");
+        let port = self.port.unwrap_or_else(free_port);
+        let metrics_port = free_port();
+        let redirect = format!("http://auth.localhost:{port}/cdn-cgi/access/callback");
+        let idp = dev::start(DevIdpOptions::new("127.0.0.1:0".parse().unwrap(), vec![redirect]))
+            .await
+            .expect("dev idp");
+        if setup.idp_offline_at_start {
+            idp.set_offline(true);
+        }
+        let upstream = echo::start("127.0.0.1:0".parse().unwrap()).await.expect("upstream");
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+        let policies_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&policies_dir).unwrap();
+        let policies = self
+            .policies
+            .replace("${UPSTREAM}", &format!("http://{}", upstream.addr()))
+            .replace("__CI_SECRET_SHA256__", &sha256_hex("ci-secret"));
+        std::fs::write(policies_dir.join("main.yaml"), policies).unwrap();
+        let idps = setup
+            .identity_providers
+            .replace("__OKTA__", &idp.okta_account())
+            .replace("__ISSUER__", &idp.issuer())
+            .replace("__CLIENT_ID__", idp.client_id())
+            .replace("__CLIENT_SECRET__", idp.client_secret());
+        let config = format!(
+            r#"
+listen:
+  - addr: 127.0.0.1:{port}
+auth_domain: auth.localhost:{port}
+threads: 1
+metrics: {{ listen: "127.0.0.1:{metrics_port}" }}
+store: sqlite://{data}/state.db
+key_dir: {data}/keys
+headers: {{ forward_claims: {forward} }}
+identity_providers:
+{idps}
+policies: {data}/policies
+"#,
+            data = dir.path().display(),
+            forward = setup.forward_claims,
+        );
+        let cfg_path = dir.path().join("portcullis.yaml");
+        std::fs::write(&cfg_path, &config).unwrap();
+        let cfg = portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
+        let state = build_state(cfg).await.unwrap_or_else(|e| panic!("state: {e}"));
+        let server = build_server(state.clone()).expect("server");
+        let handle = ServerHandle::start(server, false);
+        let env = Env {
+            idp,
+            upstream,
+            state,
+            scheme: "http",
+            ca_pem: None,
+            port,
+            metrics_port,
+            dir,
+            server: Some(handle),
+        };
+        if setup.idp_offline_at_start {
+            for port in [env.metrics_port, env.port] {
+                let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+                eventually("proxy listening", Duration::from_secs(20), async || {
+                    tokio::net::TcpStream::connect(addr).await.is_ok()
+                })
+                .await;
+            }
+        } else {
+            env.wait_ready().await;
+        }
+        env
+    }
+}
+
+impl Env {
+    /// Status of `/readyz` on the metrics listener.
+    pub async fn readyz(&self) -> u16 {
+        reqwest::get(format!("http://127.0.0.1:{}/readyz", self.metrics_port))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+// helpers added for scim
+
+/// The SCIM bearer secret [`EnvBuilder::scim`] configures.
+pub const SCIM_SECRET: &str = "scim-test-secret-0123456789";
+
+impl EnvBuilder {
+    /// Enable SCIM on the IdP with [`SCIM_SECRET`] and these
+    /// `scim_config` flags.
+    pub fn scim(self, user_deprovision: bool, seat_deprovision: bool, group_member_deprovision: bool) -> Self {
+        // The `idp_config` lines land right after the IdP's `config:` map;
+        // at this indentation `scim_config` is the IdP entry's own key.
+        let extra = format!(
+            "{}    scim_config:\n      enabled: true\n      secret: {SCIM_SECRET}\n      user_deprovision: {user_deprovision}\n      seat_deprovision: {seat_deprovision}\n      group_member_deprovision: {group_member_deprovision}\n",
+            self.idp_extra
+        );
+        self.idp_config(&extra)
+    }
 }

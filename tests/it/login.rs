@@ -218,3 +218,20 @@ async fn restart_keeps_sessions_valid() {
     assert_eq!(r.status(), 200);
     assert_eq!(env2.upstream.seen().last().unwrap().uri, "/again");
 }
+
+/// On a TLS listener the whole login works over https and every cookie the
+/// proxy sets is `Secure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_login_sets_secure_cookies() {
+    let env = env().tls().start().await;
+    let r = env.client().get(env.url("app.localhost", "/")).header("accept", HTML).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(location(&r).starts_with(&format!("https://auth.localhost:{}/cdn-cgi/access/login?", env.port)));
+    for c in r.headers().get_all("set-cookie") {
+        assert!(c.to_str().unwrap().contains("Secure"), "{c:?}");
+    }
+    let browser = env.browser();
+    let end = browse_login(&env, &browser, &env.url("app.localhost", "/tls"), "00ualice").await;
+    assert_eq!(end.response.status(), 200, "{:?}", end.trail);
+    assert_eq!(env.upstream.seen().last().unwrap().header("x-forwarded-proto"), Some("https"));
+}

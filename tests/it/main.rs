@@ -11,3 +11,7 @@ mod decisions;
 mod attacks;
 // Hot reload and metrics.
 mod operations;
+// Okta in full: groups API beyond 100, authorization servers, claims, PKCE, test-idp, readiness, rotation, outages, several IdPs.
+mod okta;
+// SCIM 2.0 provisioning: Okta request sequences, errors, deprovisioning, durability, concurrency.
+mod scim;

@@ -43,7 +43,11 @@ fn has_metric(text: &str, name: &str) -> bool {
 }
 
 fn reloads(text: &str, result: &str) -> f64 {
-    metric(text, "portcullis_policy_reloads_total", &[("result", result)])
+    metric(
+        text,
+        "portcullis_policy_reloads_total",
+        &[("result", result)],
+    )
 }
 
 /// The default policies with the `blocked` app's "block sales" policy turned
@@ -51,19 +55,33 @@ fn reloads(text: &str, result: &str) -> f64 {
 fn policies_allowing_sales() -> String {
     let block = "      - name: block sales\n        decision: block\n";
     assert!(POLICIES.contains(block), "POLICIES changed shape");
-    POLICIES.replace(block, "      - name: block sales\n        decision: allow\n")
+    POLICIES.replace(
+        block,
+        "      - name: block sales\n        decision: allow\n",
+    )
 }
 
 /// Status of an API GET at `host` `/` with `browser`'s cookies.
 async fn status(env: &Env, browser: &reqwest::Client, host: &str) -> u16 {
-    browser.get(env.url(host, "/")).send().await.unwrap().status().as_u16()
+    browser
+        .get(env.url(host, "/"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Log bob in at blocked.localhost, where the default policies block sales.
 async fn bob_blocked(env: &Env) -> reqwest::Client {
     let browser = env.browser();
     let end = browse_login(env, &browser, &env.url("blocked.localhost", "/"), "00ubob").await;
-    assert_eq!(end.response.status(), 403, "bob at blocked after {:?}", end.trail);
+    assert_eq!(
+        end.response.status(),
+        403,
+        "bob at blocked after {:?}",
+        end.trail
+    );
     browser
 }
 
@@ -107,9 +125,11 @@ async fn assert_broken_file_keeps_last_good(broken: &str) {
     let env = env().start().await;
     let browser = bob_blocked(&env).await;
     write_policies(&env, &policies_allowing_sales());
-    eventually("bob allowed after the good reload", RELOAD_WAIT, async || {
-        status(&env, &browser, "blocked.localhost").await == 200
-    })
+    eventually(
+        "bob allowed after the good reload",
+        RELOAD_WAIT,
+        async || status(&env, &browser, "blocked.localhost").await == 200,
+    )
     .await;
     let before = reloads(&env.metrics().await, "error");
 
@@ -132,7 +152,10 @@ async fn assert_broken_file_keeps_last_good(broken: &str) {
 /// (SECURITY 11: never "nothing loaded, pass through").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_file_with_bad_yaml_keeps_the_last_good_set() {
-    assert_broken_file_keeps_last_good("apps:\n  - name: app\n    domain: [app.localhost\n    upstream: : :\n").await;
+    assert_broken_file_keeps_last_good(
+        "apps:\n  - name: app\n    domain: [app.localhost\n    upstream: : :\n",
+    )
+    .await;
 }
 
 /// A policy file with an unknown selector is refused as a whole: the last
@@ -161,7 +184,11 @@ async fn metrics_count_logins_requests_and_cache_hits() {
     let browser = env.browser();
     login_ok(&env, &browser, &env.url("app.localhost", "/"), "00ualice").await;
     for i in 0..3 {
-        let r = browser.get(env.url("app.localhost", &format!("/m{i}"))).send().await.unwrap();
+        let r = browser
+            .get(env.url("app.localhost", &format!("/m{i}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
 
@@ -178,13 +205,22 @@ async fn metrics_count_logins_requests_and_cache_hits() {
     })
     .await;
     let after = env.metrics().await;
-    assert!(has_metric(&after, "portcullis_access_phase_seconds_bucket"), "no histogram buckets");
     assert!(
-        metric(&after, "portcullis_access_phase_seconds_bucket", &[("le", "+Inf")])
-            >= metric(&after, "portcullis_access_phase_seconds_count", &[]),
+        has_metric(&after, "portcullis_access_phase_seconds_bucket"),
+        "no histogram buckets"
+    );
+    assert!(
+        metric(
+            &after,
+            "portcullis_access_phase_seconds_bucket",
+            &[("le", "+Inf")]
+        ) >= metric(&after, "portcullis_access_phase_seconds_count", &[]),
         "the +Inf bucket holds every observation"
     );
-    assert!(metric(&after, "process_resident_memory_bytes", &[]) > 0.0, "no process metrics");
+    assert!(
+        metric(&after, "process_resident_memory_bytes", &[]) > 0.0,
+        "no process metrics"
+    );
 }
 
 /// `/metrics` is never served on the proxy listener (SECURITY 12): on the
@@ -195,23 +231,43 @@ async fn metrics_count_logins_requests_and_cache_hits() {
 async fn metrics_are_not_served_on_the_proxy_listener() {
     let env = env().start().await;
     let client = env.client();
-    let prometheus = |body: &str| body.contains("# HELP") || body.contains("portcullis_requests_total");
-    for (host, want) in [("auth.localhost", 404), ("nowhere.localhost", 404), ("app.localhost", 401)] {
+    let prometheus =
+        |body: &str| body.contains("# HELP") || body.contains("portcullis_requests_total");
+    for (host, want) in [
+        ("auth.localhost", 404),
+        ("nowhere.localhost", 404),
+        ("app.localhost", 401),
+    ] {
         let r = client.get(env.url(host, "/metrics")).send().await.unwrap();
         assert_eq!(r.status(), want, "{host}");
-        assert!(!prometheus(&r.text().await.unwrap()), "{host} served metrics");
+        assert!(
+            !prometheus(&r.text().await.unwrap()),
+            "{host} served metrics"
+        );
     }
-    let r = reqwest::get(format!("http://127.0.0.1:{}/metrics", env.port)).await.unwrap();
+    let r = reqwest::get(format!("http://127.0.0.1:{}/metrics", env.port))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "by IP");
     assert!(!prometheus(&r.text().await.unwrap()));
     assert!(env.upstream.seen().is_empty());
 
     let browser = env.browser();
     login_ok(&env, &browser, &env.url("app.localhost", "/"), "00ualice").await;
-    let r = browser.get(env.url("app.localhost", "/metrics")).send().await.unwrap();
+    let r = browser
+        .get(env.url("app.localhost", "/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(!prometheus(&r.text().await.unwrap()), "app.localhost served metrics");
-    assert!(env.upstream.seen().iter().any(|s| s.uri == "/metrics"), "not forwarded to the app");
+    assert!(
+        !prometheus(&r.text().await.unwrap()),
+        "app.localhost served metrics"
+    );
+    assert!(
+        env.upstream.seen().iter().any(|s| s.uri == "/metrics"),
+        "not forwarded to the app"
+    );
 }
 
 /// The metrics listener answers `/healthz` and, once the IdP's discovery is
@@ -220,10 +276,14 @@ async fn metrics_are_not_served_on_the_proxy_listener() {
 async fn health_and_readiness_on_the_metrics_listener() {
     let env = env().start().await;
     for path in ["/healthz", "/readyz"] {
-        let r = reqwest::get(format!("http://127.0.0.1:{}{path}", env.metrics_port)).await.unwrap();
+        let r = reqwest::get(format!("http://127.0.0.1:{}{path}", env.metrics_port))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    let r = reqwest::get(format!("http://127.0.0.1:{}/metrics", env.metrics_port)).await.unwrap();
+    let r = reqwest::get(format!("http://127.0.0.1:{}/metrics", env.metrics_port))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("# HELP"));
 }

@@ -457,3 +457,41 @@ fn example_config_in_conf_loads() {
     assert_eq!(c.identity_providers[0].kind, IdpKind::Okta);
     assert_eq!(c.identity_providers[0].client_secret, "okta-secret #1: x");
 }
+
+#[test]
+fn header_names_must_differ() {
+    let errs = errors(&format!("{BASE}headers: {{ email: x-a, groups: X-A }}\n"));
+    assert_eq!(
+        errs,
+        ["portcullis.yaml:6:10: headers: header name `X-A` is used twice"]
+    );
+}
+
+#[test]
+fn scim_path_must_not_overlap_the_endpoint_prefix() {
+    let errs = errors(&format!(
+        "{BASE}endpoint_prefix: /auth\nscim_path: /auth/scim\n"
+    ));
+    assert_eq!(
+        errs,
+        ["portcullis.yaml:7:12: scim_path: `/auth/scim` overlaps endpoint_prefix `/auth`"]
+    );
+}
+
+#[test]
+fn two_idps_may_not_share_a_scim_secret() {
+    let idp = |name: &str| {
+        format!(
+            "  - {{ name: {name}, type: oidc, config: {{ client_id: a, client_secret: b, issuer: 'https://i.example.com' }}, scim_config: {{ enabled: true, secret: '${{PORTCULLIS_SCIM_SECRET}}' }} }}\n"
+        )
+    };
+    let errs = errors(&format!(
+        "{BASE}identity_providers:\n{}{}",
+        idp("one"),
+        idp("two")
+    ));
+    assert_eq!(
+        errs,
+        ["portcullis.yaml:8:145: identity_providers[1].scim_config.secret: same SCIM secret as identity provider `one`: each provider needs its own"]
+    );
+}

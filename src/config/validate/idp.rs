@@ -48,6 +48,7 @@ pub(super) fn identity_providers(
                 .value
                 .scim_config
                 .as_ref()
+                .and_then(|s| s.value.secret.as_ref())
                 .map_or(entry.referenced, |s| s.referenced);
             cx.err(
                 &at,

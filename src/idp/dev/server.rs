@@ -81,6 +81,7 @@ pub(super) struct State {
     tamper: Mutex<Option<Tamper>>,
     code_ttl: Mutex<Duration>,
     groups_api_requests: AtomicUsize,
+    groups_page_max: AtomicUsize,
 }
 
 impl State {
@@ -113,6 +114,7 @@ impl State {
             tamper: Mutex::new(None),
             code_ttl: Mutex::new(Duration::from_secs(60)),
             groups_api_requests: AtomicUsize::new(0),
+            groups_page_max: AtomicUsize::new(GROUPS_PAGE_MAX),
         }
     }
 
@@ -170,6 +172,10 @@ impl State {
 
     pub fn groups_api_requests(&self) -> usize {
         self.groups_api_requests.load(Ordering::SeqCst)
+    }
+
+    pub fn set_groups_page_max(&self, max: usize) {
+        self.groups_page_max.store(max.max(1), Ordering::SeqCst);
     }
 
     /// The user with this id (or, as Okta allows in the API, this login),
@@ -773,9 +779,10 @@ fn groups_api(
         Ok(p) => p,
         Err(e) => return okta_error(StatusCode::BAD_REQUEST, "E0000001", &e),
     };
+    let page_max = state.groups_page_max.load(Ordering::SeqCst);
     let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
-        None => GROUPS_PAGE_MAX,
-        Some(Ok(n)) if n >= 1 => n.min(GROUPS_PAGE_MAX),
+        None => page_max,
+        Some(Ok(n)) if n >= 1 => n.min(page_max),
         Some(_) => {
             return okta_error(
                 StatusCode::BAD_REQUEST,

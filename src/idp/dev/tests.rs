@@ -331,6 +331,28 @@ async fn groups_api_pages_with_limit_after_and_link_next() {
 }
 
 #[tokio::test]
+async fn groups_page_max_caps_the_requested_limit() {
+    let idp = idp().await;
+    idp.set_groups_page_max(40);
+    let resp = http()
+        .get(format!(
+            "{}/api/v1/users/00upat/groups?limit=200",
+            idp.okta_account()
+        ))
+        .header("authorization", format!("SSWS {DEV_API_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    let next = resp
+        .headers()
+        .get_all("link")
+        .iter()
+        .any(|v| v.to_str().unwrap().ends_with("rel=\"next\""));
+    assert!(next, "a capped page links to the next one");
+    assert_eq!(resp.json_value().await.as_array().unwrap().len(), 40);
+}
+
+#[tokio::test]
 async fn offline_answers_503_everywhere() {
     let idp = idp().await;
     idp.set_offline(true);

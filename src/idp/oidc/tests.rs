@@ -409,6 +409,49 @@ async fn offline_idp_makes_the_exchange_unavailable_but_keeps_the_provider_ready
 }
 
 #[tokio::test]
+async fn ensure_reachable_trusts_a_fresh_contact_without_a_request() {
+    let (idp, p) = setup().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    p.set_observer(Arc::new(move |endpoint, _| sink.lock().push(endpoint)));
+    idp.set_offline(true);
+    p.ensure_reachable().await.unwrap();
+    p.ensure_reachable().await.unwrap();
+    assert!(seen.lock().is_empty(), "no probe: {:?}", seen.lock());
+}
+
+#[tokio::test]
+async fn ensure_reachable_reports_an_outage_once_the_last_contact_is_stale() {
+    let (idp, p) = setup().await;
+    idp.set_offline(true);
+    p.age_last_contact(REACHABLE_TTL);
+    assert_unavailable(p.ensure_reachable().await);
+    assert!(p.is_ready(), "an outage keeps the last discovery");
+}
+
+#[tokio::test]
+async fn ensure_reachable_recovers_when_the_idp_is_back() {
+    let (idp, p) = setup().await;
+    idp.set_offline(true);
+    p.age_last_contact(REACHABLE_TTL);
+    assert_unavailable(p.ensure_reachable().await);
+    idp.set_offline(false);
+    assert_unavailable(p.ensure_reachable().await);
+    p.age_last_contact(UNREACHABLE_TTL);
+    p.ensure_reachable().await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_token_exchange_marks_the_idp_unreachable() {
+    let (idp, p) = setup().await;
+    let code = login_code(&p, "00ualice", None).await;
+    idp.set_offline(true);
+    assert_unavailable(p.exchange(&code, REDIRECT, None, NONCE).await);
+    idp.set_offline(false);
+    assert_unavailable(p.ensure_reachable().await);
+}
+
+#[tokio::test]
 async fn stopped_idp_makes_discovery_unavailable() {
     let idp = dev_idp().await;
     let cfg = config(&idp, IdpKind::Okta);

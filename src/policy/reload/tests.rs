@@ -105,12 +105,15 @@ async fn watcher_reloads_on_file_change_and_reports_errors() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     write(&file, &app_file("second"));
-    assert!(eventually(Duration::from_secs(5), || names(&h) == ["second"]).await);
-    assert_eq!(*results.lock(), [true]);
+    assert!(
+        eventually(Duration::from_secs(5), || names(&h) == ["second"]
+            && !results.lock().is_empty())
+        .await
+    );
+    assert!(results.lock().iter().all(|ok| *ok), "{:?}", results.lock());
 
     write(&file, "apps: [ broken");
-    assert!(eventually(Duration::from_secs(5), || results.lock().len() == 2).await);
-    assert_eq!(*results.lock(), [true, false]);
+    assert!(eventually(Duration::from_secs(5), || results.lock().contains(&false)).await);
     assert_eq!(names(&h), ["second"]);
 
     write(&dir.path().join("b.yml"), &app_file("third"));

@@ -41,7 +41,7 @@ struct Target {
     app: Arc<App>,
 }
 
-fn query_param<'a>(req: &'a RequestHeader, name: &str) -> Option<String> {
+fn query_param(req: &RequestHeader, name: &str) -> Option<String> {
     let q = req.uri.query()?;
     url::form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == name)
@@ -185,7 +185,7 @@ pub async fn login(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) -
         }
         (None, _) => return chooser(state, &target, &csrf, &allowed),
     };
-    start_idp_login(state, &provider, &target, &csrf)
+    start_idp_login(state, &provider, &target, &csrf).await
 }
 
 fn chooser(state: &State, target: &Target, csrf: &str, idps: &[&Arc<Provider>]) -> Reply {
@@ -201,7 +201,12 @@ fn chooser(state: &State, target: &Target, csrf: &str, idps: &[&Arc<Provider>]) 
     Reply::page_with(200, "Sign in", &format!("Choose how to sign in to {}.", target.app.name), &links)
 }
 
-fn start_idp_login(state: &State, provider: &Provider, target: &Target, csrf: &str) -> Reply {
+async fn start_idp_login(state: &State, provider: &Provider, target: &Target, csrf: &str) -> Reply {
+    // Do not send the browser to an IdP that cannot finish the login.
+    if let Err(e) = provider.ensure_reachable().await {
+        metrics().logins_total.with_label_values(&[provider.name(), idp_result_label(&e)]).inc();
+        return idp_failure(provider.name(), &e);
+    }
     let now = now_unix();
     let st = random_token(24);
     let nonce = random_token(24);
@@ -254,7 +259,14 @@ fn idp_failure(idp: &str, e: &IdpError) -> Reply {
         IdpError::Rejected(_) | IdpError::InvalidToken(_) => {
             Reply::page(400, "Sign-in failed", "The identity provider's answer could not be accepted. Please try again.")
         }
-        _ => Reply::page(502, "Identity provider unavailable", "The identity provider could not be reached. Please try again in a moment."),
+        IdpError::GroupsApi(_) => Reply::page(
+            502,
+            "Group memberships unavailable",
+            "You signed in, but your group memberships could not be read from the identity provider, so access \
+             cannot be decided and no session was created. Please try again in a moment; if this persists, \
+             tell your administrator (Okta API token).",
+        ),
+        IdpError::Unavailable(_) => Reply::page(502, "Identity provider unavailable", "The identity provider could not be reached. Please try again in a moment."),
     }
 }
 
@@ -262,7 +274,8 @@ fn idp_result_label(e: &IdpError) -> &'static str {
     match e {
         IdpError::Rejected(_) => "rejected",
         IdpError::InvalidToken(_) => "invalid_token",
-        _ => "idp_error",
+        IdpError::GroupsApi(_) => "groups_api_error",
+        IdpError::Unavailable(_) => "idp_error",
     }
 }
 

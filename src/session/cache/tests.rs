@@ -69,7 +69,8 @@ async fn hit_after_insert() {
 #[tokio::test]
 async fn key_is_the_whole_token() {
     let c = cache();
-    c.insert("header.payload.sig", cached("sid1", "okta", "alice", 300)).await;
+    c.insert("header.payload.sig", cached("sid1", "okta", "alice", 300))
+        .await;
     assert!(c.get("header.payload.si").await.is_none());
     assert!(c.get("header.payload.sig2").await.is_none());
     assert!(c.get("header.payload.sig").await.is_some());
@@ -85,7 +86,10 @@ async fn entry_is_not_served_after_exp() {
     // Poll (with a deadline) until the clock passes `exp`.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while now_unix() < expires_at {
-        assert!(std::time::Instant::now() < deadline, "clock did not advance");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "clock did not advance"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(c.get("tok-1").await.is_none());
@@ -101,7 +105,11 @@ async fn expired_session_is_not_cached() {
 #[tokio::test]
 async fn loaded_expired_session_is_refused() {
     let c = cache();
-    let r = c.get_or_load("tok-1", || async { Ok::<_, LoadErr>(cached("sid1", "okta", "alice", -5)) }).await;
+    let r = c
+        .get_or_load("tok-1", || async {
+            Ok::<_, LoadErr>(cached("sid1", "okta", "alice", -5))
+        })
+        .await;
     assert_eq!(*r.unwrap_err(), LoadErr::Unusable(Unusable::Expired));
     assert!(c.get("tok-1").await.is_none());
 }
@@ -109,8 +117,10 @@ async fn loaded_expired_session_is_refused() {
 #[tokio::test]
 async fn revoked_sid_is_not_served() {
     let c = cache();
-    c.insert("tok-1", cached("sid1", "okta", "alice", 300)).await;
-    c.insert("tok-2", cached("sid2", "okta", "alice", 300)).await;
+    c.insert("tok-1", cached("sid1", "okta", "alice", 300))
+        .await;
+    c.insert("tok-2", cached("sid2", "okta", "alice", 300))
+        .await;
     c.revoke("sid1");
     assert!(c.is_revoked("sid1"));
     assert!(c.get("tok-1").await.is_none());
@@ -122,7 +132,11 @@ async fn session_loaded_after_revocation_is_refused() {
     let c = cache();
     c.revoke("sid1");
     // A load that read the store before the revocation landed.
-    let r = c.get_or_load("tok-1", || async { Ok::<_, LoadErr>(cached("sid1", "okta", "alice", 300)) }).await;
+    let r = c
+        .get_or_load("tok-1", || async {
+            Ok::<_, LoadErr>(cached("sid1", "okta", "alice", 300))
+        })
+        .await;
     assert_eq!(*r.unwrap_err(), LoadErr::Unusable(Unusable::Revoked));
     assert!(c.get("tok-1").await.is_none());
 }
@@ -131,7 +145,8 @@ async fn session_loaded_after_revocation_is_refused() {
 async fn revoked_sid_is_not_served_even_if_reinserted() {
     let c = cache();
     c.revoke("sid1");
-    c.insert("tok-1", cached("sid1", "okta", "alice", 300)).await;
+    c.insert("tok-1", cached("sid1", "okta", "alice", 300))
+        .await;
     assert!(c.get("tok-1").await.is_none());
 }
 
@@ -141,7 +156,8 @@ async fn invalidate_user_evicts_only_that_user() {
     c.insert("a1", cached("s1", "okta", "alice", 300)).await;
     c.insert("a2", cached("s2", "okta", "alice", 300)).await;
     c.insert("b1", cached("s3", "okta", "bob", 300)).await;
-    c.insert("a3", cached("s4", "other-idp", "alice", 300)).await;
+    c.insert("a3", cached("s4", "other-idp", "alice", 300))
+        .await;
     c.invalidate_user("okta", "alice");
     assert!(c.get("a1").await.is_none());
     assert!(c.get("a2").await.is_none());
@@ -187,9 +203,17 @@ async fn concurrent_get_or_load_runs_the_loader_once() {
 #[tokio::test]
 async fn loader_errors_are_not_cached() {
     let c = cache();
-    let r = c.get_or_load("tok-1", || async { Err::<Arc<CachedSession>, _>(LoadErr::Store) }).await;
+    let r = c
+        .get_or_load("tok-1", || async {
+            Err::<Arc<CachedSession>, _>(LoadErr::Store)
+        })
+        .await;
     assert_eq!(*r.unwrap_err(), LoadErr::Store);
-    let ok = c.get_or_load("tok-1", || async { Ok::<_, LoadErr>(cached("sid1", "okta", "alice", 300)) }).await;
+    let ok = c
+        .get_or_load("tok-1", || async {
+            Ok::<_, LoadErr>(cached("sid1", "okta", "alice", 300))
+        })
+        .await;
     assert!(ok.is_ok());
     assert!(c.get("tok-1").await.is_some());
 }
@@ -197,9 +221,12 @@ async fn loader_errors_are_not_cached() {
 #[tokio::test]
 async fn get_or_load_serves_hits_without_loading() {
     let c = cache();
-    c.insert("tok-1", cached("sid1", "okta", "alice", 300)).await;
+    c.insert("tok-1", cached("sid1", "okta", "alice", 300))
+        .await;
     let r = c
-        .get_or_load("tok-1", || async { Err::<Arc<CachedSession>, _>(LoadErr::Store) })
+        .get_or_load("tok-1", || async {
+            Err::<Arc<CachedSession>, _>(LoadErr::Store)
+        })
         .await
         .expect("served from cache");
     assert_eq!(r.claims.sid, "sid1");
@@ -216,8 +243,13 @@ async fn entry_count_counts_entries() {
 
 #[test]
 fn lifetime_never_exceeds_exp_or_ttl() {
-    let e = SessionExpiry { ttl: Duration::from_secs(60) };
-    assert_eq!(e.lifetime(&cached("s", "i", "u", 3600)), Duration::from_secs(60));
+    let e = SessionExpiry {
+        ttl: Duration::from_secs(60),
+    };
+    assert_eq!(
+        e.lifetime(&cached("s", "i", "u", 3600)),
+        Duration::from_secs(60)
+    );
     let short = e.lifetime(&cached("s", "i", "u", 10));
     assert!(short <= Duration::from_secs(10) && short >= Duration::from_secs(9));
     assert_eq!(e.lifetime(&cached("s", "i", "u", -1)), Duration::ZERO);

@@ -16,7 +16,11 @@ const AUD_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 const AUD_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 fn expect_app() -> Expect<'static> {
-    Expect { iss: ISS, aud: AUD_A, typ: TYP_APP }
+    Expect {
+        iss: ISS,
+        aud: AUD_A,
+        typ: TYP_APP,
+    }
 }
 
 fn session(exp_in: i64) -> SessionClaims {
@@ -107,7 +111,10 @@ fn token_not_yet_valid_is_refused() {
     let mut v = session_json();
     v["nbf"] = json!(now_unix() + 3600);
     let token = ring.sign(&v).unwrap();
-    assert_eq!(rejection(ring.verify(&token, &expect_app())), Rejection::NotYetValid);
+    assert_eq!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::NotYetValid
+    );
 }
 
 #[test]
@@ -117,7 +124,10 @@ fn tampered_payload_is_refused() {
     let mut v = session_json();
     v["email"] = json!("mallory@example.com");
     let forged = with_part(&token, 1, &b64(&v));
-    assert_eq!(rejection(ring.verify(&forged, &expect_app())), Rejection::Signature);
+    assert_eq!(
+        rejection(ring.verify(&forged, &expect_app())),
+        Rejection::Signature
+    );
 }
 
 #[test]
@@ -128,7 +138,10 @@ fn tampered_signature_is_refused() {
     let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
     raw[10] ^= 0x01;
     let forged = with_part(&token, 2, &URL_SAFE_NO_PAD.encode(raw));
-    assert_eq!(rejection(ring.verify(&forged, &expect_app())), Rejection::Signature);
+    assert_eq!(
+        rejection(ring.verify(&forged, &expect_app())),
+        Rejection::Signature
+    );
 }
 
 #[test]
@@ -150,9 +163,21 @@ fn hs256_token_keyed_with_the_public_key_is_refused() {
     header.kid = Some(ring.signing_kid().to_string());
     // Every public form of the key an attacker could use as an HMAC secret.
     let sec1 = key.decoding.try_get_as_bytes().unwrap().to_vec();
-    for secret in [sec1, ring.jwks_json().as_bytes().to_vec(), key.x.as_bytes().to_vec()] {
-        let token = jsonwebtoken::encode(&header, &session(300), &EncodingKey::from_secret(&secret).unwrap()).unwrap();
-        assert_eq!(rejection(ring.verify(&token, &expect_app())), Rejection::Algorithm);
+    for secret in [
+        sec1,
+        ring.jwks_json().as_bytes().to_vec(),
+        key.x.as_bytes().to_vec(),
+    ] {
+        let token = jsonwebtoken::encode(
+            &header,
+            &session(300),
+            &EncodingKey::from_secret(&secret).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            rejection(ring.verify(&token, &expect_app())),
+            Rejection::Algorithm
+        );
     }
 }
 
@@ -160,8 +185,12 @@ fn hs256_token_keyed_with_the_public_key_is_refused() {
 fn token_without_kid_is_refused() {
     let ring = KeyRing::generate_ephemeral();
     let key = ring.keys.last().unwrap();
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &session(300), &key.encoding).unwrap();
-    assert_eq!(rejection(ring.verify(&token, &expect_app())), Rejection::MissingKid);
+    let token =
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &session(300), &key.encoding).unwrap();
+    assert_eq!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::MissingKid
+    );
 }
 
 #[test]
@@ -169,7 +198,10 @@ fn token_with_unknown_kid_is_refused() {
     let ring = KeyRing::generate_ephemeral();
     let other = KeyRing::generate_ephemeral();
     let token = other.sign(&session(300)).unwrap();
-    assert_eq!(rejection(ring.verify(&token, &expect_app())), Rejection::UnknownKid);
+    assert_eq!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::UnknownKid
+    );
 }
 
 #[test]
@@ -179,7 +211,10 @@ fn foreign_key_under_our_kid_fails_the_signature() {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(ring.signing_kid().to_string());
     let token = jsonwebtoken::encode(&header, &session(300), &other.keys[0].encoding).unwrap();
-    assert_eq!(rejection(ring.verify(&token, &expect_app())), Rejection::Signature);
+    assert_eq!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::Signature
+    );
 }
 
 #[test]
@@ -194,7 +229,8 @@ fn key_material_in_the_header_is_never_used() {
         header.jwk = Some(jwk.clone());
         header.jku = Some("https://evil.example/jwks.json".into());
         header.x5u = Some("https://evil.example/cert.pem".into());
-        let token = jsonwebtoken::encode(&header, &session(300), &attacker.keys[0].encoding).unwrap();
+        let token =
+            jsonwebtoken::encode(&header, &session(300), &attacker.keys[0].encoding).unwrap();
         assert!(ring.verify::<SessionClaims>(&token, &expect_app()).is_err());
     }
 }
@@ -203,15 +239,26 @@ fn key_material_in_the_header_is_never_used() {
 fn app_a_token_is_refused_for_app_b() {
     let ring = KeyRing::generate_ephemeral();
     let token = ring.sign(&session(300)).unwrap();
-    let expect_b = Expect { iss: ISS, aud: AUD_B, typ: TYP_APP };
-    assert_eq!(rejection(ring.verify(&token, &expect_b)), Rejection::Audience);
+    let expect_b = Expect {
+        iss: ISS,
+        aud: AUD_B,
+        typ: TYP_APP,
+    };
+    assert_eq!(
+        rejection(ring.verify(&token, &expect_b)),
+        Rejection::Audience
+    );
 }
 
 #[test]
 fn wrong_issuer_is_refused() {
     let ring = KeyRing::generate_ephemeral();
     let token = ring.sign(&session(300)).unwrap();
-    let expect = Expect { iss: "http://evil.localhost:8080", aud: AUD_A, typ: TYP_APP };
+    let expect = Expect {
+        iss: "http://evil.localhost:8080",
+        aud: AUD_A,
+        typ: TYP_APP,
+    };
     assert_eq!(rejection(ring.verify(&token, &expect)), Rejection::Issuer);
 }
 
@@ -242,7 +289,10 @@ fn exp_as_string_is_refused() {
     let mut v = session_json();
     v["exp"] = json!((now_unix() + 300).to_string());
     let token = ring.sign(&v).unwrap();
-    assert_eq!(rejection(ring.verify(&token, &expect_app())), Rejection::Claim("exp".into()));
+    assert_eq!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::Claim("exp".into())
+    );
 }
 
 #[test]
@@ -251,7 +301,10 @@ fn float_times_are_refused() {
     let mut v = session_json();
     v["iat"] = json!(now_unix() as f64 + 0.5);
     let token = ring.sign(&v).unwrap();
-    assert_eq!(rejection(ring.verify(&token, &expect_app())), Rejection::Claim("iat".into()));
+    assert_eq!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::Claim("iat".into())
+    );
 }
 
 #[test]
@@ -272,7 +325,10 @@ fn aud_of_the_wrong_type_is_refused() {
     let mut v = session_json();
     v["aud"] = json!(42);
     let token = ring.sign(&v).unwrap();
-    assert_eq!(rejection(ring.verify(&token, &expect_app())), Rejection::Claim("aud".into()));
+    assert_eq!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::Claim("aud".into())
+    );
 }
 
 #[test]
@@ -281,14 +337,27 @@ fn missing_app_claim_is_refused() {
     let mut v = session_json();
     v.as_object_mut().unwrap().remove("sid");
     let token = ring.sign(&v).unwrap();
-    assert!(matches!(rejection(ring.verify(&token, &expect_app())), Rejection::Shape(_)));
+    assert!(matches!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::Shape(_)
+    ));
 }
 
 #[test]
 fn garbage_is_refused_as_malformed() {
     let ring = KeyRing::generate_ephemeral();
-    for t in ["", "abc", "a.b.c", "a.b.c.d", &"x".repeat(MAX_TOKEN_LEN + 1)] {
-        assert_eq!(rejection(ring.verify(t, &expect_app())), Rejection::Malformed, "{t:.20}");
+    for t in [
+        "",
+        "abc",
+        "a.b.c",
+        "a.b.c.d",
+        &"x".repeat(MAX_TOKEN_LEN + 1),
+    ] {
+        assert_eq!(
+            rejection(ring.verify(t, &expect_app())),
+            Rejection::Malformed,
+            "{t:.20}"
+        );
     }
 }
 
@@ -303,8 +372,20 @@ fn jwks_lists_the_key_as_es256() {
     assert_eq!(k["alg"], "ES256");
     assert_eq!(k["use"], "sig");
     assert_eq!(k["kid"], ring.signing_kid());
-    assert_eq!(URL_SAFE_NO_PAD.decode(k["x"].as_str().unwrap()).unwrap().len(), 32);
-    assert_eq!(URL_SAFE_NO_PAD.decode(k["y"].as_str().unwrap()).unwrap().len(), 32);
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(k["x"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        32
+    );
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(k["y"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        32
+    );
 }
 
 #[test]
@@ -355,7 +436,12 @@ fn rotation_keeps_old_keys_live_and_newest_signs() {
     let old_token = old_ring.sign(&session(300)).unwrap();
     let new_path = write_new_key(dir.path()).unwrap();
     let later = SystemTime::now() + std::time::Duration::from_secs(5);
-    std::fs::File::options().write(true).open(&new_path).unwrap().set_modified(later).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&new_path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
 
     let ring = KeyRing::load_or_generate(dir.path()).unwrap();
     assert_eq!(ring.kids().count(), 2);
@@ -363,15 +449,22 @@ fn rotation_keeps_old_keys_live_and_newest_signs() {
     let jwks: Value = serde_json::from_str(ring.jwks_json()).unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     assert_eq!(jwks["keys"][0]["kid"], ring.signing_kid());
-    ring.verify::<SessionClaims>(&old_token, &expect_app()).unwrap();
+    ring.verify::<SessionClaims>(&old_token, &expect_app())
+        .unwrap();
     let new_token = ring.sign(&session(300)).unwrap();
-    assert!(old_ring.verify::<SessionClaims>(&new_token, &expect_app()).is_err());
+    assert!(old_ring
+        .verify::<SessionClaims>(&new_token, &expect_app())
+        .is_err());
 }
 
 #[test]
 fn corrupt_key_file_stops_loading() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let err = KeyRing::load_or_generate(dir.path()).unwrap_err();
     assert!(matches!(err, KeyError::Parse { .. }), "{err}");
     assert!(err.to_string().contains("bad.pem"));

@@ -40,11 +40,13 @@ CREATE TABLE IF NOT EXISTS seats (
 pub(super) const USER_VERSION: &str = "PRAGMA user_version";
 
 /// ?1 sid, ?2 idp, ?3 sub, ?4 identity JSON, ?5 created_at, ?6 expires_at, ?7 revoked_at.
-pub(super) const INSERT_SESSION: &str = "INSERT INTO sessions (sid, idp, sub, identity, created_at, expires_at, revoked_at) \
+pub(super) const INSERT_SESSION: &str =
+    "INSERT INTO sessions (sid, idp, sub, identity, created_at, expires_at, revoked_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// ?1 sid.
-pub(super) const SELECT_SESSION: &str = "SELECT identity, created_at, expires_at, revoked_at FROM sessions WHERE sid = ?1";
+pub(super) const SELECT_SESSION: &str =
+    "SELECT identity, created_at, expires_at, revoked_at FROM sessions WHERE sid = ?1";
 
 /// ?1 sid, ?2 now. Returns the session's `expires_at` when it was newly revoked.
 pub(super) const REVOKE_SESSION: &str =
@@ -55,7 +57,8 @@ pub(super) const REVOKE_USER_SESSIONS: &str =
     "UPDATE sessions SET revoked_at = ?3 WHERE idp = ?1 AND sub = ?2 AND revoked_at IS NULL RETURNING sid";
 
 /// ?1 sid, ?2 now.
-pub(super) const INSERT_REVOCATION: &str = "INSERT INTO revocations (sid, revoked_at) VALUES (?1, ?2) \
+pub(super) const INSERT_REVOCATION: &str =
+    "INSERT INTO revocations (sid, revoked_at) VALUES (?1, ?2) \
      ON CONFLICT (sid) DO UPDATE SET revoked_at = excluded.revoked_at";
 
 /// ?1 since.

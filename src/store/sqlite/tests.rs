@@ -110,14 +110,28 @@ async fn writes_survive_drop_without_close() {
 async fn open_creates_parent_folders_and_a_private_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a").join("b").join("state.db");
-    let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
     assert!(path.is_file());
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(journal, "wal");
-    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(store.pool()).await.unwrap();
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(sync, 2, "synchronous=FULL");
-    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(fk, 1);
 }
 
@@ -126,10 +140,16 @@ async fn reopening_keeps_the_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("state.db").display());
     let first = SqliteStore::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), MIGRATIONS.len() as i64);
+    assert_eq!(
+        first.schema_version().await.unwrap(),
+        MIGRATIONS.len() as i64
+    );
     drop(first);
     let second = SqliteStore::open(&url).await.unwrap();
-    assert_eq!(second.schema_version().await.unwrap(), MIGRATIONS.len() as i64);
+    assert_eq!(
+        second.schema_version().await.unwrap(),
+        MIGRATIONS.len() as i64
+    );
 }
 
 #[tokio::test]
@@ -149,7 +169,10 @@ async fn newer_schema_than_known_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("state.db").display());
     let s = SqliteStore::open(&url).await.unwrap();
-    sqlx::raw_sql("PRAGMA user_version = 99").execute(s.pool()).await.unwrap();
+    sqlx::raw_sql("PRAGMA user_version = 99")
+        .execute(s.pool())
+        .await
+        .unwrap();
     drop(s);
     let err = SqliteStore::open(&url).await.unwrap_err();
     assert!(matches!(err, StoreError::Data(_)), "{err}");
@@ -168,9 +191,24 @@ async fn corrupt_identity_is_a_data_error() {
 #[test]
 fn urls_parse_to_locations() {
     assert_eq!(parse_url("sqlite::memory:").unwrap(), Location::Memory);
-    assert_eq!(parse_url("sqlite:///var/lib/p/state.db").unwrap(), Location::File("/var/lib/p/state.db".into()));
-    assert_eq!(parse_url("sqlite://portcullis.db").unwrap(), Location::File("portcullis.db".into()));
-    for bad in ["sqlite://", "sqlite:x.db", "postgres://h/db", "state.db", ""] {
-        assert!(matches!(parse_url(bad), Err(StoreError::UnsupportedUrl(_))), "{bad}");
+    assert_eq!(
+        parse_url("sqlite:///var/lib/p/state.db").unwrap(),
+        Location::File("/var/lib/p/state.db".into())
+    );
+    assert_eq!(
+        parse_url("sqlite://portcullis.db").unwrap(),
+        Location::File("portcullis.db".into())
+    );
+    for bad in [
+        "sqlite://",
+        "sqlite:x.db",
+        "postgres://h/db",
+        "state.db",
+        "",
+    ] {
+        assert!(
+            matches!(parse_url(bad), Err(StoreError::UnsupportedUrl(_))),
+            "{bad}"
+        );
     }
 }

@@ -1,0 +1,319 @@
+//! Micro benchmarks of the access phase (criterion).
+//!
+//! Run: `cargo bench --bench access` (one group: `cargo bench --bench access -- cached`).
+//!
+//! Workload (`support/fixtures.rs`): 50 generated apps × 10 policies with
+//! mixed selectors (ip, everyone, service tokens, groups, email domains,
+//! emails, amr, login method, claims, excludes), users with 100 groups who
+//! are admitted by the 9th policy of their app, so every earlier allow and
+//! block policy is evaluated first. The state is the proxy's own
+//! [`State`](portcullis::proxy::State) with a SQLite store on a temp file.
+//!
+//! - `access/cached_decision`: `request::read` (host, path normalisation,
+//!   browser check) + `access::decide` for a token already in the session
+//!   cache: route, bypass phase, cookie scan, cache hit, policy evaluation.
+//!   Target ≤ 1 µs median.
+//! - `access/cached_decision_forbidden`: the same for a user no policy
+//!   admits (every identity policy evaluated, 403).
+//! - `access/{request_read,route,cache_hit,evaluate}`: the parts.
+//! - `session_miss/*`: ES256 verification, the session-record read, both
+//!   together as the proxy's loader does them, and `decide` end to end with
+//!   a token never seen before (verify + load + cache insert + evaluate).
+//!   Target ≤ 100 µs.
+//! - `path/*`: path normalisation of clean and dirty targets.
+//! - `policy_compile/*`: `compile_sources` of the 50-app and 1,000-app sets.
+//!
+//! Results of the last recorded run are in `BENCHMARKS.md`.
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use portcullis::policy::eval::{evaluate, Outcome, Phase, RequestView, Subject};
+use portcullis::proxy::access::{self, Permit, Verdict};
+use portcullis::proxy::{path, request};
+use portcullis::session::cache::CachedSession;
+use portcullis::session::keys::Expect;
+use portcullis::session::token::SessionClaims;
+use portcullis::store::SessionRecord;
+
+use fixtures::{Offline, CLIENT_IP, GROUPS_PER_USER, TARGET_APP};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The offline state, one admitted user (cached), one user no policy admits
+/// (cached), and records for fresh tokens.
+struct World {
+    fx: Offline,
+    host: String,
+    allowed: (SessionRecord, String),
+    forbidden: (SessionRecord, String),
+    spares: Vec<SessionRecord>,
+}
+
+async fn world() -> World {
+    let fx = fixtures::offline(fixtures::APPS).await;
+    let state = &fx.state;
+    let app = fixtures::app(state, &fixtures::app_name(TARGET_APP));
+    let mut made = fixtures::sessions(state, &app, 0, 10, GROUPS_PER_USER).await;
+    let allowed = made.remove(0);
+    let mut forbidden = made.remove(0);
+    // Same size of identity, but none of the groups the app admits.
+    forbidden
+        .0
+        .identity
+        .groups
+        .retain(|g| g.starts_with("team-"));
+    forbidden.0.identity.groups.push("sales".into());
+    forbidden.0.identity.groups.push("marketing".into());
+    forbidden.0.identity.email = "someone@elsewhere.example".into();
+    forbidden.0.identity.normalize_groups();
+    forbidden.0.sid.push_str("-forbidden");
+    state
+        .store
+        .create_session(&forbidden.0)
+        .await
+        .expect("store forbidden session");
+    forbidden.1 = fixtures::mint(state, &app, &forbidden.0, 0);
+    let spares = made.into_iter().map(|(r, _)| r).collect();
+    let host = fixtures::app_host(TARGET_APP);
+
+    // Warm the cache and check the fixtures decide as intended.
+    for (token, want_user) in [(&allowed.1, true), (&forbidden.1, false)] {
+        let req = fixtures::request(&host, "/dashboard/42?orgId=1", token);
+        let info = request::read(&req, Some(CLIENT_IP)).expect("read");
+        let v = access::decide(state, &info, &req).await;
+        match (&v, want_user) {
+            (
+                Verdict::Permit {
+                    permit: Permit::User { .. },
+                    ..
+                },
+                true,
+            ) => {}
+            (
+                Verdict::Deny {
+                    denial: access::Denial::Forbidden,
+                    ..
+                },
+                false,
+            ) => {}
+            _ => panic!("fixture decided {v:?}"),
+        }
+    }
+    World {
+        fx,
+        host,
+        allowed,
+        forbidden,
+        spares,
+    }
+}
+
+fn cached(c: &mut Criterion) {
+    let rt = runtime();
+    let w = rt.block_on(world());
+    let state = &*w.fx.state;
+    let allowed_req = fixtures::request(&w.host, "/dashboard/42?orgId=1", &w.allowed.1);
+    let forbidden_req = fixtures::request(&w.host, "/dashboard/42?orgId=1", &w.forbidden.1);
+
+    let mut g = c.benchmark_group("access");
+    g.bench_function("cached_decision", |b| {
+        b.to_async(&rt).iter(|| async {
+            let info = request::read(black_box(&allowed_req), Some(CLIENT_IP)).expect("read");
+            let v = access::decide(state, &info, &allowed_req).await;
+            debug_assert!(matches!(v, Verdict::Permit { .. }));
+            black_box(v)
+        })
+    });
+    g.bench_function("cached_decision_forbidden", |b| {
+        b.to_async(&rt).iter(|| async {
+            let info = request::read(black_box(&forbidden_req), Some(CLIENT_IP)).expect("read");
+            black_box(access::decide(state, &info, &forbidden_req).await)
+        })
+    });
+    g.bench_function("request_read", |b| {
+        b.iter(|| black_box(request::read(black_box(&allowed_req), Some(CLIENT_IP)).is_ok()))
+    });
+    let set = state.policies.current();
+    g.bench_function("route", |b| {
+        b.iter(|| {
+            black_box(
+                set.router
+                    .route(&set.apps, black_box(&w.host), "/dashboard/42")
+                    .is_some(),
+            )
+        })
+    });
+    g.bench_function("cache_hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(state.cache.get(black_box(&w.allowed.1)).await.is_some()) })
+    });
+    let app = fixtures::app(state, &fixtures::app_name(TARGET_APP));
+    let view = RequestView {
+        client_ip: CLIENT_IP,
+    };
+    let id = rt
+        .block_on(state.cache.get(&w.allowed.1))
+        .expect("cached")
+        .identity
+        .clone();
+    g.bench_function("evaluate", |b| {
+        b.iter(|| {
+            let o = evaluate(&app, Phase::Identity, &Subject::User(black_box(&id)), &view);
+            debug_assert!(matches!(o, Outcome::Matched(_)));
+            black_box(o)
+        })
+    });
+    g.finish();
+}
+
+/// Distinct token bytes for the end-to-end miss: vary `exp` by one second
+/// per token, over several session records.
+static FRESH: AtomicI64 = AtomicI64::new(1);
+
+fn miss(c: &mut Criterion) {
+    let rt = runtime();
+    let w = rt.block_on(world());
+    let state = w.fx.state.clone();
+    let app = fixtures::app(&state, &fixtures::app_name(TARGET_APP));
+    let expect = Expect {
+        iss: &state.auth_origin,
+        aud: &app.aud,
+        typ: "app",
+    };
+    let token = w.allowed.1.clone();
+    let sid = w.allowed.0.sid.clone();
+
+    let mut g = c.benchmark_group("session_miss");
+    g.bench_function("verify_es256", |b| {
+        b.iter(|| {
+            black_box(
+                state
+                    .keys
+                    .verify::<SessionClaims>(black_box(&token), &expect)
+                    .expect("valid"),
+            )
+        })
+    });
+    g.bench_function("store_get_session", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                state
+                    .store
+                    .get_session(black_box(&sid))
+                    .await
+                    .expect("read")
+                    .expect("found"),
+            )
+        })
+    });
+    g.bench_function("verify_and_load", |b| {
+        b.to_async(&rt).iter(|| async {
+            // What the proxy's loader does on a miss (access.rs `load_session`).
+            let claims: SessionClaims = state
+                .keys
+                .verify(black_box(&token), &expect)
+                .expect("valid");
+            let rec = state
+                .store
+                .get_session(&claims.sid)
+                .await
+                .expect("read")
+                .expect("found");
+            let identity =
+                portcullis::proxy::endpoints::live_identity(state.store.as_ref(), rec.identity)
+                    .await;
+            black_box(Arc::new(CachedSession {
+                expires_at: claims.exp.min(rec.expires_at),
+                claims,
+                identity: Arc::new(identity),
+            }))
+        })
+    });
+    g.sample_size(30).measurement_time(Duration::from_secs(6));
+    g.bench_function("decide_end_to_end", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let state = state.clone();
+            let app = app.clone();
+            let spares = &w.spares;
+            let host = &w.host;
+            async move {
+                // Minted (and their requests built) outside the timed loop.
+                let reqs: Vec<_> = (0..iters)
+                    .map(|_| {
+                        let n = FRESH.fetch_add(1, Ordering::Relaxed);
+                        let rec = &spares[(n / 20_000) as usize % spares.len()];
+                        let t = fixtures::mint(&state, &app, rec, -(n % 20_000));
+                        fixtures::request(host, "/dashboard/42?orgId=1", &t)
+                    })
+                    .collect();
+                let start = Instant::now();
+                for req in &reqs {
+                    let info = request::read(req, Some(CLIENT_IP)).expect("read");
+                    let v = access::decide(&state, &info, req).await;
+                    debug_assert!(matches!(v, Verdict::Permit { .. }), "{v:?}");
+                    black_box(v);
+                }
+                start.elapsed()
+            }
+        })
+    });
+    g.finish();
+}
+
+fn paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("path");
+    let cases = [
+        (
+            "clean",
+            "/grafana/d/000000012/dashboard-overview?orgId=1&refresh=30s",
+        ),
+        (
+            "dot_segments",
+            "/grafana/./d//000000012/../000000012/dashboard-overview?orgId=1",
+        ),
+        (
+            "escapes",
+            "/static/%7Euser/caf%C3%A9/a%20b/%61dmin/index.html?q=%2F",
+        ),
+    ];
+    for (name, target) in cases {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(path::normalize(black_box(target)).expect("normal")))
+        });
+    }
+    g.finish();
+}
+
+fn compile(c: &mut Criterion) {
+    let mut g = c.benchmark_group("policy_compile");
+    g.sample_size(10);
+    for n in [fixtures::APPS, 1000] {
+        let sources = vec![(
+            "policies.yaml".to_string(),
+            fixtures::policy_yaml(n, "http://127.0.0.1:9", 0),
+        )];
+        g.bench_function(format!("{n}_apps"), |b| {
+            b.iter(|| {
+                black_box(
+                    portcullis::policy::compile_sources(black_box(&sources)).expect("compiles"),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, cached, miss, paths, compile);
+criterion_main!(benches);

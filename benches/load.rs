@@ -1,0 +1,894 @@
+//! Load benchmark: portcullis against a bare Pingora proxy, on loopback, in
+//! one process, driven by `wrk` at fixed concurrency.
+//!
+//! Run: `cargo bench --bench load` (options after `--`, e.g.
+//! `cargo bench --bench load -- --rounds 3 --duration 10 --out bench/runs/X`).
+//! Needs `wrk` on the PATH; without it the bench says so and exits 0.
+//! Under `cargo test` (no `--bench` argument) it runs a smoke test of the
+//! same setup with a few sessions and plain HTTP requests, without wrk.
+//!
+//! What runs, all on 127.0.0.1 in this process:
+//! - `upstream`: a hyper HTTP/1.1 server on one thread answering
+//!   `200 ok\n` to everything (the fastest origin we can have);
+//! - `bare`: a Pingora 0.9 proxy whose `ProxyHttp` only returns the
+//!   upstream in `upstream_peer` — the physical limit of this stack;
+//! - `portcullis`: the real server (`build_state`, `build_server`,
+//!   `ServerHandle`) with a temp config, the dev IdP started in process, a
+//!   SQLite store on tmpfs and the 1,000-app generated policy set
+//!   (`support/fixtures.rs`; 10 policies per app, mixed selectors);
+//!   10,000 distinct sessions (users with 100 groups) are stored and their
+//!   tokens signed with the proxy's key, as a login would mint them.
+//!
+//! Both proxies run with `threads: 1` (one worker thread each): the
+//! machine this was written for has 2 cores, shared by wrk (2 threads),
+//! the upstream and the proxy under test. No CPU pinning.
+//!
+//! Variants, alternated round by round (every request carries the rotating
+//! session cookie, so all three send the same bytes):
+//! - `bare`: `app-0007.bench.localhost` through the bare proxy;
+//! - `auth`: the same host through portcullis — session cookie verified
+//!   (cache hit after warm-up), 10 policies evaluated, identity headers
+//!   added;
+//! - `bypass`: `public.bench.localhost` through portcullis (bypass policy).
+//!
+//! Reload phase (skip with `--skip-reload`): `auth` alone, then with the
+//! policy file (1,000 apps) rewritten every 100 ms so the watcher reloads
+//! it (it polls every 500 ms), then with `PolicyHandle::reload` called back
+//! to back on another thread (a stress case: it also takes a core).
+//!
+//! Printed per run: requests/s, p50/p99 latency, errors, and the CPU time
+//! of the proxy's and the upstream's threads per request (from
+//! `/proc/self/task/*/schedstat`); then medians over the rounds and the
+//! ratios to `bare`. Targets: auth throughput ≥ 0.90 × bare, auth p99 ≤
+//! 1.2 × bare. With `--out DIR` the raw per-run CSV, the wrk output and the
+//! summary are written there.
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::Full;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use portcullis::idp::dev::{self, DevIdpOptions};
+use portcullis::metrics::metrics;
+use portcullis::proxy::State;
+use portcullis::server::{build_server, build_state, ServerHandle};
+
+/// Host of the authenticated app (generated app 7, admitted by its 9th policy).
+const AUTH_HOST: &str = "app-0007.bench.localhost";
+/// Host of the bypass app.
+const BYPASS_HOST: &str = "public.bench.localhost";
+/// Request path of every variant.
+const PATH: &str = "/dashboard/42?orgId=1";
+/// The wrk script.
+const ROTATE_LUA: &str = include_str!("support/rotate.lua");
+
+/// Command-line options (after `--`).
+#[derive(Debug, Clone)]
+struct Opts {
+    rounds: usize,
+    duration: u64,
+    warmup: u64,
+    connections: usize,
+    wrk_threads: usize,
+    sessions: usize,
+    apps: usize,
+    out: Option<PathBuf>,
+    reload: bool,
+}
+
+impl Opts {
+    fn parse() -> Opts {
+        let mut o = Opts {
+            rounds: 3,
+            duration: 10,
+            warmup: 4,
+            connections: 32,
+            wrk_threads: 2,
+            sessions: 10_000,
+            apps: 1_000,
+            out: None,
+            reload: true,
+        };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut i = 0;
+        while i < args.len() {
+            let num = |i: usize| -> usize {
+                args.get(i + 1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{} needs a number", args[i]))
+            };
+            match args[i].as_str() {
+                "--rounds" => o.rounds = num(i),
+                "--duration" => o.duration = num(i) as u64,
+                "--warmup" => o.warmup = num(i) as u64,
+                "--connections" => o.connections = num(i),
+                "--wrk-threads" => o.wrk_threads = num(i),
+                "--sessions" => o.sessions = num(i),
+                "--apps" => o.apps = num(i),
+                "--out" => o.out = args.get(i + 1).map(PathBuf::from),
+                "--skip-reload" => {
+                    o.reload = false;
+                    i += 1;
+                    continue;
+                }
+                // `cargo bench` adds `--bench`; filters are ignored.
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            }
+            i += 2;
+        }
+        o
+    }
+}
+
+// ---------------------------------------------------------------- upstream
+
+/// Start the upstream on its own thread (one-thread runtime named
+/// `upstream`); it lives until the process ends.
+fn start_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::Builder::new()
+        .name("upstream".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("upstream runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(|_req| async {
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"ok\n"),
+                            )))
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            });
+        })
+        .expect("upstream thread");
+    addr
+}
+
+// -------------------------------------------------------------- bare proxy
+
+/// The minimal pass-through proxy: the physical limit.
+struct Bare {
+    upstream: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Bare {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut (),
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Start the bare proxy (`threads: 1`, threads named `bare`).
+fn start_bare(upstream: SocketAddr) -> (u16, ServerHandle) {
+    let port = free_port();
+    let conf = ServerConf {
+        threads: 1,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut svc = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Bare { upstream },
+        "bare",
+    );
+    svc.add_tcp(&format!("127.0.0.1:{port}"));
+    server.add_service(svc);
+    (port, ServerHandle::start(server, false))
+}
+
+// -------------------------------------------------------------- portcullis
+
+/// A running portcullis with its sessions.
+struct Portcullis {
+    state: Arc<State>,
+    port: u16,
+    dir: tempfile::TempDir,
+    tokens_file: PathBuf,
+    upstream: SocketAddr,
+    _idp: dev::DevIdp,
+    _server: ServerHandle,
+}
+
+impl Portcullis {
+    fn policy_file(&self) -> PathBuf {
+        self.dir.path().join("policies").join("main.yaml")
+    }
+}
+
+/// Start portcullis (`threads: 1`, threads named `portcullis`) with
+/// `apps` generated apps and `sessions` stored sessions on app 7.
+async fn start_portcullis(upstream: SocketAddr, apps: usize, sessions: usize) -> Portcullis {
+    let port = free_port();
+    let dir = fixtures::fast_tempdir();
+    let redirect = format!("http://auth.bench.localhost:{port}/cdn-cgi/access/callback");
+    let idp = dev::start(DevIdpOptions::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        vec![redirect],
+    ))
+    .await
+    .expect("dev idp");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("policies dir");
+    std::fs::write(
+        policies.join("main.yaml"),
+        fixtures::policy_yaml(apps, &format!("http://{upstream}"), 0),
+    )
+    .expect("write policies");
+    let config = format!(
+        r#"
+listen:
+  - addr: 127.0.0.1:{port}
+auth_domain: auth.bench.localhost:{port}
+threads: 1
+grace_period_seconds: 0
+store: sqlite://{data}/state.db
+key_dir: {data}/keys
+identity_providers:
+  - name: okta
+    type: okta
+    config:
+      client_id: {client_id}
+      client_secret: {client_secret}
+      okta_account: {okta}
+      authorization_server_id: default
+policies: {data}/policies
+"#,
+        data = dir.path().display(),
+        client_id = idp.client_id(),
+        client_secret = idp.client_secret(),
+        okta = idp.okta_account(),
+    );
+    let cfg_path = dir.path().join("portcullis.yaml");
+    std::fs::write(&cfg_path, config).expect("write config");
+    let cfg = portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
+    let state = build_state(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("state: {e}"));
+    let server = build_server(state.clone()).expect("server");
+    let handle = ServerHandle::start(server, false);
+
+    let app = fixtures::app(&state, &fixtures::app_name(fixtures::TARGET_APP));
+    let made = fixtures::sessions(&state, &app, 0, sessions, fixtures::GROUPS_PER_USER).await;
+    let tokens_file = dir.path().join("tokens.txt");
+    let mut text = String::with_capacity(made.len() * 700);
+    for (_, t) in &made {
+        text.push_str(t);
+        text.push('\n');
+    }
+    std::fs::write(&tokens_file, text).expect("write tokens");
+    Portcullis {
+        state,
+        port,
+        dir,
+        tokens_file,
+        upstream,
+        _idp: idp,
+        _server: handle,
+    }
+}
+
+// ------------------------------------------------------------- measuring
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    phase: &'static str,
+    round: usize,
+    variant: &'static str,
+    requests: u64,
+    seconds: f64,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    errors: u64,
+    proxy_cpu_us: f64,
+    upstream_cpu_us: f64,
+    reloads: u64,
+    cache_misses: u64,
+}
+
+/// CPU nanoseconds of this process's threads whose name starts with `prefix`.
+fn thread_cpu_ns(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let p = t.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        let sched = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+        total += sched
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+fn counter(vec: &prometheus::IntCounterVec, label: &str) -> u64 {
+    vec.with_label_values(&[label]).get()
+}
+
+/// Where wrk output goes (besides parsing).
+struct Log {
+    wrk: String,
+    lines: String,
+}
+
+impl Log {
+    fn say(&mut self, line: String) {
+        println!("{line}");
+        self.lines.push_str(&line);
+        self.lines.push('\n');
+    }
+}
+
+struct Target<'a> {
+    variant: &'static str,
+    port: u16,
+    host: &'a str,
+    /// Thread-name prefix of the proxy serving it.
+    threads: &'static str,
+}
+
+/// Run wrk once against `t` and measure.
+fn wrk(log: &mut Log, o: &Opts, script: &Path, tokens: &Path, t: &Target<'_>, seconds: u64) -> Run {
+    let url = format!("http://127.0.0.1:{}", t.port);
+    let cpu0 = (thread_cpu_ns(t.threads), thread_cpu_ns("upstream"));
+    let miss0 = counter(&metrics().session_cache_total, "miss");
+    let out = Command::new("wrk")
+        .arg(format!("-t{}", o.wrk_threads))
+        .arg(format!("-c{}", o.connections))
+        .arg(format!("-d{seconds}s"))
+        .args(["--timeout", "5s", "-s"])
+        .arg(script)
+        .arg(&url)
+        .arg("--")
+        .arg(tokens)
+        .arg(t.host)
+        .arg(PATH)
+        .output()
+        .expect("run wrk");
+    let cpu1 = (thread_cpu_ns(t.threads), thread_cpu_ns("upstream"));
+    let miss1 = counter(&metrics().session_cache_total, "miss");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let _ = writeln!(
+        log.wrk,
+        "### {} ({seconds}s)\n{text}{}",
+        t.variant,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "wrk failed: {text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT"))
+        .unwrap_or_else(|| panic!("no RESULT line from wrk:\n{text}"));
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let requests = field("requests") as u64;
+    let secs = field("duration_us") / 1e6;
+    let errors = [
+        "connect_errors",
+        "read_errors",
+        "write_errors",
+        "status_errors",
+        "timeouts",
+    ]
+    .iter()
+    .map(|k| field(k) as u64)
+    .sum();
+    let per_req = |ns: u64| {
+        if requests == 0 {
+            0.0
+        } else {
+            ns as f64 / 1e3 / requests as f64
+        }
+    };
+    Run {
+        variant: t.variant,
+        requests,
+        seconds: secs,
+        rps: if secs > 0.0 {
+            requests as f64 / secs
+        } else {
+            0.0
+        },
+        p50_us: field("p50_us"),
+        p99_us: field("p99_us"),
+        max_us: field("max_us"),
+        errors,
+        proxy_cpu_us: per_req(cpu1.0.saturating_sub(cpu0.0)),
+        upstream_cpu_us: per_req(cpu1.1.saturating_sub(cpu0.1)),
+        cache_misses: miss1.saturating_sub(miss0),
+        ..Run::default()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn show(log: &mut Log, r: &Run) {
+    log.say(format!(
+        "{:<8} round {} {:<16} {:>9.0} req/s  p50 {:>6.0} µs  p99 {:>6.0} µs  max {:>7.0} µs  errors {}  proxy cpu {:>5.1} µs/req  upstream cpu {:>4.1} µs/req{}{}",
+        r.phase,
+        r.round,
+        r.variant,
+        r.rps,
+        r.p50_us,
+        r.p99_us,
+        r.max_us,
+        r.errors,
+        r.proxy_cpu_us,
+        r.upstream_cpu_us,
+        if r.cache_misses > 0 { format!("  cache misses {}", r.cache_misses) } else { String::new() },
+        if r.reloads > 0 { format!("  reloads {}", r.reloads) } else { String::new() },
+    ));
+}
+
+/// Medians per variant and ratios to `base`.
+fn summarize(log: &mut Log, runs: &[Run], phase: &str, variants: &[&str], base: &str) {
+    let of = |v: &str| {
+        runs.iter()
+            .filter(|r| r.phase == phase && r.variant == v)
+            .collect::<Vec<_>>()
+    };
+    let med = |v: &str, f: fn(&Run) -> f64| median(of(v).iter().map(|r| f(r)).collect());
+    let (b_rps, b_p50, b_p99) = (
+        med(base, |r| r.rps),
+        med(base, |r| r.p50_us),
+        med(base, |r| r.p99_us),
+    );
+    log.say(format!(
+        "{:<18} {:>10} {:>9} {:>9} {:>12} {:>11} {:>11} {:>14}",
+        "variant", "req/s", "p50 µs", "p99 µs", "rps/base", "p50/base", "p99/base", "proxy µs/req"
+    ));
+    for v in variants {
+        let (rps, p50, p99) = (
+            med(v, |r| r.rps),
+            med(v, |r| r.p50_us),
+            med(v, |r| r.p99_us),
+        );
+        log.say(format!(
+            "{:<18} {:>10.0} {:>9.0} {:>9.0} {:>12.3} {:>11.3} {:>11.3} {:>14.1}",
+            v,
+            rps,
+            p50,
+            p99,
+            rps / b_rps,
+            p50 / b_p50,
+            p99 / b_p99,
+            med(v, |r| r.proxy_cpu_us)
+        ));
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn wrk_available() -> bool {
+    Command::new("wrk").arg("--version").output().is_ok()
+}
+
+// ------------------------------------------------------------------ phases
+
+fn bench(o: &Opts) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-rt")
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut log = Log {
+        wrk: String::new(),
+        lines: String::new(),
+    };
+    log.say(format!("load average before: {}", loadavg()));
+    log.say(format!(
+        "options: rounds {} × {} s, warm-up {} s, wrk -t{} -c{}, {} sessions, {} apps; proxies threads: 1",
+        o.rounds, o.duration, o.warmup, o.wrk_threads, o.connections, o.sessions, o.apps
+    ));
+    let upstream = start_upstream();
+    let (bare_port, _bare) = start_bare(upstream);
+    let started = Instant::now();
+    let px = rt.block_on(start_portcullis(upstream, o.apps, o.sessions));
+    log.say(format!(
+        "portcullis up with {} apps and {} sessions in {:.1} s",
+        o.apps,
+        o.sessions,
+        started.elapsed().as_secs_f64()
+    ));
+    rt.block_on(preflight(&px, bare_port));
+
+    let script = px.dir.path().join("rotate.lua");
+    std::fs::write(&script, ROTATE_LUA).expect("write script");
+    let targets = [
+        Target {
+            variant: "bare",
+            port: bare_port,
+            host: AUTH_HOST,
+            threads: "bare",
+        },
+        Target {
+            variant: "auth",
+            port: px.port,
+            host: AUTH_HOST,
+            threads: "portcullis",
+        },
+        Target {
+            variant: "bypass",
+            port: px.port,
+            host: BYPASS_HOST,
+            threads: "portcullis",
+        },
+    ];
+
+    // Warm-up: connections, pools, and every session verified once.
+    for t in &targets {
+        let r = wrk(&mut log, o, &script, &px.tokens_file, t, o.warmup);
+        log.say(format!(
+            "warm-up {:<8} {:>9.0} req/s, {} cache misses",
+            t.variant, r.rps, r.cache_misses
+        ));
+    }
+    let misses = counter(&metrics().session_cache_total, "miss");
+    log.say(format!(
+        "session cache: {} entries, {misses} misses so far",
+        entry_count(&rt, &px.state)
+    ));
+
+    let mut runs = Vec::new();
+    for round in 1..=o.rounds {
+        for t in &targets {
+            let mut r = wrk(&mut log, o, &script, &px.tokens_file, t, o.duration);
+            r.phase = "proxy";
+            r.round = round;
+            show(&mut log, &r);
+            runs.push(r);
+        }
+    }
+    log.say(String::new());
+    log.say(format!(
+        "medians over {} rounds; base = bare Pingora",
+        o.rounds
+    ));
+    summarize(
+        &mut log,
+        &runs,
+        "proxy",
+        &["bare", "auth", "bypass"],
+        "bare",
+    );
+    verdicts(&mut log, &runs);
+
+    if o.reload {
+        log.say(String::new());
+        reload_phase(&mut log, o, &rt, &px, &script, &mut runs);
+    }
+    log.say(String::new());
+    log.say(format!("load average after: {}", loadavg()));
+    if let Some(dir) = &o.out {
+        write_out(dir, &log, &runs);
+    }
+}
+
+fn entry_count(rt: &tokio::runtime::Runtime, state: &State) -> u64 {
+    rt.block_on(state.cache.run_pending_tasks());
+    state.cache.entry_count()
+}
+
+fn verdicts(log: &mut Log, runs: &[Run]) {
+    let med = |v: &str, f: fn(&Run) -> f64| {
+        median(
+            runs.iter()
+                .filter(|r| r.phase == "proxy" && r.variant == v)
+                .map(f)
+                .collect(),
+        )
+    };
+    let rps = med("auth", |r| r.rps) / med("bare", |r| r.rps);
+    let p99 = med("auth", |r| r.p99_us) / med("bare", |r| r.p99_us);
+    let errors: u64 = runs.iter().map(|r| r.errors).sum();
+    let mark = |ok: bool| if ok { "met" } else { "MISSED" };
+    log.say(format!(
+        "target auth throughput ≥ 0.90 × bare: {rps:.3} ({})",
+        mark(rps >= 0.90)
+    ));
+    log.say(format!(
+        "target auth p99 ≤ 1.2 × bare: {p99:.3} ({})",
+        mark(p99 <= 1.2)
+    ));
+    log.say(format!(
+        "errors (connect/read/write/status/timeout) over all runs: {errors}"
+    ));
+}
+
+/// Check every variant answers as intended before measuring.
+async fn preflight(px: &Portcullis, bare_port: u16) {
+    let token = std::fs::read_to_string(&px.tokens_file).expect("tokens");
+    let token = token.lines().next().expect("one token").to_string();
+    let get = |port: u16, host: &'static str, cookie: Option<String>| async move {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let client = reqwest::Client::builder()
+            .resolve(host, addr)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let mut req = client.get(format!("http://{host}:{port}{PATH}"));
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("CF_Authorization={c}"));
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    };
+    let ready = fixtures::wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", px.port)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", bare_port)).is_ok()
+    });
+    assert!(ready, "proxies did not start listening");
+    let cases = [
+        ("bare", bare_port, AUTH_HOST, Some(token.clone()), 200),
+        ("auth", px.port, AUTH_HOST, Some(token.clone()), 200),
+        ("auth without cookie", px.port, AUTH_HOST, None, 401),
+        ("bypass", px.port, BYPASS_HOST, Some(token.clone()), 200),
+    ];
+    for (what, port, host, cookie, want) in cases {
+        let (status, body) = get(port, host, cookie).await;
+        assert_eq!(status, want, "preflight {what}: {status} {body}");
+        if want == 200 {
+            assert_eq!(body, "ok\n", "preflight {what} reached the upstream");
+        }
+    }
+    let _ = px.upstream;
+}
+
+fn reload_phase(
+    log: &mut Log,
+    o: &Opts,
+    rt: &tokio::runtime::Runtime,
+    px: &Portcullis,
+    script: &Path,
+    runs: &mut Vec<Run>,
+) {
+    log.say(format!(
+        "reload phase: auth under policy reloads of {} apps (file rewrite every 100 ms; continuous reload())",
+        o.apps
+    ));
+    let t = Target {
+        variant: "auth",
+        port: px.port,
+        host: AUTH_HOST,
+        threads: "portcullis",
+    };
+    let upstream = format!("http://{}", px.upstream);
+    let ok0 = || counter(&metrics().policy_reloads_total, "success");
+    let err0 = || counter(&metrics().policy_reloads_total, "error");
+    let start_errors = err0();
+    let revision = Arc::new(AtomicU64::new(1));
+    for round in 1..=o.rounds {
+        // Steady.
+        let mut r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
+        (r.phase, r.round, r.variant) = ("reload", round, "steady");
+        show(log, &r);
+        runs.push(r);
+
+        // The watcher reloads the rewritten file.
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, file, upstream, revision) = (
+                stop.clone(),
+                px.policy_file(),
+                upstream.clone(),
+                revision.clone(),
+            );
+            let apps = o.apps;
+            std::thread::Builder::new()
+                .name("bench-writer".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let rev = revision.fetch_add(1, Ordering::Relaxed);
+                        let tmp = file.with_file_name(".main.yaml.tmp");
+                        std::fs::write(&tmp, fixtures::policy_yaml(apps, &upstream, rev))
+                            .expect("write");
+                        std::fs::rename(&tmp, &file).expect("rename");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+                .expect("writer thread")
+        };
+        let before = ok0();
+        let mut r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer");
+        (r.phase, r.round, r.variant, r.reloads) =
+            ("reload", round, "file-reloads", ok0() - before);
+        show(log, &r);
+        runs.push(r);
+        // Let the watcher settle on the last file before the next run.
+        std::thread::sleep(Duration::from_millis(1200));
+
+        // Back-to-back reloads on another thread.
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let busy = Arc::new(AtomicU64::new(0));
+        let reloader = {
+            let (stop, count, busy, state) =
+                (stop.clone(), count.clone(), busy.clone(), px.state.clone());
+            std::thread::Builder::new()
+                .name("bench-reloader".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let t0 = Instant::now();
+                        state.policies.reload().expect("reload");
+                        busy.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .expect("reloader thread")
+        };
+        let mut r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
+        stop.store(true, Ordering::Relaxed);
+        reloader.join().expect("reloader");
+        let n = count.load(Ordering::Relaxed);
+        (r.phase, r.round, r.variant, r.reloads) = ("reload", round, "continuous", n);
+        show(log, &r);
+        log.say(format!(
+            "  one reload of {} apps took {:.1} ms on average (compile + swap)",
+            o.apps,
+            busy.load(Ordering::Relaxed) as f64 / 1e3 / n.max(1) as f64
+        ));
+        runs.push(r);
+    }
+    assert_eq!(err0(), start_errors, "a policy reload failed");
+    log.say(String::new());
+    log.say(format!(
+        "medians over {} rounds; base = steady (no reloads)",
+        o.rounds
+    ));
+    summarize(
+        log,
+        runs,
+        "reload",
+        &["steady", "file-reloads", "continuous"],
+        "steady",
+    );
+    let _ = rt;
+}
+
+fn write_out(dir: &Path, log: &Log, runs: &[Run]) {
+    std::fs::create_dir_all(dir).expect("out dir");
+    let mut csv = String::from(
+        "phase,round,variant,requests,seconds,rps,p50_us,p99_us,max_us,errors,proxy_cpu_us_per_req,upstream_cpu_us_per_req,reloads,cache_misses\n",
+    );
+    for r in runs {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{:.3},{:.1},{},{},{},{},{:.2},{:.2},{},{}",
+            r.phase,
+            r.round,
+            r.variant,
+            r.requests,
+            r.seconds,
+            r.rps,
+            r.p50_us,
+            r.p99_us,
+            r.max_us,
+            r.errors,
+            r.proxy_cpu_us,
+            r.upstream_cpu_us,
+            r.reloads,
+            r.cache_misses
+        );
+    }
+    std::fs::write(dir.join("load.csv"), csv).expect("write csv");
+    std::fs::write(dir.join("load-summary.txt"), &log.lines).expect("write summary");
+    std::fs::write(dir.join("load-wrk.txt"), &log.wrk).expect("write wrk log");
+    println!(
+        "wrote {}/load.csv, load-summary.txt, load-wrk.txt",
+        dir.display()
+    );
+}
+
+/// `cargo test`: the same setup with a few sessions, checked with plain
+/// requests (no wrk).
+fn smoke() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-rt")
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let upstream = start_upstream();
+    let (bare_port, bare) = start_bare(upstream);
+    let px = rt.block_on(start_portcullis(upstream, 20, 5));
+    rt.block_on(preflight(&px, bare_port));
+    drop(bare);
+    println!("load bench smoke test: bare, auth and bypass answered as expected");
+}
+
+fn main() {
+    if !fixtures::bench_mode() {
+        smoke();
+        return;
+    }
+    if !wrk_available() {
+        println!("load bench: `wrk` is not installed (apt-get install wrk); skipping");
+        return;
+    }
+    let o = Opts::parse();
+    bench(&o);
+}

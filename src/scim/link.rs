@@ -1,0 +1,61 @@
+//! Linking logins to SCIM users (DESIGN "Groups and SCIM linking"): a login
+//! of IdP X is linked to the SCIM users that X's SCIM client created whose
+//! `externalId` equals the ID token's `sub`, else whose `userName` or
+//! primary email equals the login's verified email (ASCII
+//! case-insensitive). A linked user that is inactive may not log in; the
+//! linked users' groups join the identity's groups.
+
+use crate::identity::Identity;
+use crate::store::{Store, StoreError};
+
+/// The email a login may be linked by: only a verified, non-empty one.
+fn verified_email(identity: &Identity) -> Option<&str> {
+    (identity.email_verified && !identity.email.is_empty()).then_some(identity.email.as_str())
+}
+
+/// Whether a user who just authenticated may get a session: false when a
+/// linked SCIM user is deactivated, and when the store cannot tell.
+pub async fn login_allowed(store: &dyn Store, identity: &Identity) -> bool {
+    match store
+        .scim_link(&identity.idp, &identity.sub, verified_email(identity))
+        .await
+    {
+        Ok(link) => link.users.iter().all(|(_, active)| *active),
+        Err(e) => {
+            tracing::warn!(error = %e, idp = %identity.idp, "SCIM link lookup failed; refusing the login");
+            false
+        }
+    }
+}
+
+/// Display names of the groups of the SCIM users linked to this login.
+pub async fn scim_groups(
+    store: &dyn Store,
+    identity: &Identity,
+) -> Result<Vec<String>, StoreError> {
+    Ok(store
+        .scim_link(&identity.idp, &identity.sub, verified_email(identity))
+        .await?
+        .groups)
+}
+
+/// Add `groups` to the identity's groups (sorted, de-duplicated).
+pub fn merge_groups(identity: &mut Identity, groups: Vec<String>) {
+    if !groups.is_empty() {
+        identity.groups.extend(groups);
+        identity.normalize_groups();
+    }
+}
+
+/// The identity with the linked SCIM users' groups merged in.
+pub async fn try_live_identity(
+    store: &dyn Store,
+    mut identity: Identity,
+) -> Result<Identity, StoreError> {
+    let groups = scim_groups(store, &identity).await?;
+    merge_groups(&mut identity, groups);
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,973 @@
+//! SCIM 2.0 over real sockets: the request sequences Okta's provisioning
+//! client sends (OKTA-SCIM.md §4.1) and its spec test (§4.2), errors,
+//! effects on access (deprovisioning, group changes, `group:` policies),
+//! durability across a restart, and concurrent membership changes.
+//! See: issue 4.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// A SCIM response: status, JSON body (Null when empty) and headers.
+struct Resp {
+    status: StatusCode,
+    body: Value,
+    headers: reqwest::header::HeaderMap,
+}
+
+/// Send a SCIM request as Okta does (`User-Agent`, bearer, scim+json).
+async fn scim_as(env: &Env, secret: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
+    let url = env.url("auth.localhost", &format!("/scim/v2{path}"));
+    let mut req = env
+        .client()
+        .request(method, url)
+        .header("user-agent", "Okta SCIM Client 1.0.0")
+        .header("authorization", format!("Bearer {secret}"))
+        .header("accept", "application/scim+json");
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/scim+json")
+            .body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    if !text.is_empty() {
+        assert_eq!(
+            headers.get("content-type").unwrap(),
+            "application/scim+json",
+            "{path}"
+        );
+    }
+    Resp {
+        status,
+        body,
+        headers,
+    }
+}
+
+async fn scim(env: &Env, method: Method, path: &str, body: Option<Value>) -> Resp {
+    scim_as(env, SCIM_SECRET, method, path, body).await
+}
+
+/// Okta's create-user body.
+fn okta_user(user_name: &str, external_id: &str, given: &str, family: &str) -> Value {
+    json!({
+        "schemas": [USER_SCHEMA],
+        "userName": user_name,
+        "name": {"givenName": given, "familyName": family},
+        "emails": [{"primary": true, "value": user_name, "type": "work"}],
+        "displayName": format!("{given} {family}"),
+        "locale": "en-US",
+        "externalId": external_id,
+        "groups": [],
+        "password": "1mz050nq",
+        "active": true
+    })
+}
+
+async fn create_user(env: &Env, user_name: &str, external_id: &str) -> String {
+    let r = scim(
+        env,
+        Method::POST,
+        "/Users",
+        Some(okta_user(user_name, external_id, "Test", "User")),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+async fn create_group(env: &Env, name: &str) -> String {
+    let r = scim(
+        env,
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": []})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+fn patch(ops: Value) -> Value {
+    json!({"schemas": [PATCH_SCHEMA], "Operations": ops})
+}
+
+fn assert_error(r: &Resp, status: u16) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["schemas"], json!([ERROR_SCHEMA]));
+    assert_eq!(r.body["status"], json!(status.to_string()));
+    assert!(
+        !r.body["detail"].as_str().unwrap_or_default().is_empty(),
+        "{}",
+        r.body
+    );
+}
+
+fn assert_list(r: &Resp, total: u64) {
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["schemas"], json!([LIST_SCHEMA]));
+    assert_eq!(r.body["totalResults"], json!(total), "{}", r.body);
+    assert!(
+        r.body["startIndex"].is_u64() && r.body["itemsPerPage"].is_u64(),
+        "integers: {}",
+        r.body
+    );
+    assert!(r.body["Resources"].is_array());
+}
+
+/// Log `user` in at the app and return the session token the upstream saw.
+async fn login_token(env: &Env, user: &str) -> (reqwest::Client, String) {
+    let browser = env.browser();
+    login_ok(env, &browser, &env.url("app.localhost", "/"), user).await;
+    let token = env
+        .upstream
+        .seen()
+        .last()
+        .and_then(|s| s.header("cf-access-jwt-assertion"))
+        .expect("assertion header")
+        .to_string();
+    (browser, token)
+}
+
+async fn with_token(env: &Env, token: &str, path: &str) -> u16 {
+    env.client()
+        .get(env.url("app.localhost", path))
+        .header("cf-access-token", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Okta's user lifecycle: lookup by userName (empty), create, read, update
+/// with GET then a PUT of the whole user, deactivate with a pathless PATCH,
+/// reactivate; `password` is never echoed and list counts are integers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_user_lifecycle() {
+    let env = env().scim(true, false, false).start().await;
+    let r = scim(
+        &env,
+        Method::GET,
+        "/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100",
+        None,
+    )
+    .await;
+    assert_list(&r, 0);
+    assert_eq!(
+        r.body,
+        json!({"schemas": [LIST_SCHEMA], "totalResults": 0, "startIndex": 1, "itemsPerPage": 0, "Resources": []})
+    );
+
+    let r = scim(
+        &env,
+        Method::POST,
+        "/Users",
+        Some(okta_user(
+            "test.user@okta.local",
+            "00ujl29u0le5T6Aj10h7",
+            "Test",
+            "User",
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().expect("id").to_string();
+    assert_eq!(r.body["schemas"], json!([USER_SCHEMA]));
+    assert_eq!(r.body["userName"], "test.user@okta.local");
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["externalId"], "00ujl29u0le5T6Aj10h7");
+    assert!(
+        r.body.get("password").is_none(),
+        "password echoed: {}",
+        r.body
+    );
+    let location = format!("http://auth.localhost:{}/scim/v2/Users/{id}", env.port);
+    assert_eq!(r.body["meta"]["location"], location);
+    assert_eq!(r.headers.get("location").unwrap(), location.as_str());
+    assert_eq!(r.body["meta"]["resourceType"], "User");
+    assert_eq!(r.body["meta"]["version"], "W/\"1\"");
+    assert_eq!(r.headers.get("etag").unwrap(), "W/\"1\"");
+    assert!(r.body["meta"]["created"].as_str().unwrap().ends_with('Z'));
+
+    let r = scim(
+        &env,
+        Method::GET,
+        "/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100",
+        None,
+    )
+    .await;
+    assert_list(&r, 1);
+    assert_eq!(r.body["Resources"][0]["id"], id.as_str());
+
+    // Update: GET, then PUT the whole user back (id, meta, schemas included).
+    let mut user = scim(&env, Method::GET, &format!("/Users/{id}"), None)
+        .await
+        .body;
+    user["name"]["givenName"] = json!("Tess");
+    user["password"] = json!("n3w-pass");
+    let r = scim(&env, Method::PUT, &format!("/Users/{id}"), Some(user)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["name"]["givenName"], "Tess");
+    assert_eq!(r.body["id"], id.as_str());
+    assert_eq!(r.body["meta"]["version"], "W/\"2\"");
+    assert!(r.body.get("password").is_none());
+
+    // Deactivate: pathless replace.
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(patch(
+            json!([{"op": "replace", "value": {"active": false}}]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["active"], false);
+    assert_eq!(r.body["name"]["givenName"], "Tess", "other attributes kept");
+    // Reactivate, and a password sync that must not be stored.
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(patch(json!([{"op": "replace", "value": {"active": true}}, {"op": "replace", "value": {"password": "x"}}]))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["active"], true);
+    assert!(r.body.get("password").is_none());
+
+    let r = scim(&env, Method::GET, "/Users?startIndex=1&count=100", None).await;
+    assert_list(&r, 1);
+    assert_eq!(r.body["itemsPerPage"], 1);
+}
+
+/// Okta's Push Groups: create (empty), list, membership PATCH (remove by
+/// filter + add), full replace, pathless rename with `id`, lookup by name,
+/// delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_group_push_update_rename_delete() {
+    let env = env().scim(false, false, false).start().await;
+    let a = create_user(&env, "a@okta.local", "00ua").await;
+    let b = create_user(&env, "b@okta.local", "00ub").await;
+    let r = scim(
+        &env,
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [GROUP_SCHEMA], "displayName": "Test SCIMv2", "members": []})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gid = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["displayName"], "Test SCIMv2");
+    assert_eq!(r.body["members"], json!([]));
+    assert_eq!(r.body["meta"]["resourceType"], "Group");
+
+    let r = scim(&env, Method::GET, "/Groups?startIndex=1&count=100", None).await;
+    assert_list(&r, 1);
+
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Groups/{gid}"),
+        Some(patch(json!([
+            {"op": "remove", "path": format!("members[value eq \"{b}\"]")},
+            {"op": "add", "path": "members", "value": [{"value": a, "display": "a@okta.local"}]}
+        ]))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["members"],
+        json!([{"value": a, "display": "a@okta.local", "type": "User", "$ref": format!("http://auth.localhost:{}/scim/v2/Users/{a}", env.port)}])
+    );
+
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Groups/{gid}"),
+        Some(patch(json!([{"op": "replace", "path": "members", "value": [{"value": b, "display": "b@okta.local"}]}]))),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["members"][0]["value"], b.as_str());
+
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Groups/{gid}"),
+        Some(patch(
+            json!([{"op": "replace", "value": {"id": gid, "displayName": "Renamed"}}]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["displayName"], "Renamed");
+    assert_eq!(r.body["id"], gid.as_str());
+
+    let r = scim(
+        &env,
+        Method::GET,
+        "/Groups?filter=displayName%20eq%20%22Renamed%22",
+        None,
+    )
+    .await;
+    assert_list(&r, 1);
+    let r = scim(&env, Method::GET, &format!("/Users/{b}"), None).await;
+    assert_eq!(r.body["groups"][0]["display"], "Renamed");
+    let r = scim(
+        &env,
+        Method::GET,
+        &format!("/Groups/{gid}?excludedAttributes=members"),
+        None,
+    )
+    .await;
+    assert!(r.body.get("members").is_none());
+
+    let r = scim(&env, Method::DELETE, &format!("/Groups/{gid}"), None).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.body, Value::Null);
+    assert_error(
+        &scim(&env, Method::GET, &format!("/Groups/{gid}"), None).await,
+        404,
+    );
+}
+
+/// The steps of Okta's "SCIM 2.0 Spec Test" (OKTA-SCIM.md §4.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_spec_test_steps() {
+    let env = env().scim(false, false, false).start().await;
+    create_user(&env, "seed.user@okta.local", "00useed").await;
+    // 1. Users endpoint.
+    let r = scim(&env, Method::GET, "/Users?count=1&startIndex=1", None).await;
+    assert_list(&r, 1);
+    let first = &r.body["Resources"][0];
+    for field in ["id", "userName", "active"] {
+        assert!(first.get(field).is_some(), "{field}");
+    }
+    assert!(first["name"]["familyName"].is_string() && first["name"]["givenName"].is_string());
+    assert!(first["emails"][0]["value"].is_string());
+    // 2. Get by id.
+    let id = first["id"].as_str().unwrap();
+    let r = scim(&env, Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!((r.status.as_u16(), r.body["id"].as_str()), (200, Some(id)));
+    // 3 + 5. Unknown userName.
+    let r = scim(
+        &env,
+        Method::GET,
+        "/Users?filter=userName%20eq%20%22random.7788%40example.com%22",
+        None,
+    )
+    .await;
+    assert_list(&r, 0);
+    // 4. Unknown id.
+    assert_error(
+        &scim(&env, Method::GET, "/Users/010101001010101", None).await,
+        404,
+    );
+    // 6. Create with realistic values.
+    let r = scim(
+        &env,
+        Method::POST,
+        "/Users",
+        Some(okta_user("Jane.Doe@Example.com", "00ujane", "Jane", "Doe")),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["userName"], "Jane.Doe@Example.com");
+    assert_eq!(r.body["name"]["familyName"], "Doe");
+    let jane = r.body["id"].as_str().unwrap().to_string();
+    // 7. Verify.
+    let r = scim(&env, Method::GET, &format!("/Users/{jane}"), None).await;
+    assert_eq!(r.body["name"]["givenName"], "Jane");
+    // 8. Recreate: 409.
+    let r = scim(
+        &env,
+        Method::POST,
+        "/Users",
+        Some(okta_user("Jane.Doe@Example.com", "00ujane", "Jane", "Doe")),
+    )
+    .await;
+    assert_error(&r, 409);
+    assert_eq!(r.body["scimType"], "uniqueness");
+    // 9. Case-insensitive userName lookup.
+    let r = scim(
+        &env,
+        Method::GET,
+        "/Users?filter=userName%20eq%20%22JANE.DOE%40EXAMPLE.COM%22",
+        None,
+    )
+    .await;
+    assert_list(&r, 1);
+    // 10. Groups endpoint.
+    assert_list(&scim(&env, Method::GET, "/Groups", None).await, 0);
+    // 11. 401.
+    assert_error(
+        &scim_as(&env, "wrong-secret-0123456789", Method::GET, "/Users", None).await,
+        401,
+    );
+    // Discovery.
+    let r = scim(&env, Method::GET, "/ServiceProviderConfig", None).await;
+    assert_eq!(
+        (r.status.as_u16(), &r.body["patch"]["supported"]),
+        (200, &json!(true))
+    );
+    assert_list(&scim(&env, Method::GET, "/ResourceTypes", None).await, 2);
+    assert_list(&scim(&env, Method::GET, "/Schemas", None).await, 3);
+}
+
+/// A duplicate userName (any case) is 409 `uniqueness`, as is a duplicate
+/// group name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_409_uniqueness() {
+    let env = env().scim(false, false, false).start().await;
+    create_user(&env, "dup@okta.local", "00u1").await;
+    let r = scim(
+        &env,
+        Method::POST,
+        "/Users",
+        Some(okta_user("DUP@okta.local", "00u2", "D", "U")),
+    )
+    .await;
+    assert_error(&r, 409);
+    assert_eq!(r.body["scimType"], "uniqueness");
+    assert_eq!(r.body["detail"], "User already exists in the database.");
+    create_group(&env, "Team").await;
+    let r = scim(
+        &env,
+        Method::POST,
+        "/Groups",
+        Some(json!({"displayName": "team"})),
+    )
+    .await;
+    assert_error(&r, 409);
+}
+
+/// Unknown ids are 404 with an Error document and a detail, for every method.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ids_are_404() {
+    let env = env().scim(false, false, false).start().await;
+    for (m, path, body) in [
+        (Method::GET, "/Users/nope", None),
+        (
+            Method::PUT,
+            "/Users/nope",
+            Some(okta_user("x@y.z", "1", "X", "Y")),
+        ),
+        (
+            Method::PATCH,
+            "/Users/nope",
+            Some(patch(
+                json!([{"op": "replace", "value": {"active": false}}]),
+            )),
+        ),
+        (Method::DELETE, "/Users/nope", None),
+        (Method::GET, "/Groups/nope", None),
+        (
+            Method::PATCH,
+            "/Groups/nope",
+            Some(patch(
+                json!([{"op": "add", "path": "members", "value": []}]),
+            )),
+        ),
+        (Method::DELETE, "/Groups/nope", None),
+        (Method::GET, "/Nothing", None),
+    ] {
+        assert_error(&scim(&env, m, path, body).await, 404);
+    }
+}
+
+/// A missing, malformed or wrong bearer is 401 with an Error document; the
+/// SCIM endpoint is only on the auth domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bearer_is_401() {
+    let env = env().scim(false, false, false).start().await;
+    assert_error(
+        &scim_as(&env, "not-the-secret-0000000", Method::GET, "/Users", None).await,
+        401,
+    );
+    let url = env.url("auth.localhost", "/scim/v2/Users");
+    for auth in [
+        None,
+        Some("Basic dXNlcjpwYXNz"),
+        Some("Bearer"),
+        Some(SCIM_SECRET),
+    ] {
+        let mut req = env.client().get(&url);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert!(r.headers().get("www-authenticate").is_some());
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["schemas"], json!([ERROR_SCHEMA]));
+    }
+    // Not on an app host.
+    let r = env
+        .client()
+        .get(env.url("app.localhost", "/scim/v2/Users"))
+        .header("authorization", format!("Bearer {SCIM_SECRET}"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200);
+}
+
+/// Malformed JSON, an oversized body, a bad filter and a bad PATCH get 400
+/// SCIM errors saying what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_400() {
+    let env = env().scim(false, false, false).start().await;
+    let url = env.url("auth.localhost", "/scim/v2/Users");
+    let send = |body: Vec<u8>| {
+        env.client()
+            .post(&url)
+            .header("authorization", format!("Bearer {SCIM_SECRET}"))
+            .header("content-type", "application/scim+json")
+            .body(body)
+            .send()
+    };
+    let r = send(b"{\"userName\": ".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["scimType"], "invalidSyntax");
+    assert!(
+        body["detail"].as_str().unwrap().contains("not valid JSON"),
+        "{body}"
+    );
+    let big = format!("{{\"userName\": \"{}\"}}", "a".repeat(2 << 20));
+    let r = send(big.into_bytes()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("larger than"),
+        "{body}"
+    );
+    let r = scim(
+        &env,
+        Method::GET,
+        "/Users?filter=title%20eq%20%22x%22",
+        None,
+    )
+    .await;
+    assert_error(&r, 400);
+    assert_eq!(r.body["scimType"], "invalidFilter");
+    let r = scim(&env, Method::GET, "/Users?filter=userName%20eq", None).await;
+    assert_eq!(r.body["scimType"], "invalidFilter");
+    let r = scim(&env, Method::POST, "/Users", Some(json!({"name": {}}))).await;
+    assert_error(&r, 400);
+    assert!(r.body["detail"].as_str().unwrap().contains("userName"));
+}
+
+/// With `user_deprovision`, a logged-in user deactivated over SCIM is
+/// refused on the very next request, and a new login gets the 403 page;
+/// with `seat_deprovision` their seat goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivated_user_is_refused_at_once_and_at_login() {
+    let env = env().scim(true, true, false).start().await;
+    let id = create_user(&env, "bob@example.com", "00ubob").await;
+    let (browser, token) = login_token(&env, "00ubob").await;
+    assert_eq!(with_token(&env, &token, "/before").await, 200);
+    assert!(env
+        .state
+        .store
+        .list_seats()
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.sub == "00ubob"));
+
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(patch(
+            json!([{"op": "replace", "value": {"active": false}}]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(with_token(&env, &token, "/after").await, 401);
+    let r = browser
+        .get(env.url("app.localhost", "/after"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "the cookie no longer works");
+    assert!(
+        !env.state
+            .store
+            .list_seats()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.sub == "00ubob"),
+        "seat removed"
+    );
+
+    let end = browse_login(
+        &env,
+        &env.browser(),
+        &env.url("app.localhost", "/"),
+        "00ubob",
+    )
+    .await;
+    assert_eq!(end.response.status(), 403, "{:?}", end.trail);
+    let page = end.response.text().await.unwrap();
+    assert!(page.contains("deactivated"), "{page}");
+    assert!(env
+        .metrics()
+        .await
+        .contains("portcullis_sessions_revoked_total{reason=\"scim_deprovision\"}"));
+
+    // Reactivated: a new login works again.
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(patch(
+            json!([{"op": "replace", "path": "active", "value": true}]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    login_ok(
+        &env,
+        &env.browser(),
+        &env.url("app.localhost", "/"),
+        "00ubob",
+    )
+    .await;
+}
+
+/// Deleting a user linked only by email also revokes its sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_user_linked_by_email_revokes_sessions() {
+    let env = env().scim(true, false, false).start().await;
+    let r = scim(&env, Method::POST, "/Users", Some(json!({"userName": "Alice@Example.com", "emails": [{"value": "alice@example.com", "primary": true}]}))).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let (_, token) = login_token(&env, "00ualice").await;
+    assert_eq!(with_token(&env, &token, "/").await, 200);
+    assert_eq!(
+        scim(&env, Method::DELETE, &format!("/Users/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(with_token(&env, &token, "/").await, 401);
+}
+
+/// With `group_member_deprovision`, adding a logged-in user to a group
+/// revokes their sessions: the next request must re-authenticate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_membership_change_forces_reauth() {
+    let env = env().scim(false, false, true).start().await;
+    let uid = create_user(&env, "alice@example.com", "00ualice").await;
+    let gid = create_group(&env, "reviewers").await;
+    let (_, token) = login_token(&env, "00ualice").await;
+    assert_eq!(with_token(&env, &token, "/").await, 200);
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Groups/{gid}"),
+        Some(patch(
+            json!([{"op": "add", "path": "members", "value": [{"value": uid}]}]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(with_token(&env, &token, "/").await, 401);
+    assert!(env
+        .metrics()
+        .await
+        .contains("portcullis_sessions_revoked_total{reason=\"scim_group_change\"}"));
+    // A new session sees the SCIM group.
+    let browser = env.browser();
+    login_ok(&env, &browser, &env.url("app.localhost", "/"), "00ualice").await;
+    let r = browser
+        .get(env.url("app.localhost", "/cdn-cgi/access/get-identity"))
+        .send()
+        .await
+        .unwrap();
+    let id: Value = r.json().await.unwrap();
+    assert!(
+        id["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("reviewers")),
+        "{id}"
+    );
+}
+
+const SCIM_GROUP_POLICY: &str = r#"
+apps:
+  - name: app
+    domain: app.localhost
+    upstream: ${UPSTREAM}
+    policies:
+      - name: scim reviewers
+        decision: allow
+        include: [{ group: scim-reviewers }]
+"#;
+
+/// A group only SCIM knows grants access through a `group:` policy, and
+/// the change shows on the next request of an existing session (no reauth
+/// without `group_member_deprovision`); removal takes it away again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_group_grants_access_via_policy() {
+    let env = env()
+        .policies(SCIM_GROUP_POLICY)
+        .scim(false, false, false)
+        .start()
+        .await;
+    let browser = env.browser();
+    let end = browse_login(&env, &browser, &env.url("app.localhost", "/"), "00ucarol").await;
+    assert_eq!(end.response.status(), 403, "{:?}", end.trail);
+    let uid = create_user(&env, "carol@contractor.example.net", "00ucarol").await;
+    let r = scim(
+        &env,
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [GROUP_SCHEMA], "displayName": "scim-reviewers", "members": [{"value": uid}]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gid = r.body["id"].as_str().unwrap().to_string();
+    let r = browser
+        .get(env.url("app.localhost", "/"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the same session now passes");
+    let seen = env.upstream.seen();
+    let groups = seen
+        .last()
+        .unwrap()
+        .header("x-portcullis-groups")
+        .unwrap()
+        .to_string();
+    assert!(groups.split(',').any(|g| g == "scim-reviewers"), "{groups}");
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Groups/{gid}"),
+        Some(patch(
+            json!([{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = browser
+        .get(env.url("app.localhost", "/"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+/// Every acknowledged write is there after the proxy stops and restarts on
+/// the same data folder; the secret still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_every_acknowledged_write() {
+    let env1 = env().scim(false, false, false).start().await;
+    let port = env1.port;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        users.push(create_user(&env1, &format!("u{i}@okta.local"), &format!("00u{i}")).await);
+    }
+    let gid = create_group(&env1, "durable").await;
+    let add = json!([{"op": "add", "path": "members", "value": users.iter().map(|u| json!({"value": u})).collect::<Vec<_>>()}]);
+    assert_eq!(
+        scim(
+            &env1,
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(patch(add))
+        )
+        .await
+        .status,
+        200
+    );
+    let off = json!([{"op": "replace", "value": {"active": false}}]);
+    assert_eq!(
+        scim(
+            &env1,
+            Method::PATCH,
+            &format!("/Users/{}", users[0]),
+            Some(patch(off))
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        scim(&env1, Method::DELETE, &format!("/Users/{}", users[4]), None)
+            .await
+            .status,
+        204
+    );
+    let rename = json!([{"op": "replace", "value": {"displayName": "durable-2"}}]);
+    assert_eq!(
+        scim(
+            &env1,
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(patch(rename))
+        )
+        .await
+        .status,
+        200
+    );
+    let before = scim(&env1, Method::GET, &format!("/Groups/{gid}"), None)
+        .await
+        .body;
+    let dir = env1.stop();
+
+    let env2 = env()
+        .port(port)
+        .data_dir(dir)
+        .scim(false, false, false)
+        .start()
+        .await;
+    assert_list(&scim(&env2, Method::GET, "/Users", None).await, 4);
+    assert_eq!(
+        scim(&env2, Method::GET, &format!("/Users/{}", users[0]), None)
+            .await
+            .body["active"],
+        false
+    );
+    assert_eq!(
+        scim(&env2, Method::GET, &format!("/Users/{}", users[4]), None)
+            .await
+            .status,
+        404
+    );
+    let after = scim(&env2, Method::GET, &format!("/Groups/{gid}"), None)
+        .await
+        .body;
+    assert_eq!(after, before);
+    assert_eq!(after["members"].as_array().unwrap().len(), 4);
+}
+
+/// Twenty concurrent PATCHes, each adding one member to the same group,
+/// all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patch_adds_all_land() {
+    let env = env().scim(false, false, false).start().await;
+    let mut users = Vec::new();
+    for i in 0..20 {
+        users.push(create_user(&env, &format!("c{i}@okta.local"), &format!("00uc{i}")).await);
+    }
+    let gid = create_group(&env, "crowd").await;
+    let env_ref = &env;
+    let tasks = users.iter().map(|u| {
+        let body = patch(json!([
+            {"op": "replace", "value": {"id": gid, "displayName": "crowd"}},
+            {"op": "add", "path": "members", "value": [{"value": u}]}
+        ]));
+        let path = format!("/Groups/{gid}");
+        async move { scim(env_ref, Method::PATCH, &path, Some(body)).await }
+    });
+    for r in futures_join_all(tasks).await {
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = scim(&env, Method::GET, &format!("/Groups/{gid}"), None).await;
+    let mut got: Vec<String> = r.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    users.sort();
+    assert_eq!(got, users);
+}
+
+/// Run futures concurrently on this task (no extra crate).
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let set: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    let mut set: Vec<Option<std::pin::Pin<Box<F>>>> = set.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, slot) in set.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        out[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("completed")).collect()
+}
+
+/// `scim rotate-secret` replaces the stored secret: the old one stops
+/// working at once, the new one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_secret_replaces_the_old_one() {
+    let env = env().scim(false, false, false).start().await;
+    assert_eq!(scim(&env, Method::GET, "/Users", None).await.status, 200);
+    let new = portcullis::scim::rotate_secret(&env.state.cfg)
+        .await
+        .unwrap();
+    assert!(new.len() >= 43 && new != SCIM_SECRET);
+    assert_error(&scim(&env, Method::GET, "/Users", None).await, 401);
+    assert_eq!(
+        scim_as(&env, &new, Method::GET, "/Users", None)
+            .await
+            .status,
+        200
+    );
+}
+
+/// SCIM requests are counted by resource, method and status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_requests_are_counted() {
+    let env = env().scim(false, false, false).start().await;
+    scim(&env, Method::GET, "/Groups", None).await;
+    scim_as(&env, "wrong-wrong-wrong-wrong", Method::GET, "/Users", None).await;
+    let m = env.metrics().await;
+    assert!(
+        m.contains(
+            r#"portcullis_scim_requests_total{method="GET",resource="Groups",status="200"}"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"portcullis_scim_requests_total{method="GET",resource="Users",status="401"}"#)
+    );
+}
