@@ -12,9 +12,13 @@ use crate::server::{build_server, build_state, ServerHandle};
 
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
@@ -51,8 +55,14 @@ pub fn run_config(cfg: Config, banner: Option<String>) -> Result<ExitCode> {
 }
 
 /// [`run_config`] on an existing runtime (the demo's, which also runs the dev IdP).
-pub fn run_config_in(rt: &tokio::runtime::Runtime, cfg: Config, banner: Option<String>) -> Result<ExitCode> {
-    let state = rt.block_on(build_state(cfg)).context("starting portcullis")?;
+pub fn run_config_in(
+    rt: &tokio::runtime::Runtime,
+    cfg: Config,
+    banner: Option<String>,
+) -> Result<ExitCode> {
+    let state = rt
+        .block_on(build_state(cfg))
+        .context("starting portcullis")?;
     let server = build_server(state.clone()).context("building the server")?;
     for l in &state.cfg.listen {
         tracing::info!(addr = %l.addr, tls = l.tls.is_some(), "Listening");
@@ -140,7 +150,12 @@ pub fn test_idp(path: &Path) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let rt = runtime()?;
-    let redirect = format!("{}://{}{}/callback", cfg.scheme(), cfg.auth_domain, cfg.endpoint_prefix);
+    let redirect = format!(
+        "{}://{}{}/callback",
+        cfg.scheme(),
+        cfg.auth_domain,
+        cfg.endpoint_prefix
+    );
     let mut ok = true;
     for idp in &cfg.identity_providers {
         println!("identity provider {:?} ({})", idp.name, idp.kind.as_str());
@@ -155,7 +170,11 @@ pub fn test_idp(path: &Path) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `portcullis scim rotate-secret -c FILE`
@@ -167,7 +186,9 @@ pub fn scim_rotate_secret(path: &Path) -> Result<ExitCode> {
     let rt = runtime()?;
     let secret = rt.block_on(crate::scim::rotate_secret(&cfg))?;
     println!("{secret}");
-    eprintln!("New SCIM secret printed above; the previous one no longer works. It is not shown again.");
+    eprintln!(
+        "New SCIM secret printed above; the previous one no longer works. It is not shown again."
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -186,7 +207,10 @@ pub fn seats_list(path: &Path) -> Result<ExitCode> {
     for s in &seats {
         let when = time::OffsetDateTime::from_unix_timestamp(s.last_login)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default();
         println!("{:<24} {:<32} {:<16} {}", s.app, s.email, s.idp, when);
     }

@@ -43,7 +43,10 @@ pub struct DemoEnv {
 
 impl DemoEnv {
     pub fn get(&self, name: &str) -> Option<String> {
-        self.vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        self.vars
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -51,7 +54,10 @@ impl DemoEnv {
 pub fn write_policies(data_dir: &std::path::Path, upstream: &str) -> std::io::Result<()> {
     let dir = data_dir.join("policies");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("demo.yaml"), DEMO_POLICIES.replace("${UPSTREAM}", upstream))
+    std::fs::write(
+        dir.join("demo.yaml"),
+        DEMO_POLICIES.replace("${UPSTREAM}", upstream),
+    )
 }
 
 /// The demo's config for the given addresses.
@@ -73,8 +79,10 @@ pub fn demo_config(
             ("DEMO_API_TOKEN", DEV_API_TOKEN.to_string()),
         ],
     };
-    crate::config::parse_str("conf/demo/portcullis.yaml", DEMO_CONFIG, data_dir, &|n| env.get(n))
-        .map_err(|e| anyhow::anyhow!("demo config: {e}"))
+    crate::config::parse_str("conf/demo/portcullis.yaml", DEMO_CONFIG, data_dir, &|n| {
+        env.get(n)
+    })
+    .map_err(|e| anyhow::anyhow!("demo config: {e}"))
 }
 
 /// Run the demo until Ctrl-C.

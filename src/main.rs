@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Identity-aware edge proxy on Pingora")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Identity-aware edge proxy on Pingora"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -13,8 +13,7 @@ use prometheus::{
 /// (signature check + store read) in tens to hundreds of microseconds, and a
 /// slow store in milliseconds.
 const ACCESS_PHASE_BUCKETS: &[f64] = &[
-    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025,
-    0.1,
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1,
 ];
 
 /// IdP round trips go over the internet: milliseconds to seconds.

@@ -69,10 +69,15 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
     let state = Arc::new(State::new(cfg, policies.clone(), keys, store, idps));
     spawn_watcher(policies, |r| {
         let label = if r.is_ok() { "success" } else { "error" };
-        metrics().policy_reloads_total.with_label_values(&[label]).inc();
+        metrics()
+            .policy_reloads_total
+            .with_label_values(&[label])
+            .inc();
         match r {
             Ok(()) => tracing::info!("Policies reloaded"),
-            Err(e) => tracing::warn!(errors = %e, "Policy reload failed; keeping the last good policies"),
+            Err(e) => {
+                tracing::warn!(errors = %e, "Policy reload failed; keeping the last good policies")
+            }
         }
     });
     spawn_revocation_poller(state.clone());
@@ -129,7 +134,14 @@ impl ServeHttp for MetricsApp {
         let path = session.req_header().uri.path().to_string();
         let (status, ctype, body) = match path.as_str() {
             "/metrics" => {
-                metrics().seats.set(self.state.store.list_seats().await.map(|s| s.len() as i64).unwrap_or(0));
+                metrics().seats.set(
+                    self.state
+                        .store
+                        .list_seats()
+                        .await
+                        .map(|s| s.len() as i64)
+                        .unwrap_or(0),
+                );
                 (200, "text/plain; version=0.0.4", crate::metrics::render())
             }
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
@@ -138,7 +150,11 @@ impl ServeHttp for MetricsApp {
                 if ready {
                     (200, "text/plain", b"ready\n".to_vec())
                 } else {
-                    (503, "text/plain", b"identity provider discovery pending\n".to_vec())
+                    (
+                        503,
+                        "text/plain",
+                        b"identity provider discovery pending\n".to_vec(),
+                    )
                 }
             }
             _ => (404, "text/plain", b"not found\n".to_vec()),
@@ -188,7 +204,12 @@ pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
     }
     server.add_service(proxy);
     if let Some(addr) = cfg.metrics {
-        let mut svc = Service::new("metrics".to_string(), MetricsApp { state: state.clone() });
+        let mut svc = Service::new(
+            "metrics".to_string(),
+            MetricsApp {
+                state: state.clone(),
+            },
+        );
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }

@@ -79,7 +79,9 @@ pub async fn start(bind: SocketAddr) -> std::io::Result<Echo> {
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let log = log.clone();
             conns.spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
@@ -106,7 +108,12 @@ fn respond(log: &Mutex<Vec<Seen>>, req: Request<Incoming>) -> Response<Full<Byte
         headers: req
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
     };
     let html = req
@@ -119,7 +126,11 @@ fn respond(log: &Mutex<Vec<Seen>>, req: Request<Incoming>) -> Response<Full<Byte
     Response::builder()
         .header(
             "content-type",
-            if html { "text/html; charset=utf-8" } else { "application/json" },
+            if html {
+                "text/html; charset=utf-8"
+            } else {
+                "application/json"
+            },
         )
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_default()
@@ -146,7 +157,11 @@ fn page(seen: &Seen) -> String {
             } else {
                 v.clone()
             };
-            format!("<tr><td>{}</td><td>{}</td></tr>", html_escape(k), html_escape(&v))
+            format!(
+                "<tr><td>{}</td><td>{}</td></tr>",
+                html_escape(k),
+                html_escape(&v)
+            )
         })
         .collect();
     format!(

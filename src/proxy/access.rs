@@ -61,8 +61,14 @@ pub enum Denial {
 /// The access decision for one request.
 #[derive(Debug)]
 pub enum Verdict {
-    Permit { app: Arc<App>, permit: Permit },
-    Deny { app: Option<Arc<App>>, denial: Denial },
+    Permit {
+        app: Arc<App>,
+        permit: Permit,
+    },
+    Deny {
+        app: Option<Arc<App>>,
+        denial: Denial,
+    },
 }
 
 impl Verdict {
@@ -98,7 +104,10 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
     let id = req.headers.get(CLIENT_ID_HEADER);
     let secret = req.headers.get(CLIENT_SECRET_HEADER);
     if id.is_some() || secret.is_some() {
-        let token = match (id.and_then(|v| v.to_str().ok()), secret.and_then(|v| v.to_str().ok())) {
+        let token = match (
+            id.and_then(|v| v.to_str().ok()),
+            secret.and_then(|v| v.to_str().ok()),
+        ) {
             (Some(id), Some(secret)) => find_service_token(&set, id, secret),
             _ => None,
         };
@@ -195,7 +204,10 @@ const MAX_CANDIDATES: usize = 4;
 /// Candidate session tokens: every cookie of the configured name, then the
 /// `cf-access-token` header. Collected up front (no allocation) so that no
 /// borrowing iterator lives across an `.await`.
-pub fn candidate_tokens<'a>(state: &'a State, req: &'a RequestHeader) -> [Option<&'a str>; MAX_CANDIDATES] {
+pub fn candidate_tokens<'a>(
+    state: &'a State,
+    req: &'a RequestHeader,
+) -> [Option<&'a str>; MAX_CANDIDATES] {
     let mut out = [None; MAX_CANDIDATES];
     let header = req.headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
     let all = cookies::values(req, &state.cfg.session.cookie_name).chain(header);
@@ -219,13 +231,19 @@ pub(crate) async fn find_session(
             continue;
         }
         if let Some(hit) = state.cache.get(token).await {
-            metrics().session_cache_total.with_label_values(&["hit"]).inc();
+            metrics()
+                .session_cache_total
+                .with_label_values(&["hit"])
+                .inc();
             if hit.claims.aud_matches(&app.aud) {
                 return Ok(Some((i, hit)));
             }
             continue;
         }
-        metrics().session_cache_total.with_label_values(&["miss"]).inc();
+        metrics()
+            .session_cache_total
+            .with_label_values(&["miss"])
+            .inc();
         match load_session(state, app, token).await {
             Ok(Some(s)) => return Ok(Some((i, s))),
             Ok(None) => {}
@@ -241,7 +259,11 @@ pub(crate) async fn find_session(
 
 /// Verify a token for `app` and load its session record, through the cache
 /// (concurrent misses for one token coalesce).
-async fn load_session(state: &State, app: &App, token: &str) -> Result<Option<Arc<CachedSession>>, ()> {
+async fn load_session(
+    state: &State,
+    app: &App,
+    token: &str,
+) -> Result<Option<Arc<CachedSession>>, ()> {
     let claims: SessionClaims = match state.keys.verify(
         token,
         &Expect {
@@ -268,7 +290,10 @@ async fn load_session(state: &State, app: &App, token: &str) -> Result<Option<Ar
             if rec.revoked || rec.expires_at <= now_unix() {
                 return Err(LoadError::Gone);
             }
-            let identity = crate::proxy::endpoints::live_identity(store.as_ref(), rec.identity).await;
+            // SCIM groups may carry block/exclude rules: without them, deny.
+            let identity = crate::scim::link::try_live_identity(store.as_ref(), rec.identity)
+                .await
+                .map_err(LoadError::Store)?;
             Ok(Arc::new(CachedSession {
                 expires_at: claims.exp.min(rec.expires_at),
                 claims,
@@ -304,9 +329,20 @@ impl From<crate::session::cache::Unusable> for LoadError {
 }
 
 /// The one place denials become responses, in a fixed order.
-pub fn deny_reply(state: &State, info: &RequestInfo<'_>, app: Option<&App>, denial: Denial) -> Reply {
+pub fn deny_reply(
+    state: &State,
+    info: &RequestInfo<'_>,
+    app: Option<&App>,
+    denial: Denial,
+) -> Reply {
     match denial {
-        Denial::NoApp => Reply::error(info.browser, 404, "not_found", "Not found", "There is no application at this address."),
+        Denial::NoApp => Reply::error(
+            info.browser,
+            404,
+            "not_found",
+            "Not found",
+            "There is no application at this address.",
+        ),
         Denial::Unauthenticated if info.browser => {
             let (nonce, hash) = login_nonce();
             let original = format!(
@@ -332,8 +368,20 @@ pub fn deny_reply(state: &State, info: &RequestInfo<'_>, app: Option<&App>, deni
             ))
         }
         Denial::Unauthenticated | Denial::BadServiceToken => Reply::json_error(401, "unauthorized"),
-        Denial::Forbidden => Reply::error(info.browser, 403, "forbidden", "Access denied", "You do not have access to this application."),
-        Denial::Internal => Reply::error(info.browser, 500, "internal_error", "Something went wrong", "The request could not be checked. Try again later."),
+        Denial::Forbidden => Reply::error(
+            info.browser,
+            403,
+            "forbidden",
+            "Access denied",
+            "You do not have access to this application.",
+        ),
+        Denial::Internal => Reply::error(
+            info.browser,
+            500,
+            "internal_error",
+            "Something went wrong",
+            "The request could not be checked. Try again later.",
+        ),
     }
 }
 

@@ -40,7 +40,8 @@ mod tests {
     #[test]
     fn every_cookie_of_a_name_is_returned() {
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.append_header("Cookie", "a=1; CF_Authorization=x; b=2").unwrap();
+        r.append_header("Cookie", "a=1; CF_Authorization=x; b=2")
+            .unwrap();
         r.append_header("Cookie", "CF_Authorization=y").unwrap();
         let v: Vec<_> = values(&r, "CF_Authorization").collect();
         assert_eq!(v, ["x", "y"]);
@@ -51,7 +52,14 @@ mod tests {
     #[test]
     fn set_cookie_carries_the_security_attributes() {
         let s = set_cookie("n", "v", "/admin", 60, true);
-        for part in ["n=v", "HttpOnly", "SameSite=Lax", "Secure", "Path=/admin", "Max-Age=60"] {
+        for part in [
+            "n=v",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/admin",
+            "Max-Age=60",
+        ] {
             assert!(s.contains(part), "{s} lacks {part}");
         }
         assert!(!s.contains("Domain"));

@@ -27,22 +27,38 @@ pub async fn serve(
     let on_auth = info.host() == state.auth_host;
     let on_app = on_auth || !apps_on_host(state, info.host()).is_empty();
     if !on_app {
-        return Reply::error(info.browser, 404, "not_found", "Not found", "There is no application at this address.");
+        return Reply::error(
+            info.browser,
+            404,
+            "not_found",
+            "Not found",
+            "There is no application at this address.",
+        );
     }
     let method = req.method.clone();
     match rest {
         "/login" if info.method_is_get_or_head => login::login(state, info, req).await,
-        "/callback" if on_auth && info.method_is_get_or_head => login::callback(state, info, req).await,
+        "/callback" if on_auth && info.method_is_get_or_head => {
+            login::callback(state, info, req).await
+        }
         "/authorized" if info.method_is_get_or_head => login::authorized(state, info, req).await,
         "/logout" if info.method_is_get_or_head || method == http::Method::POST => {
             logout::logout(state, info, req, method == http::Method::POST).await
         }
         "/get-identity" if info.method_is_get_or_head => get_identity(state, info, req).await,
-        "/certs" if info.method_is_get_or_head => Reply::new(200, "application/json", state.keys.jwks_json().to_string()),
+        "/certs" if info.method_is_get_or_head => {
+            Reply::new(200, "application/json", state.keys.jwks_json().to_string())
+        }
         "/login" | "/callback" | "/authorized" | "/logout" | "/get-identity" | "/certs" => {
             Reply::json_error(405, "method_not_allowed").with_header("allow", "GET, HEAD".into())
         }
-        _ => Reply::error(info.browser, 404, "not_found", "Not found", "There is no such page."),
+        _ => Reply::error(
+            info.browser,
+            404,
+            "not_found",
+            "Not found",
+            "There is no such page.",
+        ),
     }
 }
 
@@ -50,7 +66,9 @@ pub async fn serve(
 pub fn host_matches(pattern: &HostPattern, host: &str) -> bool {
     match pattern {
         HostPattern::Exact(h) => h == host,
-        HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        HostPattern::Wildcard(suffix) => {
+            host.len() > suffix.len() && host.ends_with(suffix.as_str())
+        }
     }
 }
 
@@ -94,7 +112,11 @@ pub async fn current_session(
     None
 }
 
-async fn get_identity(state: &State, info: &RequestInfo<'_>, req: &pingora::http::RequestHeader) -> Reply {
+async fn get_identity(
+    state: &State,
+    info: &RequestInfo<'_>,
+    req: &pingora::http::RequestHeader,
+) -> Reply {
     let Some(s) = current_session(state, info, req).await else {
         return Reply::json_error(401, "unauthorized");
     };

@@ -12,7 +12,12 @@ pub const CLAIM_HEADER_PREFIX: &str = "x-portcullis-claim-";
 
 /// Hop-by-hop headers removed before forwarding. `upgrade`, `te` and
 /// `transfer-encoding` are left to Pingora, which owns framing and upgrades.
-const HOP_BY_HOP: &[&str] = &["keep-alive", "proxy-connection", "proxy-authorization", "trailer"];
+const HOP_BY_HOP: &[&str] = &[
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "trailer",
+];
 
 /// Headers that must never come from the client, in normalised form.
 #[derive(Debug, Clone)]
@@ -59,8 +64,7 @@ impl Protected {
     }
 
     fn is_protected(&self, normalized: &str) -> bool {
-        normalized.starts_with(CLAIM_HEADER_PREFIX)
-            || self.names.iter().any(|n| n == normalized)
+        normalized.starts_with(CLAIM_HEADER_PREFIX) || self.names.iter().any(|n| n == normalized)
     }
 
     /// Remove Connection-nominated and hop-by-hop headers, then every
@@ -71,7 +75,8 @@ impl Protected {
             if let Ok(v) = v.to_str() {
                 for tok in v.split(',') {
                     let tok = tok.trim().to_ascii_lowercase();
-                    if !tok.is_empty() && tok != "upgrade" && tok != "keep-alive" && tok != "close" {
+                    if !tok.is_empty() && tok != "upgrade" && tok != "keep-alive" && tok != "close"
+                    {
                         doomed.push(tok);
                     }
                 }
@@ -146,7 +151,8 @@ mod tests {
     #[test]
     fn connection_nominated_headers_are_removed() {
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.append_header("Connection", "x-keep-me-not, Upgrade").unwrap();
+        r.append_header("Connection", "x-keep-me-not, Upgrade")
+            .unwrap();
         r.append_header("X-Keep-Me-Not", "1").unwrap();
         r.append_header("Keep-Alive", "5").unwrap();
         Protected::new(&names()).strip(&mut r);

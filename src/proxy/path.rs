@@ -69,7 +69,7 @@ pub fn normalize(target: &str) -> Result<Target<'_>, PathError> {
         None => (target, None),
     };
     if let Some(q) = query {
-        if q.bytes().any(|b| b == b'#' || b < 0x20 || b >= 0x7f) {
+        if q.bytes().any(|b| b == b'#' || !(0x20..0x7f).contains(&b)) {
             return Err(if q.contains('#') {
                 PathError::Fragment
             } else {

@@ -29,6 +29,9 @@ pub struct RequestInfo<'a> {
     /// Length of the host part of `authority` (without `:port`).
     host_len: usize,
     pub target: Target<'a>,
+    /// The upstream request line must be rebuilt from `target` (it was
+    /// normalised, or the client sent an absolute-form target).
+    pub rewrite: bool,
     pub browser: bool,
     pub client_ip: IpAddr,
     pub method_is_get_or_head: bool,
@@ -50,11 +53,20 @@ pub fn read<'a>(
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok());
-    let authority = match (req.uri.authority(), host_header) {
-        (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(h) => {
-            return Err(RequestError::HostMismatch)
-        }
-        (Some(a), _) => a.as_str(),
+    // Pingora keeps an absolute-form target verbatim (forwarded as is unless
+    // the URI is reset) and leaves only its path in `uri`: read the authority
+    // from the raw bytes so it can be checked against Host.
+    let raw = req.raw_path();
+    let absolute = !raw.starts_with(b"/");
+    let raw_authority = if absolute {
+        Some(absolute_authority(raw).ok_or(RequestError::BadHost)?)
+    } else {
+        None
+    };
+    let uri_authority = req.uri.authority().map(|a| a.as_str()).or(raw_authority);
+    let authority = match (uri_authority, host_header) {
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => return Err(RequestError::HostMismatch),
+        (Some(a), _) => a,
         (None, Some(h)) => h,
         (None, None) => return Err(RequestError::BadHost),
     };
@@ -64,22 +76,35 @@ pub fn read<'a>(
         Cow::Borrowed(authority)
     };
     let host_len = split_host(&authority).ok_or(RequestError::BadHost)?;
-    let raw_target = req
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let raw_target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let target = path::normalize(raw_target)?;
     let get_or_head = req.method == http::Method::GET || req.method == http::Method::HEAD;
     let browser = get_or_head && accepts_html(req);
+    // Also rebuild when Pingora kept raw bytes that differ from the URI it
+    // parsed (e.g. non-UTF-8): what is forwarded must be what was matched.
+    let rewrite = absolute || matches!(target.path, Cow::Owned(_)) || raw != raw_target.as_bytes();
     Ok(RequestInfo {
         authority,
         host_len,
         target,
+        rewrite,
         browser,
         client_ip: client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         method_is_get_or_head: get_or_head,
     })
+}
+
+/// The authority of an absolute-form target (`http://host:port/path`).
+fn absolute_authority(raw: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(raw).ok()?;
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .or_else(|| s.strip_prefix("HTTP://"))
+        .or_else(|| s.strip_prefix("HTTPS://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let auth = &rest[..end];
+    (!auth.is_empty() && !auth.contains('@')).then_some(auth)
 }
 
 /// Validate `host[:port]` and return the length of the host part.
@@ -115,7 +140,10 @@ pub fn split_host(authority: &str) -> Option<usize> {
 }
 
 fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+    !p.is_empty()
+        && p.len() <= 5
+        && p.bytes().all(|b| b.is_ascii_digit())
+        && p.parse::<u16>().is_ok()
 }
 
 /// A browser request: `Accept` lists `text/html` with q > 0.
@@ -185,6 +213,30 @@ mod tests {
         assert!(!read(&r, None).unwrap().browser);
         let r = req("/", &[("Host", "a"), ("Accept", "application/json")]);
         assert!(!read(&r, None).unwrap().browser);
+    }
+
+    #[test]
+    fn absolute_form_authority_is_checked_against_host() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.set_raw_path(b"http://other.localhost:8080/x").unwrap();
+        r.append_header("Host", "app.localhost:8080").unwrap();
+        assert!(matches!(read(&r, None), Err(RequestError::HostMismatch)));
+    }
+
+    #[test]
+    fn absolute_form_for_the_same_host_is_rewritten_to_origin_form() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.set_raw_path(b"http://app.localhost:8080/x?y=1").unwrap();
+        r.append_header("Host", "app.localhost:8080").unwrap();
+        let info = read(&r, None).unwrap();
+        assert!(info.rewrite);
+        assert_eq!(info.target.to_uri_string(), "/x?y=1");
+    }
+
+    #[test]
+    fn clean_origin_form_is_not_rewritten() {
+        let r = req("/x?y=1", &[("Host", "a")]);
+        assert!(!read(&r, None).unwrap().rewrite);
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl Reply {
 
     /// A small HTML page; `title` and `message` are escaped.
     pub fn page(status: u16, title: &str, message: &str) -> Reply {
-        Reply::new(status, "text/html; charset=utf-8", page_html(title, message, ""))
+        Reply::new(
+            status,
+            "text/html; charset=utf-8",
+            page_html(title, message, ""),
+        )
     }
 
     /// HTML page with extra trusted markup (forms built by the proxy).

@@ -15,7 +15,7 @@ use pingora::{Error, ErrorType, Result};
 use crate::metrics::{metrics, status_class};
 use crate::policy::model::App;
 
-use super::access::{self, deny_reply, denial_label, Permit, Verdict};
+use super::access::{self, denial_label, deny_reply, Permit, Verdict};
 use super::endpoints;
 use super::headers::{groups_value, CLAIM_HEADER_PREFIX};
 use super::request;
@@ -127,7 +127,9 @@ impl ProxyHttp for Portcullis {
                     .get(*candidate)
                     .copied()
                     .flatten()
-                    .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "session token vanished"))?;
+                    .ok_or_else(|| {
+                        Error::explain(ErrorType::HTTPStatus(403), "session token vanished")
+                    })?;
                 upstream.insert_header(names.assertion.clone(), token)?;
                 upstream.insert_header(names.email.clone(), id.email.as_str())?;
                 if let Some(g) = &names.groups {
@@ -140,7 +142,10 @@ impl ProxyHttp for Portcullis {
                             other => other.to_string(),
                         };
                         if let Ok(hv) = http::HeaderValue::from_str(&value) {
-                            upstream.insert_header(format!("{CLAIM_HEADER_PREFIX}{}", k.to_ascii_lowercase()), hv)?;
+                            upstream.insert_header(
+                                format!("{CLAIM_HEADER_PREFIX}{}", k.to_ascii_lowercase()),
+                                hv,
+                            )?;
                         }
                     }
                 }
@@ -168,7 +173,10 @@ impl ProxyHttp for Portcullis {
         let app = if ctx.proxy_owned {
             "_proxy"
         } else {
-            ctx.app_label.as_ref().map(|a| a.name.as_str()).unwrap_or("none")
+            ctx.app_label
+                .as_ref()
+                .map(|a| a.name.as_str())
+                .unwrap_or("none")
         };
         metrics()
             .requests_total
@@ -206,7 +214,10 @@ impl Portcullis {
             }
             let scim = &state.cfg.scim_path;
             if info.host() == state.auth_host
-                && (path == scim.as_str() || path.strip_prefix(scim.as_str()).is_some_and(|r| r.starts_with('/')))
+                && (path == scim.as_str()
+                    || path
+                        .strip_prefix(scim.as_str())
+                        .is_some_and(|r| r.starts_with('/')))
             {
                 Some(path[scim.len()..].to_string())
             } else {
@@ -218,9 +229,9 @@ impl Portcullis {
                             Permit::Service { .. } => "service_auth",
                             Permit::User { .. } => "allow",
                         };
-                        let uri = match &info.target.path {
-                            std::borrow::Cow::Borrowed(_) if req.uri.authority().is_none() => None,
-                            _ => match info.target.to_uri_string().parse::<http::Uri>() {
+                        let uri = match info.rewrite {
+                            false => None,
+                            true => match info.target.to_uri_string().parse::<http::Uri>() {
                                 Ok(u) => Some(u),
                                 Err(_) => {
                                     ctx.decision = "bad_request";
@@ -240,7 +251,9 @@ impl Portcullis {
                     }
                     Verdict::Deny { app, denial } => {
                         ctx.decision = denial_label(denial);
-                        if denial != access::Denial::Unauthenticated && denial != access::Denial::NoApp {
+                        if denial != access::Denial::Unauthenticated
+                            && denial != access::Denial::NoApp
+                        {
                             tracing::info!(
                                 app.name = app.as_ref().map(|a| a.name.as_str()).unwrap_or("none"),
                                 client.ip = %info.client_ip,

@@ -112,7 +112,9 @@ impl State {
         match app.upstreams.len() {
             0 => None,
             1 => app.upstreams.first(),
-            n => app.upstreams.get(self.rr.fetch_add(1, Ordering::Relaxed) % n),
+            n => app
+                .upstreams
+                .get(self.rr.fetch_add(1, Ordering::Relaxed) % n),
         }
     }
 

@@ -8,28 +8,41 @@ use crate::harness::*;
 /// Status of `url` after logging `user` in at that URL.
 async fn status_after_login(env: &Env, url: &str, user: &str) -> u16 {
     let browser = env.browser();
-    browse_login(env, &browser, url, user).await.response.status().as_u16()
+    browse_login(env, &browser, url, user)
+        .await
+        .response
+        .status()
+        .as_u16()
 }
 
 /// A group in the ID token's groups claim allows (carol: contractors).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_by_group() {
     let env = env().start().await;
-    assert_eq!(status_after_login(&env, &env.url("app.localhost", "/"), "00ucarol").await, 200);
+    assert_eq!(
+        status_after_login(&env, &env.url("app.localhost", "/"), "00ucarol").await,
+        200
+    );
 }
 
 /// A verified email in the domain allows (bob@example.com).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_by_email_domain() {
     let env = env().start().await;
-    assert_eq!(status_after_login(&env, &env.url("app.localhost", "/"), "00ubob").await, 200);
+    assert_eq!(
+        status_after_login(&env, &env.url("app.localhost", "/"), "00ubob").await,
+        200
+    );
 }
 
 /// An unverified email never matches an email rule (dave@example.com is unverified).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unverified_email_does_not_match_email_domain() {
     let env = env().start().await;
-    assert_eq!(status_after_login(&env, &env.url("app.localhost", "/"), "00udave").await, 403);
+    assert_eq!(
+        status_after_login(&env, &env.url("app.localhost", "/"), "00udave").await,
+        403
+    );
 }
 
 /// `require: auth_method: mfa` reads `amr`: alice (mfa) passes, dave
@@ -37,45 +50,75 @@ async fn unverified_email_does_not_match_email_domain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_mfa_from_amr() {
     let env = env().start().await;
-    assert_eq!(status_after_login(&env, &env.url("app.localhost", "/admin/x"), "00ualice").await, 200);
-    assert_eq!(status_after_login(&env, &env.url("app.localhost", "/admin/x"), "00udave").await, 403);
-    assert!(env.upstream.seen().iter().all(|s| s.header("cf-access-authenticated-user-email") != Some("dave@example.com")));
+    assert_eq!(
+        status_after_login(&env, &env.url("app.localhost", "/admin/x"), "00ualice").await,
+        200
+    );
+    assert_eq!(
+        status_after_login(&env, &env.url("app.localhost", "/admin/x"), "00udave").await,
+        403
+    );
+    assert!(env
+        .upstream
+        .seen()
+        .iter()
+        .all(|s| s.header("cf-access-authenticated-user-email") != Some("dave@example.com")));
 }
 
 /// `exclude` wins over `include`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exclude_overrides_include() {
     let env = env().start().await;
-    env.idp.add_user(DevUser::new("00uexcl", "excluded@example.com", "Excluded"));
-    assert_eq!(status_after_login(&env, &env.url("app.localhost", "/"), "00uexcl").await, 403);
+    env.idp
+        .add_user(DevUser::new("00uexcl", "excluded@example.com", "Excluded"));
+    assert_eq!(
+        status_after_login(&env, &env.url("app.localhost", "/"), "00uexcl").await,
+        403
+    );
 }
 
 /// A matching block policy denies with 403 before a later allow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_policy_denies() {
     let env = env().start().await;
-    assert_eq!(status_after_login(&env, &env.url("blocked.localhost", "/"), "00ubob").await, 403);
-    assert_eq!(status_after_login(&env, &env.url("blocked.localhost", "/"), "00ualice").await, 200);
+    assert_eq!(
+        status_after_login(&env, &env.url("blocked.localhost", "/"), "00ubob").await,
+        403
+    );
+    assert_eq!(
+        status_after_login(&env, &env.url("blocked.localhost", "/"), "00ualice").await,
+        200
+    );
 }
 
 /// No policy matching is a 403 too (bob is not in engineering for /admin).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_matching_policy_is_403() {
     let env = env().start().await;
-    assert_eq!(status_after_login(&env, &env.url("app.localhost", "/admin"), "00ubob").await, 403);
+    assert_eq!(
+        status_after_login(&env, &env.url("app.localhost", "/admin"), "00ubob").await,
+        403
+    );
 }
 
 /// Bypass forwards without a session and without identity headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bypass_needs_no_session_and_sends_no_identity() {
     let env = env().start().await;
-    let r = env.client().get(env.url("app.localhost", "/public/page")).send().await.unwrap();
+    let r = env
+        .client()
+        .get(env.url("app.localhost", "/public/page"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let seen = env.upstream.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].uri, "/public/page");
     assert!(seen[0].header("cf-access-jwt-assertion").is_none());
-    assert!(seen[0].header("cf-access-authenticated-user-email").is_none());
+    assert!(seen[0]
+        .header("cf-access-authenticated-user-email")
+        .is_none());
 }
 
 /// A valid service token passes a service_auth policy and the upstream gets
@@ -101,7 +144,9 @@ async fn service_token_allows() {
     let payload = assertion.split('.').nth(1).unwrap();
     use base64::Engine;
     let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(claims["common_name"], "ci.access");
@@ -113,9 +158,20 @@ async fn service_token_with_wrong_secret_is_401() {
     let env = env().start().await;
     let c = env.client();
     let url = env.url("api.localhost", "/v1/things");
-    let r = c.get(&url).header("CF-Access-Client-Id", "ci.access").header("CF-Access-Client-Secret", "nope").send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("CF-Access-Client-Id", "ci.access")
+        .header("CF-Access-Client-Secret", "nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = c.get(&url).header("CF-Access-Client-Id", "ci.access").send().await.unwrap();
+    let r = c
+        .get(&url)
+        .header("CF-Access-Client-Id", "ci.access")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(env.upstream.seen().is_empty());
 }
@@ -140,7 +196,12 @@ async fn service_token_without_service_auth_policy_is_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_is_404() {
     let env = env().start().await;
-    let r = env.client().get(env.url("nowhere.localhost", "/")).send().await.unwrap();
+    let r = env
+        .client()
+        .get(env.url("nowhere.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(env.upstream.seen().is_empty());
 }

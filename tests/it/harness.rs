@@ -185,11 +185,18 @@ impl EnvBuilder {
         let metrics_port = free_port();
         let scheme = if self.tls { "https" } else { "http" };
         let redirect = format!("{scheme}://auth.localhost:{port}/cdn-cgi/access/callback");
-        let idp = dev::start(DevIdpOptions::new("127.0.0.1:0".parse().unwrap(), vec![redirect]))
+        let idp = dev::start(DevIdpOptions::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![redirect],
+        ))
+        .await
+        .expect("dev idp");
+        let upstream = echo::start("127.0.0.1:0".parse().unwrap())
             .await
-            .expect("dev idp");
-        let upstream = echo::start("127.0.0.1:0".parse().unwrap()).await.expect("upstream");
-        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+            .expect("upstream");
+        let dir = self
+            .dir
+            .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
         let policies_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policies_dir).unwrap();
         let policies = self
@@ -199,12 +206,17 @@ impl EnvBuilder {
         std::fs::write(policies_dir.join("main.yaml"), policies).unwrap();
         let mut ca_pem = None;
         let tls_line = if self.tls {
-            let cert = rcgen::generate_simple_self_signed(HOSTS.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-                .expect("self-signed certificate");
+            let cert = rcgen::generate_simple_self_signed(
+                HOSTS.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            )
+            .expect("self-signed certificate");
             std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
             std::fs::write(dir.path().join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
             ca_pem = Some(cert.cert.pem());
-            format!("    tls: {{ cert: {0}/tls.crt, key: {0}/tls.key }}\n", dir.path().display())
+            format!(
+                "    tls: {{ cert: {0}/tls.crt, key: {0}/tls.key }}\n",
+                dir.path().display()
+            )
         } else {
             String::new()
         };
@@ -239,8 +251,11 @@ policies: {data}/policies
         );
         let cfg_path = dir.path().join("portcullis.yaml");
         std::fs::write(&cfg_path, &config).unwrap();
-        let cfg = portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
-        let state = build_state(cfg).await.unwrap_or_else(|e| panic!("state: {e}"));
+        let cfg =
+            portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
+        let state = build_state(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("state: {e}"));
         let server = build_server(state.clone()).expect("server");
         let handle = ServerHandle::start(server, false);
         let env = Env {
@@ -263,9 +278,11 @@ impl Env {
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
-        eventually("proxy ready", Duration::from_secs(20), async || {
-            matches!(client.get(&url).send().await, Ok(r) if r.status() == 200)
-        })
+        eventually(
+            "proxy ready",
+            Duration::from_secs(20),
+            async || matches!(client.get(&url).send().await, Ok(r) if r.status() == 200),
+        )
         .await;
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         eventually("proxy listening", Duration::from_secs(20), async || {
@@ -308,8 +325,7 @@ impl Env {
         if let Some(s) = self.server.take() {
             s.stop();
         }
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     pub fn data_path(&self) -> PathBuf {
@@ -359,7 +375,12 @@ pub struct LoginEnd {
 /// response that is not a redirect (or a redirect off our hosts).
 pub async fn browse_login(env: &Env, browser: &reqwest::Client, url: &str, user: &str) -> LoginEnd {
     let mut trail = vec![url.to_string()];
-    let mut resp = browser.get(url).header("accept", HTML).send().await.unwrap();
+    let mut resp = browser
+        .get(url)
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     for _ in 0..12 {
         if !resp.status().is_redirection() {
             break;
@@ -370,17 +391,32 @@ pub async fn browse_login(env: &Env, browser: &reqwest::Client, url: &str, user:
         if next.starts_with(&idp_base) && next.contains("/v1/authorize") {
             let (login_url, form) = dev::login_form(&next, user).unwrap();
             resp = browser.post(&login_url).form(&form).send().await.unwrap();
-        } else if next.starts_with(env.scheme) && HOSTS.iter().any(|h| next.contains(&format!("//{h}:"))) {
-            resp = browser.get(&next).header("accept", HTML).send().await.unwrap();
+        } else if next.starts_with(env.scheme)
+            && HOSTS.iter().any(|h| next.contains(&format!("//{h}:")))
+        {
+            resp = browser
+                .get(&next)
+                .header("accept", HTML)
+                .send()
+                .await
+                .unwrap();
         } else {
             break;
         }
     }
-    LoginEnd { response: resp, trail }
+    LoginEnd {
+        response: resp,
+        trail,
+    }
 }
 
 /// Log in `user` at `url` and expect to land on the upstream (200).
-pub async fn login_ok(env: &Env, browser: &reqwest::Client, url: &str, user: &str) -> reqwest::Response {
+pub async fn login_ok(
+    env: &Env,
+    browser: &reqwest::Client,
+    url: &str,
+    user: &str,
+) -> reqwest::Response {
     let end = browse_login(env, browser, url, user).await;
     assert_eq!(
         end.response.status(),
@@ -463,14 +499,21 @@ impl EnvBuilder {
         let port = self.port.unwrap_or_else(free_port);
         let metrics_port = free_port();
         let redirect = format!("http://auth.localhost:{port}/cdn-cgi/access/callback");
-        let idp = dev::start(DevIdpOptions::new("127.0.0.1:0".parse().unwrap(), vec![redirect]))
-            .await
-            .expect("dev idp");
+        let idp = dev::start(DevIdpOptions::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![redirect],
+        ))
+        .await
+        .expect("dev idp");
         if setup.idp_offline_at_start {
             idp.set_offline(true);
         }
-        let upstream = echo::start("127.0.0.1:0".parse().unwrap()).await.expect("upstream");
-        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+        let upstream = echo::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("upstream");
+        let dir = self
+            .dir
+            .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
         let policies_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policies_dir).unwrap();
         let policies = self
@@ -503,8 +546,11 @@ policies: {data}/policies
         );
         let cfg_path = dir.path().join("portcullis.yaml");
         std::fs::write(&cfg_path, &config).unwrap();
-        let cfg = portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
-        let state = build_state(cfg).await.unwrap_or_else(|e| panic!("state: {e}"));
+        let cfg =
+            portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
+        let state = build_state(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("state: {e}"));
         let server = build_server(state.clone()).expect("server");
         let handle = ServerHandle::start(server, false);
         let env = Env {
@@ -552,7 +598,12 @@ pub const SCIM_SECRET: &str = "scim-test-secret-0123456789";
 impl EnvBuilder {
     /// Enable SCIM on the IdP with [`SCIM_SECRET`] and these
     /// `scim_config` flags.
-    pub fn scim(self, user_deprovision: bool, seat_deprovision: bool, group_member_deprovision: bool) -> Self {
+    pub fn scim(
+        self,
+        user_deprovision: bool,
+        seat_deprovision: bool,
+        group_member_deprovision: bool,
+    ) -> Self {
         // The `idp_config` lines land right after the IdP's `config:` map;
         // at this indentation `scim_config` is the IdP entry's own key.
         let extra = format!(

@@ -23,22 +23,49 @@ async fn login_and_token(env: &Env, user: &str) -> (reqwest::Client, String) {
 async fn browser_login_reaches_upstream_with_identity_headers() {
     let env = env().start().await;
     let browser = env.browser();
-    let end = browse_login(&env, &browser, &env.url("app.localhost", "/hello?x=1"), "00ualice").await;
+    let end = browse_login(
+        &env,
+        &browser,
+        &env.url("app.localhost", "/hello?x=1"),
+        "00ualice",
+    )
+    .await;
     assert_eq!(end.response.status(), 200, "trail {:?}", end.trail);
     let login = &end.trail[1];
     assert!(
-        login.starts_with(&format!("http://auth.localhost:{}/cdn-cgi/access/login?redirect_url=", env.port)),
+        login.starts_with(&format!(
+            "http://auth.localhost:{}/cdn-cgi/access/login?redirect_url=",
+            env.port
+        )),
         "{login}"
     );
-    assert!(end.trail.iter().any(|u| u.contains("/cdn-cgi/access/callback")));
-    assert!(end.trail.iter().any(|u| u.contains("/cdn-cgi/access/authorized?token=")));
-    assert_eq!(end.trail.last().unwrap(), &env.url("app.localhost", "/hello?x=1"));
+    assert!(end
+        .trail
+        .iter()
+        .any(|u| u.contains("/cdn-cgi/access/callback")));
+    assert!(end
+        .trail
+        .iter()
+        .any(|u| u.contains("/cdn-cgi/access/authorized?token=")));
+    assert_eq!(
+        end.trail.last().unwrap(),
+        &env.url("app.localhost", "/hello?x=1")
+    );
     let seen = env.upstream.seen();
     let last = seen.last().unwrap();
     assert_eq!(last.uri, "/hello?x=1");
-    assert_eq!(last.header_values("cf-access-authenticated-user-email"), ["alice@example.com"]);
-    assert_eq!(last.header_values("x-portcullis-groups"), ["engineering,everyone"]);
-    assert_eq!(last.header_values("x-portcullis-claim-department"), ["engineering"]);
+    assert_eq!(
+        last.header_values("cf-access-authenticated-user-email"),
+        ["alice@example.com"]
+    );
+    assert_eq!(
+        last.header_values("x-portcullis-groups"),
+        ["engineering,everyone"]
+    );
+    assert_eq!(
+        last.header_values("x-portcullis-claim-department"),
+        ["engineering"]
+    );
     assert_eq!(last.header_values("cf-access-jwt-assertion").len(), 1);
 }
 
@@ -58,7 +85,9 @@ async fn upstream_assertion_verifies_with_published_jwks() {
         .unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid in JWKS");
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid in JWKS");
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
     let app_aud = env.state.policies.current().apps[0].aud.clone();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
@@ -73,7 +102,12 @@ async fn upstream_assertion_verifies_with_published_jwks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_client_without_session_gets_401_json() {
     let env = env().start().await;
-    let r = env.client().get(env.url("app.localhost", "/x")).send().await.unwrap();
+    let r = env
+        .client()
+        .get(env.url("app.localhost", "/x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"error": "unauthorized"}));
@@ -112,7 +146,11 @@ async fn second_app_reuses_auth_domain_session() {
     let end = browse_login(&env, &browser, &env.url("other.localhost", "/"), "00ualice").await;
     assert_eq!(end.response.status(), 200, "{:?}", end.trail);
     let idp = format!("{}", env.idp.addr());
-    assert!(!end.trail.iter().any(|u| u.contains(&idp)), "went to the IdP again: {:?}", end.trail);
+    assert!(
+        !end.trail.iter().any(|u| u.contains(&idp)),
+        "went to the IdP again: {:?}",
+        end.trail
+    );
 }
 
 /// `/get-identity` returns the user's identity as JSON.
@@ -171,17 +209,20 @@ async fn logout_revokes_session_and_old_cookie_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let cleared = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .any(|c| c.to_str().unwrap().starts_with("CF_Authorization=;") && c.to_str().unwrap().contains("Max-Age=0"));
+    let cleared = r.headers().get_all("set-cookie").iter().any(|c| {
+        c.to_str().unwrap().starts_with("CF_Authorization=;")
+            && c.to_str().unwrap().contains("Max-Age=0")
+    });
     assert!(cleared, "app cookie cleared");
     assert_eq!(replay(token).await, 401);
     // The auth-domain session is gone too: a new visit goes back to the IdP.
     let end = browse_login(&env, &browser, &env.url("other.localhost", "/"), "00ualice").await;
     let idp = format!("{}", env.idp.addr());
-    assert!(end.trail.iter().any(|u| u.contains(&idp)), "{:?}", end.trail);
+    assert!(
+        end.trail.iter().any(|u| u.contains(&idp)),
+        "{:?}",
+        end.trail
+    );
 }
 
 /// Every cookie the proxy sets on the way in is HttpOnly, SameSite=Lax and
@@ -189,9 +230,20 @@ async fn logout_revokes_session_and_old_cookie_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_cookies_are_httponly_lax_host_only() {
     let env = env().start().await;
-    let r = env.client().get(env.url("app.localhost", "/")).header("accept", HTML).send().await.unwrap();
+    let r = env
+        .client()
+        .get(env.url("app.localhost", "/"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
-    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_string()).collect();
+    let cookies: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .collect();
     assert!(!cookies.is_empty());
     for c in cookies {
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
@@ -224,14 +276,36 @@ async fn restart_keeps_sessions_valid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listener_login_sets_secure_cookies() {
     let env = env().tls().start().await;
-    let r = env.client().get(env.url("app.localhost", "/")).header("accept", HTML).send().await.unwrap();
+    let r = env
+        .client()
+        .get(env.url("app.localhost", "/"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
-    assert!(location(&r).starts_with(&format!("https://auth.localhost:{}/cdn-cgi/access/login?", env.port)));
+    assert!(location(&r).starts_with(&format!(
+        "https://auth.localhost:{}/cdn-cgi/access/login?",
+        env.port
+    )));
     for c in r.headers().get_all("set-cookie") {
         assert!(c.to_str().unwrap().contains("Secure"), "{c:?}");
     }
     let browser = env.browser();
-    let end = browse_login(&env, &browser, &env.url("app.localhost", "/tls"), "00ualice").await;
+    let end = browse_login(
+        &env,
+        &browser,
+        &env.url("app.localhost", "/tls"),
+        "00ualice",
+    )
+    .await;
     assert_eq!(end.response.status(), 200, "{:?}", end.trail);
-    assert_eq!(env.upstream.seen().last().unwrap().header("x-forwarded-proto"), Some("https"));
+    assert_eq!(
+        env.upstream
+            .seen()
+            .last()
+            .unwrap()
+            .header("x-forwarded-proto"),
+        Some("https")
+    );
 }

@@ -49,7 +49,13 @@ fn query_param(req: &RequestHeader, name: &str) -> Option<String> {
 }
 
 fn bad_request(info: &RequestInfo<'_>, msg: &str) -> Reply {
-    Reply::error(info.browser || info.method_is_get_or_head, 400, "bad_request", "Bad request", msg)
+    Reply::error(
+        info.browser || info.method_is_get_or_head,
+        400,
+        "bad_request",
+        "Bad request",
+        msg,
+    )
 }
 
 /// Validate a `redirect_url` (SECURITY.md rule 5): WHATWG parse, our scheme,
@@ -68,7 +74,11 @@ fn check_redirect(state: &State, raw: &str) -> Option<Target> {
     }
     let host = url.host_str()?.to_ascii_lowercase();
     if let Some(port) = url.port() {
-        let auth_port = state.cfg.auth_domain.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+        let auth_port = state
+            .cfg
+            .auth_domain
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
         let ok = state.cfg.listen.iter().any(|l| l.addr.port() == port) || auth_port == Some(port);
         if !ok {
             return None;
@@ -113,7 +123,10 @@ fn redirect_uri(state: &State) -> String {
 }
 
 /// The live auth-domain session from the `_sso` cookie, if any.
-pub async fn sso_session(state: &State, req: &RequestHeader) -> Option<(SessionRecord, SessionClaims)> {
+pub async fn sso_session(
+    state: &State,
+    req: &RequestHeader,
+) -> Option<(SessionRecord, SessionClaims)> {
     for token in cookies::values(req, &state.sso_cookie) {
         let Ok(claims) = state.keys.verify::<SessionClaims>(
             token,
@@ -126,7 +139,9 @@ pub async fn sso_session(state: &State, req: &RequestHeader) -> Option<(SessionR
             continue;
         };
         match state.store.get_session(&claims.sid).await {
-            Ok(Some(rec)) if !rec.revoked && rec.expires_at > now_unix() => return Some((rec, claims)),
+            Ok(Some(rec)) if !rec.revoked && rec.expires_at > now_unix() => {
+                return Some((rec, claims))
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "Session store read failed"),
         }
@@ -140,10 +155,14 @@ pub async fn login(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) -
         return bad_request(info, "The login link is missing its destination.");
     };
     let Some(target) = check_redirect(state, &raw) else {
-        return bad_request(info, "The login destination is not an application served here.");
+        return bad_request(
+            info,
+            "The login destination is not an application served here.",
+        );
     };
     let on_auth = info.host() == state.auth_host;
-    let csrf = query_param(req, "csrf").filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+    let csrf = query_param(req, "csrf")
+        .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()));
 
     // On an app host: bind the browser with a nonce cookie, then go to the auth domain.
     if !on_auth || (csrf.is_none() && target.host == state.auth_host) {
@@ -153,7 +172,13 @@ pub async fn login(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) -
         let (nonce, hash) = login_nonce();
         let idp = query_param(req, "idp");
         return Reply::redirect(&login_url(state, &target.url, &hash, idp.as_deref())).with_cookie(
-            cookies::set_cookie(&state.nonce_cookie, &nonce, state.prefix(), STATE_TTL, state.secure_cookies),
+            cookies::set_cookie(
+                &state.nonce_cookie,
+                &nonce,
+                state.prefix(),
+                STATE_TTL,
+                state.secure_cookies,
+            ),
         );
     }
     let Some(csrf) = csrf else {
@@ -168,7 +193,10 @@ pub async fn login(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) -
 
     let allowed = state.idps_for(&target.app);
     if let Some((rec, _)) = sso_session(state, req).await {
-        if allowed.iter().any(|p| p.name() == rec.identity.idp) {
+        // A user deactivated over SCIM may not reuse the auth-domain session.
+        if allowed.iter().any(|p| p.name() == rec.identity.idp)
+            && crate::scim::login_allowed(state, &rec.identity).await
+        {
             return finish(state, &target, &rec, &csrf).await;
         }
     }
@@ -177,11 +205,20 @@ pub async fn login(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) -
     let provider = match (chosen.as_deref(), allowed.len()) {
         (Some(name), _) => match allowed.iter().find(|p| p.name() == name) {
             Some(p) => (*p).clone(),
-            None => return bad_request(info, "That sign-in method is not available for this application."),
+            None => {
+                return bad_request(
+                    info,
+                    "That sign-in method is not available for this application.",
+                )
+            }
         },
         (None, 1) => allowed[0].clone(),
         (None, 0) => {
-            return Reply::page(500, "No sign-in method", "This application accepts no configured identity provider.")
+            return Reply::page(
+                500,
+                "No sign-in method",
+                "This application accepts no configured identity provider.",
+            )
         }
         (None, _) => return chooser(state, &target, &csrf, &allowed),
     };
@@ -198,13 +235,21 @@ fn chooser(state: &State, target: &Target, csrf: &str, idps: &[&Arc<Provider>]) 
         ));
     }
     links.push_str("</ul>");
-    Reply::page_with(200, "Sign in", &format!("Choose how to sign in to {}.", target.app.name), &links)
+    Reply::page_with(
+        200,
+        "Sign in",
+        &format!("Choose how to sign in to {}.", target.app.name),
+        &links,
+    )
 }
 
 async fn start_idp_login(state: &State, provider: &Provider, target: &Target, csrf: &str) -> Reply {
     // Do not send the browser to an IdP that cannot finish the login.
     if let Err(e) = provider.ensure_reachable().await {
-        metrics().logins_total.with_label_values(&[provider.name(), idp_result_label(&e)]).inc();
+        metrics()
+            .logins_total
+            .with_label_values(&[provider.name(), idp_result_label(&e)])
+            .inc();
         return idp_failure(provider.name(), &e);
     }
     let now = now_unix();
@@ -212,7 +257,8 @@ async fn start_idp_login(state: &State, provider: &Provider, target: &Target, cs
     let nonce = random_token(24);
     let verifier = provider.config().pkce_enabled.then(|| random_token(48));
     let challenge = verifier.as_deref().map(pkce_challenge);
-    let url = match provider.authorize_url(&redirect_uri(state), &st, &nonce, challenge.as_deref()) {
+    let url = match provider.authorize_url(&redirect_uri(state), &st, &nonce, challenge.as_deref())
+    {
         Ok(u) => u,
         Err(e) => return idp_failure(provider.name(), &e),
     };
@@ -234,7 +280,11 @@ async fn start_idp_login(state: &State, provider: &Provider, target: &Target, cs
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "Login state signing failed");
-            return Reply::page(500, "Something went wrong", "The login could not be started.");
+            return Reply::page(
+                500,
+                "Something went wrong",
+                "The login could not be started.",
+            );
         }
     };
     Reply::redirect(&url).with_cookie(cookies::set_cookie(
@@ -250,7 +300,8 @@ async fn start_idp_login(state: &State, provider: &Provider, target: &Target, cs
 pub fn pkce_challenge(verifier: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
 }
 
 fn idp_failure(idp: &str, e: &IdpError) -> Reply {
@@ -299,15 +350,30 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
             .ok()
     });
     let Some(login) = login.filter(|l| bool::from(l.state.as_bytes().ct_eq(st.as_bytes()))) else {
-        return bad_request(info, "This sign-in response does not belong to this browser.");
+        return bad_request(
+            info,
+            "This sign-in response does not belong to this browser.",
+        );
     };
-    let clear_state = cookies::set_cookie(&cookie_name, "", state.prefix(), 0, state.secure_cookies);
-    match state.store.use_once(&format!("state:{}", login.state), login.exp).await {
+    let clear_state =
+        cookies::set_cookie(&cookie_name, "", state.prefix(), 0, state.secure_cookies);
+    match state
+        .store
+        .use_once(&format!("state:{}", login.state), login.exp)
+        .await
+    {
         Ok(true) => {}
-        Ok(false) => return bad_request(info, "This sign-in response was already used.").with_cookie(clear_state),
+        Ok(false) => {
+            return bad_request(info, "This sign-in response was already used.")
+                .with_cookie(clear_state)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Store failed at callback");
-            return Reply::page(500, "Something went wrong", "The sign-in could not be completed.");
+            return Reply::page(
+                500,
+                "Something went wrong",
+                "The sign-in could not be completed.",
+            );
         }
     }
     let Some(provider) = state.idp(&login.idp).cloned() else {
@@ -315,28 +381,51 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
     };
     if let Some(err) = query_param(req, "error") {
         tracing::info!(idp = %provider.name(), error = %err, "Identity provider refused the login");
-        metrics().logins_total.with_label_values(&[provider.name(), "denied"]).inc();
-        return Reply::page(403, "Sign-in refused", "The identity provider did not let you sign in.").with_cookie(clear_state);
+        metrics()
+            .logins_total
+            .with_label_values(&[provider.name(), "denied"])
+            .inc();
+        return Reply::page(
+            403,
+            "Sign-in refused",
+            "The identity provider did not let you sign in.",
+        )
+        .with_cookie(clear_state);
     }
     let Some(code) = query_param(req, "code") else {
         return bad_request(info, "The sign-in response is missing its code.");
     };
     let identity = match provider
-        .exchange(&code, &redirect_uri(state), login.pkce_verifier.as_deref(), &login.nonce)
+        .exchange(
+            &code,
+            &redirect_uri(state),
+            login.pkce_verifier.as_deref(),
+            &login.nonce,
+        )
         .await
     {
         Ok(i) => i,
         Err(e) => {
-            metrics().logins_total.with_label_values(&[provider.name(), idp_result_label(&e)]).inc();
+            metrics()
+                .logins_total
+                .with_label_values(&[provider.name(), idp_result_label(&e)])
+                .inc();
             return idp_failure(provider.name(), &e).with_cookie(clear_state);
         }
     };
     if !crate::scim::login_allowed(state, &identity).await {
-        metrics().logins_total.with_label_values(&[provider.name(), "deprovisioned"]).inc();
-        return Reply::page(403, "Access removed", "Your account has been deactivated.").with_cookie(clear_state);
+        metrics()
+            .logins_total
+            .with_label_values(&[provider.name(), "deprovisioned"])
+            .inc();
+        return Reply::page(403, "Access removed", "Your account has been deactivated.")
+            .with_cookie(clear_state);
     }
     let Some(target) = check_redirect(state, &login.redirect_url) else {
-        return bad_request(info, "The login destination is not an application served here.");
+        return bad_request(
+            info,
+            "The login destination is not an application served here.",
+        );
     };
     let now = now_unix();
     let expires_at = now + state.cfg.session.duration.as_secs() as i64;
@@ -349,9 +438,16 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
     };
     if let Err(e) = state.store.create_session(&rec).await {
         tracing::warn!(error = %e, "Session store write failed");
-        return Reply::page(500, "Something went wrong", "The sign-in could not be completed.");
+        return Reply::page(
+            500,
+            "Something went wrong",
+            "The sign-in could not be completed.",
+        );
     }
-    metrics().logins_total.with_label_values(&[provider.name(), "success"]).inc();
+    metrics()
+        .logins_total
+        .with_label_values(&[provider.name(), "success"])
+        .inc();
     tracing::info!(idp = %provider.name(), user.sub = %rec.identity.sub, "Login succeeded");
     let sso = SessionClaims {
         iss: state.auth_origin.clone(),
@@ -366,7 +462,11 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
         typ: "sso".into(),
     };
     let Ok(sso_token) = state.keys.sign(&sso) else {
-        return Reply::page(500, "Something went wrong", "The sign-in could not be completed.");
+        return Reply::page(
+            500,
+            "Something went wrong",
+            "The sign-in could not be completed.",
+        );
     };
     finish(state, &target, &rec, &login.csrf)
         .await
@@ -409,7 +509,11 @@ async fn finish(state: &State, target: &Target, rec: &SessionRecord, csrf: &str)
         )),
         Err(e) => {
             tracing::warn!(error = %e, "Transfer token signing failed");
-            Reply::page(500, "Something went wrong", "The sign-in could not be completed.")
+            Reply::page(
+                500,
+                "Something went wrong",
+                "The sign-in could not be completed.",
+            )
         }
     }
 }
@@ -435,7 +539,11 @@ async fn app_cookie_redirect(state: &State, target: &Target, rec: &SessionRecord
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "Session token signing failed");
-            return Reply::page(500, "Something went wrong", "The sign-in could not be completed.");
+            return Reply::page(
+                500,
+                "Something went wrong",
+                "The sign-in could not be completed.",
+            );
         }
     };
     let seat = Seat {
@@ -478,31 +586,51 @@ pub async fn authorized(state: &State, info: &RequestInfo<'_>, req: &RequestHead
     if !nonce_ok {
         return bad_request(info, "This sign-in link was not started in this browser.");
     }
-    match state.store.use_once(&format!("transfer:{}", t.jti), t.exp).await {
+    match state
+        .store
+        .use_once(&format!("transfer:{}", t.jti), t.exp)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return bad_request(info, "This sign-in link was already used."),
         Err(e) => {
             tracing::warn!(error = %e, "Store failed at authorized");
-            return Reply::page(500, "Something went wrong", "The sign-in could not be completed.");
+            return Reply::page(
+                500,
+                "Something went wrong",
+                "The sign-in could not be completed.",
+            );
         }
     }
     let Some(target) = check_redirect(state, &t.redirect_url).filter(|t| t.origin == origin) else {
-        return bad_request(info, "The login destination is not an application served here.");
+        return bad_request(
+            info,
+            "The login destination is not an application served here.",
+        );
     };
     let rec = match state.store.get_session(&t.sid).await {
         Ok(Some(r)) if !r.revoked && r.expires_at > now_unix() => r,
         Ok(_) => return bad_request(info, "The session has ended. Please sign in again."),
         Err(e) => {
             tracing::warn!(error = %e, "Session store read failed");
-            return Reply::page(500, "Something went wrong", "The sign-in could not be completed.");
+            return Reply::page(
+                500,
+                "Something went wrong",
+                "The sign-in could not be completed.",
+            );
         }
     };
     app_cookie_redirect(state, &target, &rec)
         .await
-        .with_cookie(cookies::set_cookie(&state.nonce_cookie, "", state.prefix(), 0, state.secure_cookies))
+        .with_cookie(cookies::set_cookie(
+            &state.nonce_cookie,
+            "",
+            state.prefix(),
+            0,
+            state.secure_cookies,
+        ))
 }
 
-/// For `check_redirect` users outside this module (tests).
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,7 +639,7 @@ mod tests {
     fn pkce_challenge_matches_rfc7636_example() {
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrYMtpOm6xyqi1a3xFb7CEL7AmnnBYE"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }

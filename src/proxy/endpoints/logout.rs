@@ -15,7 +15,12 @@ use crate::session::token::SessionClaims;
 
 use super::apps_on_host;
 
-pub async fn logout(state: &State, info: &RequestInfo<'_>, req: &RequestHeader, post: bool) -> Reply {
+pub async fn logout(
+    state: &State,
+    info: &RequestInfo<'_>,
+    req: &RequestHeader,
+    post: bool,
+) -> Reply {
     let cross_site = req
         .headers
         .get("sec-fetch-site")
@@ -34,7 +39,11 @@ pub async fn logout(state: &State, info: &RequestInfo<'_>, req: &RequestHeader, 
     let mut sids: Vec<String> = Vec::new();
     for token in cookies::values(req, &state.cfg.session.cookie_name) {
         for app in &apps {
-            let expect = Expect { iss: &state.auth_origin, aud: &app.aud, typ: "app" };
+            let expect = Expect {
+                iss: &state.auth_origin,
+                aud: &app.aud,
+                typ: "app",
+            };
             if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
                 sids.push(c.sid);
                 break;
@@ -44,7 +53,11 @@ pub async fn logout(state: &State, info: &RequestInfo<'_>, req: &RequestHeader, 
     let on_auth = info.host() == state.auth_host;
     if on_auth {
         for token in cookies::values(req, &state.sso_cookie) {
-            let expect = Expect { iss: &state.auth_origin, aud: &state.sso_aud, typ: "sso" };
+            let expect = Expect {
+                iss: &state.auth_origin,
+                aud: &state.sso_aud,
+                typ: "sso",
+            };
             if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
                 sids.push(c.sid);
             }
@@ -55,11 +68,20 @@ pub async fn logout(state: &State, info: &RequestInfo<'_>, req: &RequestHeader, 
     for sid in &sids {
         state.cache.revoke(sid);
         match state.store.revoke_session(sid).await {
-            Ok(true) => metrics().sessions_revoked_total.with_label_values(&["logout"]).inc(),
+            Ok(true) => metrics()
+                .sessions_revoked_total
+                .with_label_values(&["logout"])
+                .inc(),
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "Session revocation failed");
-                return Reply::error(info.browser, 500, "internal_error", "Something went wrong", "Sign-out could not be completed. Try again.");
+                return Reply::error(
+                    info.browser,
+                    500,
+                    "internal_error",
+                    "Something went wrong",
+                    "Sign-out could not be completed. Try again.",
+                );
             }
         }
     }
@@ -72,10 +94,22 @@ pub async fn logout(state: &State, info: &RequestInfo<'_>, req: &RequestHeader, 
     paths.sort_unstable();
     paths.dedup();
     for p in paths {
-        reply = reply.with_cookie(cookies::set_cookie(&state.cfg.session.cookie_name, "", p, 0, state.secure_cookies));
+        reply = reply.with_cookie(cookies::set_cookie(
+            &state.cfg.session.cookie_name,
+            "",
+            p,
+            0,
+            state.secure_cookies,
+        ));
     }
     if on_auth {
-        reply = reply.with_cookie(cookies::set_cookie(&state.sso_cookie, "", state.prefix(), 0, state.secure_cookies));
+        reply = reply.with_cookie(cookies::set_cookie(
+            &state.sso_cookie,
+            "",
+            state.prefix(),
+            0,
+            state.secure_cookies,
+        ));
     }
     reply
 }
