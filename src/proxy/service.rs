@@ -44,6 +44,8 @@ pub struct Ctx {
     pub app_label: Option<Arc<App>>,
     pub decision: &'static str,
     pub proxy_owned: bool,
+    /// Upstream connection attempts so far (failover across an app's upstreams).
+    pub connect_attempts: usize,
 }
 
 #[async_trait]
@@ -56,6 +58,7 @@ impl ProxyHttp for Portcullis {
             app_label: None,
             decision: "error",
             proxy_owned: false,
+            connect_attempts: 0,
         }
     }
 
@@ -91,7 +94,27 @@ impl ProxyHttp for Portcullis {
             .state
             .pick_upstream(&fwd.app)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "app has no upstream"))?;
+        ctx.connect_attempts += 1;
         Ok(Box::new(HttpPeer::new(up.addr, up.tls, up.host.clone())))
+    }
+
+    /// Passive health check: a connection failure is retried on the app's
+    /// next upstream (round-robin), once per upstream. Nothing was sent yet,
+    /// so the retry cannot duplicate a request.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(fwd) = &ctx.forward {
+            if ctx.connect_attempts < fwd.app.upstreams.len() {
+                tracing::warn!(app.name = %fwd.app.name, upstream = %peer._address, "Upstream connect failed; trying the next one");
+                e.set_retry(true);
+            }
+        }
+        e
     }
 
     async fn upstream_request_filter(

@@ -205,3 +205,33 @@ async fn unknown_host_is_404() {
     assert_eq!(r.status(), 404);
     assert!(env.upstream.seen().is_empty());
 }
+
+/// With several upstreams, a dead one is skipped: every request still
+/// reaches the live upstream (round-robin with passive failover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_upstream_is_skipped() {
+    let dead = free_port();
+    let policies = format!(
+        r#"
+apps:
+  - name: pool
+    domain: app.localhost
+    upstream: ["http://127.0.0.1:{dead}", "${{UPSTREAM}}"]
+    policies:
+      - name: anyone
+        decision: bypass
+        include: [{{ everyone: true }}]
+"#
+    );
+    let env = env().policies(&policies).start().await;
+    let c = env.client();
+    for i in 0..6 {
+        let r = c
+            .get(env.url("app.localhost", &format!("/r{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    assert_eq!(env.upstream.seen().len(), 6);
+}

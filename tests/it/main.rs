@@ -15,3 +15,5 @@ mod operations;
 mod okta;
 // SCIM 2.0 provisioning: Okta request sequences, errors, deprovisioning, durability, concurrency.
 mod scim;
+// The command line: check and explain.
+mod cli;

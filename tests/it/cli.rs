@@ -1,0 +1,105 @@
+//! The command line as an operator runs it: `check` and `explain` on the
+//! shipped example config, and on broken input.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+fn example() -> Command {
+    let mut c = Command::new(BIN);
+    c.env("OKTA_CLIENT_SECRET", "example-secret")
+        .env("OKTA_API_TOKEN", "example-token")
+        .env("PORTCULLIS_SCIM_SECRET", "example-scim-secret-0123456789")
+        .env("RUST_LOG", "error");
+    c
+}
+
+/// `check` on the shipped example prints one row per app with its audience
+/// tag and policies, and exits 0.
+#[test]
+fn check_prints_compiled_table_for_the_example() {
+    let out = example()
+        .args(["check", "-c", "conf/portcullis.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("grafana.example.com"), "{stdout}");
+    assert!(stdout.contains("engineers [allow]"), "{stdout}");
+    assert!(
+        stdout.contains(&portcullis::policy::load::default_aud("grafana")),
+        "{stdout}"
+    );
+}
+
+/// `check` reports every error as `file:line:col: key: message` and exits 1.
+#[test]
+fn check_reports_located_errors_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/bad.yaml"),
+        "apps:\n  - name: a\n    domain: a.example.com\n    upstream: http://127.0.0.1:1\n    policies:\n      - name: p\n        decision: allow\n        include: [{ groop: x }]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("portcullis.yaml"),
+        "listen: [{ addr: 127.0.0.1:0 }]\nauth_domain: auth.example.com\npolicies: policies\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(dir.path().join("portcullis.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bad.yaml:8:"), "{stderr}");
+    assert!(stderr.contains("groop"), "{stderr}");
+}
+
+/// An unset `${VAR}` is an error naming the variable.
+#[test]
+fn check_names_an_unset_variable() {
+    let out = Command::new(BIN)
+        .args(["check", "-c", "conf/portcullis.yaml"])
+        .env_remove("OKTA_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OKTA_CLIENT_SECRET"));
+}
+
+/// `explain` names the app, the deciding policy and the decision.
+#[test]
+fn explain_shows_the_deciding_policy() {
+    let out = example()
+        .args([
+            "explain",
+            "-c",
+            "conf/portcullis.yaml",
+            "--url",
+            "https://grafana.example.com/dashboards",
+            "--email",
+            "alice@example.com",
+            "--group",
+            "engineering",
+            "--amr",
+            "mfa",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("grafana"), "{stdout}");
+    assert!(stdout.contains("engineers"), "{stdout}");
+    assert!(stdout.to_lowercase().contains("allow"), "{stdout}");
+}
