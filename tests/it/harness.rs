@@ -181,96 +181,12 @@ impl EnvBuilder {
     }
 
     pub async fn start(self) -> Env {
-        let port = self.port.unwrap_or_else(free_port);
-        let metrics_port = free_port();
-        let scheme = if self.tls { "https" } else { "http" };
-        let redirect = format!("{scheme}://auth.localhost:{port}/cdn-cgi/access/callback");
-        let idp = dev::start(DevIdpOptions::new(
-            "127.0.0.1:0".parse().unwrap(),
-            vec![redirect],
-        ))
-        .await
-        .expect("dev idp");
-        let upstream = echo::start("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("upstream");
-        let dir = self
-            .dir
-            .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
-        let policies_dir = dir.path().join("policies");
-        std::fs::create_dir_all(&policies_dir).unwrap();
-        let policies = self
-            .policies
-            .replace("${UPSTREAM}", &format!("http://{}", upstream.addr()))
-            .replace("__CI_SECRET_SHA256__", &sha256_hex("ci-secret"));
-        std::fs::write(policies_dir.join("main.yaml"), policies).unwrap();
-        let mut ca_pem = None;
-        let tls_line = if self.tls {
-            let cert = rcgen::generate_simple_self_signed(
-                HOSTS.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-            )
-            .expect("self-signed certificate");
-            std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
-            std::fs::write(dir.path().join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
-            ca_pem = Some(cert.cert.pem());
-            format!(
-                "    tls: {{ cert: {0}/tls.crt, key: {0}/tls.key }}\n",
-                dir.path().display()
-            )
-        } else {
-            String::new()
-        };
-        let config = format!(
-            r#"
-listen:
-  - addr: 127.0.0.1:{port}
-{tls_line}auth_domain: auth.localhost:{port}
-threads: 1
-metrics: {{ listen: "127.0.0.1:{metrics_port}" }}
-store: sqlite://{data}/state.db
-key_dir: {data}/keys
-headers: {{ forward_claims: true }}
-identity_providers:
-  - name: okta
-    type: okta
-    config:
-      client_id: {client_id}
-      client_secret: {client_secret}
-      okta_account: {okta}
-      authorization_server_id: default
-      claims: [department]
-      pkce_enabled: true
-{extra}
-policies: {data}/policies
-"#,
-            data = dir.path().display(),
-            client_id = idp.client_id(),
-            client_secret = idp.client_secret(),
-            okta = idp.okta_account(),
-            extra = self.idp_extra,
+        let idps = format!(
+            "{}{}",
+            okta_idp("      authorization_server_id: default\n      claims: [department]\n      pkce_enabled: true"),
+            self.idp_extra
         );
-        let cfg_path = dir.path().join("portcullis.yaml");
-        std::fs::write(&cfg_path, &config).unwrap();
-        let cfg =
-            portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
-        let state = build_state(cfg)
-            .await
-            .unwrap_or_else(|e| panic!("state: {e}"));
-        let server = build_server(state.clone()).expect("server");
-        let handle = ServerHandle::start(server, false);
-        let env = Env {
-            idp,
-            upstream,
-            state,
-            scheme,
-            ca_pem,
-            port,
-            metrics_port,
-            dir,
-            server: Some(handle),
-        };
-        env.wait_ready().await;
-        env
+        self.start_with(IdpSetup::new(&idps)).await
     }
 }
 
@@ -493,12 +409,12 @@ impl IdpSetup {
 impl EnvBuilder {
     /// Like [`EnvBuilder::start`], with the `identity_providers` block,
     /// `headers.forward_claims` and the dev IdP's state at start taken from
-    /// `setup` (`idp_config` is not used). Plain HTTP only.
+    /// `setup` (`idp_config` is not used).
     pub async fn start_with(self, setup: IdpSetup) -> Env {
-        assert!(!self.tls, "start_with serves plain http only");
         let port = self.port.unwrap_or_else(free_port);
         let metrics_port = free_port();
-        let redirect = format!("http://auth.localhost:{port}/cdn-cgi/access/callback");
+        let scheme = if self.tls { "https" } else { "http" };
+        let redirect = format!("{scheme}://auth.localhost:{port}/cdn-cgi/access/callback");
         let idp = dev::start(DevIdpOptions::new(
             "127.0.0.1:0".parse().unwrap(),
             vec![redirect],
@@ -527,11 +443,27 @@ impl EnvBuilder {
             .replace("__ISSUER__", &idp.issuer())
             .replace("__CLIENT_ID__", idp.client_id())
             .replace("__CLIENT_SECRET__", idp.client_secret());
+        let mut ca_pem = None;
+        let tls_line = if self.tls {
+            let cert = rcgen::generate_simple_self_signed(
+                HOSTS.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            )
+            .expect("self-signed certificate");
+            std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
+            std::fs::write(dir.path().join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
+            ca_pem = Some(cert.cert.pem());
+            format!(
+                "    tls: {{ cert: {0}/tls.crt, key: {0}/tls.key }}\n",
+                dir.path().display()
+            )
+        } else {
+            String::new()
+        };
         let config = format!(
             r#"
 listen:
   - addr: 127.0.0.1:{port}
-auth_domain: auth.localhost:{port}
+{tls_line}auth_domain: auth.localhost:{port}
 threads: 1
 metrics: {{ listen: "127.0.0.1:{metrics_port}" }}
 store: sqlite://{data}/state.db
@@ -557,8 +489,8 @@ policies: {data}/policies
             idp,
             upstream,
             state,
-            scheme: "http",
-            ca_pem: None,
+            scheme,
+            ca_pem,
             port,
             metrics_port,
             dir,
