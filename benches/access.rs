@@ -15,10 +15,14 @@
 //!   Target ≤ 1 µs median.
 //! - `access/cached_decision_forbidden`: the same for a user no policy
 //!   admits (every identity policy evaluated, 403).
+//! - `access/cached_decision_10000_sessions_rotating`: the cached decision
+//!   with 10,000 cached sessions requested in turn, as in the load bench:
+//!   cold CPU caches, the realistic figure.
 //! - `access/{request_read,route,cache_hit,evaluate}`: the parts.
-//! - `session_miss/*`: ES256 verification, the session-record read, both
-//!   together as the proxy's loader does them, and `decide` end to end with
-//!   a token never seen before (verify + load + cache insert + evaluate).
+//! - `session_miss/*`: ES256 verification, the session-record read, the
+//!   live SCIM-group merge, all three as the proxy's loader does them, and
+//!   `decide` end to end with a token never seen before (verify + load +
+//!   cache insert + evaluate).
 //!   Target ≤ 100 µs.
 //! - `path/*`: path normalisation of clean and dirty targets.
 //! - `policy_compile/*`: `compile_sources` of the 50-app and 1,000-app sets.
@@ -218,6 +222,12 @@ fn miss(c: &mut Criterion) {
             )
         })
     });
+    g.bench_function("live_identity", |b| {
+        b.to_async(&rt).iter(|| async {
+            let id = w.allowed.0.identity.clone();
+            black_box(portcullis::proxy::endpoints::live_identity(state.store.as_ref(), id).await)
+        })
+    });
     g.bench_function("verify_and_load", |b| {
         b.to_async(&rt).iter(|| async {
             // What the proxy's loader does on a miss (access.rs `load_session`).
@@ -235,6 +245,7 @@ fn miss(c: &mut Criterion) {
                 portcullis::proxy::endpoints::live_identity(state.store.as_ref(), rec.identity)
                     .await;
             black_box(Arc::new(CachedSession {
+                forward: Default::default(),
                 expires_at: claims.exp.min(rec.expires_at),
                 claims,
                 identity: Arc::new(identity),
@@ -315,5 +326,43 @@ fn compile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cached, miss, paths, compile);
+/// The cached decision over many sessions in rotation, as under load: each
+/// request touches another cache entry and identity, so CPU caches are cold
+/// (10,000 sessions; 100 under `cargo test`).
+fn rotating(c: &mut Criterion) {
+    let rt = runtime();
+    let n = if fixtures::bench_mode() { 10_000 } else { 100 };
+    let fx = rt.block_on(fixtures::offline(fixtures::APPS));
+    let state = &*fx.state;
+    let app = fixtures::app(state, &fixtures::app_name(TARGET_APP));
+    let host = fixtures::app_host(TARGET_APP);
+    let made = rt.block_on(fixtures::sessions(state, &app, 0, n, GROUPS_PER_USER));
+    let reqs: Vec<_> = made
+        .iter()
+        .map(|(_, t)| fixtures::request(&host, "/dashboard/42?orgId=1", t))
+        .collect();
+    // Every session verified and cached once.
+    rt.block_on(async {
+        for req in &reqs {
+            let info = request::read(req, Some(CLIENT_IP)).expect("read");
+            let v = access::decide(state, &info, req).await;
+            assert!(matches!(v, Verdict::Permit { .. }), "{v:?}");
+        }
+    });
+    let mut g = c.benchmark_group("access");
+    let mut next = 0;
+    g.bench_function(format!("cached_decision_{n}_sessions_rotating"), |b| {
+        b.to_async(&rt).iter(|| {
+            let req = &reqs[next % reqs.len()];
+            next += 1;
+            async move {
+                let info = request::read(req, Some(CLIENT_IP)).expect("read");
+                black_box(access::decide(state, &info, req).await)
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, cached, rotating, miss, paths, compile);
 criterion_main!(benches);

@@ -227,14 +227,14 @@ fn main() {
         reg.change(),
     ));
 
-    let names = &state.cfg.headers;
+    let names = &state.upstream_headers;
     let authority = host.clone();
     let mut fwd_total = Count::default();
     for _ in 0..iterations {
         let mut up = fixtures::request(&host, "/dashboard/42?orgId=1", &token);
-        let tok: std::sync::Arc<str> = token.as_str().into();
         let reg = Region::new(GLOBAL);
-        // Replica of service.rs upstream_request_filter, `Permit::User` arm.
+        // Replica of service.rs `upstream_request_filter`, `Permit::User`
+        // arm, with `forward_claims` off (the default).
         state.protected.strip(&mut up);
         let id = &session.identity;
         up.insert_header("x-forwarded-for", CLIENT_IP.to_string())
@@ -243,7 +243,8 @@ fn main() {
             .expect("h");
         up.insert_header("x-forwarded-host", authority.as_str())
             .expect("h");
-        up.insert_header(names.assertion.clone(), &*tok).expect("h");
+        let tok = access::candidate_tokens(state, &req)[0].expect("token");
+        up.insert_header(names.assertion.clone(), tok).expect("h");
         up.insert_header(names.email.clone(), id.email.as_str())
             .expect("h");
         if let Some(g) = &names.groups {

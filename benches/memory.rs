@@ -2,7 +2,7 @@
 //! before and after caching N verified sessions, per session.
 //!
 //! Run: `cargo bench --bench memory` (N = 100,000; under `cargo test` it
-//! runs with N = 1,000 as a smoke test). Target: ≤ 1 KiB per cached
+//! runs with N = 200 as a smoke test). Target: ≤ 1 KiB per cached
 //! session.
 //!
 //! Each scenario runs in a fresh child process (this binary re-executed
@@ -87,6 +87,7 @@ fn scenario(name: &str, n: usize) {
                 Arc::new(fixtures::identity(u, groups))
             };
             let session = CachedSession {
+                forward: Default::default(),
                 expires_at: c.exp,
                 claims: c,
                 identity,
@@ -114,6 +115,7 @@ fn scenario(name: &str, n: usize) {
         let c = claims(n + 1, &id, &aud, 2);
         let token = keys.sign(&c).expect("sign");
         let session = CachedSession {
+            forward: Default::default(),
             expires_at: c.exp,
             claims: c,
             identity: id,
@@ -137,11 +139,7 @@ fn main() {
         scenario(name, n);
         return;
     }
-    let n = if fixtures::bench_mode() {
-        100_000
-    } else {
-        1_000
-    };
+    let n = if fixtures::bench_mode() { 100_000 } else { 200 };
     let exe = std::env::current_exe().expect("own path");
     println!("session cache memory, {n} sessions per scenario (each in a fresh process)");
     println!(

@@ -3,5 +3,6 @@
 //! sessions (`cache`).
 
 pub mod cache;
+pub mod crypto;
 pub mod keys;
 pub mod token;

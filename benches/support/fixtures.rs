@@ -249,7 +249,8 @@ pub fn request(host: &str, path: &str, token: &str) -> RequestHeader {
 }
 
 /// An offline proxy state: config, compiled policies, an ephemeral key,
-/// a SQLite store (WAL file) in `dir`, no identity provider.
+/// a SQLite store (WAL file) in `dir` (on tmpfs when there is one), no
+/// identity provider.
 pub struct Offline {
     pub state: Arc<State>,
     pub dir: tempfile::TempDir,
@@ -257,7 +258,7 @@ pub struct Offline {
 
 /// Build an [`Offline`] state over `n_apps` generated apps.
 pub async fn offline(n_apps: usize) -> Offline {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = fast_tempdir();
     let policies = dir.path().join("policies.yaml");
     std::fs::write(&policies, policy_yaml(n_apps, "http://127.0.0.1:9", 0))
         .expect("write policies");

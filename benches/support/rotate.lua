@@ -1,7 +1,9 @@
 -- wrk script of benches/load.rs: every request carries the next session
 -- cookie from a token file (one token per line), rotating through all of
 -- them; each wrk thread starts at a different offset. Arguments after `--`:
---   1: token file   2: Host header   3: path (optional)
+--   1: token file   2: Host header   3: path   4: number of wrk threads
+-- Thread i starts at token i * n / threads, so the threads walk disjoint
+-- stretches of the list and never request one token at the same time.
 -- `done` prints one machine-readable RESULT line (latencies in µs).
 
 local counter = 0
@@ -25,12 +27,11 @@ function init(args)
    headers["Host"] = args[2]
    headers["User-Agent"] = "wrk (portcullis load bench)"
    headers["Accept"] = "application/json, */*;q=0.5"
-   if args[3] ~= nil then
-      path = args[3]
-   end
+   path = args[3] or "/"
+   local threads = tonumber(args[4] or "1")
    local n = #tokens
    if n > 0 then
-      idx = ((id or 0) * 7919) % n + 1
+      idx = math.floor((id or 0) * n / threads) % n + 1
    end
 end
 

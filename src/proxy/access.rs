@@ -279,6 +279,7 @@ async fn load_session(
         }
     };
     let store = state.store.clone();
+    let scim = state.scim_enabled;
     let loaded = state
         .cache
         .get_or_load(token, move || async move {
@@ -291,10 +292,15 @@ async fn load_session(
                 return Err(LoadError::Gone);
             }
             // SCIM groups may carry block/exclude rules: without them, deny.
-            let identity = crate::scim::link::try_live_identity(store.as_ref(), rec.identity)
-                .await
-                .map_err(LoadError::Store)?;
+            let identity = if scim {
+                crate::scim::link::try_live_identity(store.as_ref(), rec.identity)
+                    .await
+                    .map_err(LoadError::Store)?
+            } else {
+                rec.identity
+            };
             Ok(Arc::new(CachedSession {
+                forward: Default::default(),
                 expires_at: claims.exp.min(rec.expires_at),
                 claims,
                 identity: Arc::new(identity),

@@ -4,17 +4,38 @@
 use pingora::http::RequestHeader;
 
 /// Every value of cookie `name` the browser sent (there may be several, from
-/// different paths), in header order.
+/// different paths), in header order. Scans bytes and checks UTF-8 only of
+/// the values it returns, not of the whole (often long) header.
 pub fn values<'a>(req: &'a RequestHeader, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .filter_map(move |pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (k, v) = (&pair[..eq], &pair[eq + 1..]);
+            if trim(k) != name.as_bytes() {
+                return None;
+            }
+            let v = trim(v);
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
+            std::str::from_utf8(v).ok()
         })
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
 }
 
 /// First value of cookie `name`.

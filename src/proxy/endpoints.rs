@@ -103,6 +103,7 @@ pub async fn current_session(
     if info.host() == state.auth_host {
         if let Some((rec, claims)) = login::sso_session(state, req).await {
             return Some(Arc::new(CachedSession {
+                forward: Default::default(),
                 expires_at: claims.exp,
                 claims,
                 identity: Arc::new(live_identity(state.store.as_ref(), rec.identity).await),

@@ -27,12 +27,7 @@ pub struct Protected {
 
 /// Lower-case, with `_` and `.` folded to `-`.
 pub fn normalize_name(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'_' | b'.' => '-',
-            b => b.to_ascii_lowercase() as char,
-        })
-        .collect()
+    name.bytes().map(|b| fold(b) as char).collect()
 }
 
 impl Protected {
@@ -63,35 +58,63 @@ impl Protected {
         Protected { names }
     }
 
-    fn is_protected(&self, normalized: &str) -> bool {
-        normalized.starts_with(CLAIM_HEADER_PREFIX) || self.names.iter().any(|n| n == normalized)
+    /// Whether a header name is protected, comparing in normalised form
+    /// without allocating.
+    fn is_protected(&self, name: &str) -> bool {
+        let n = name.len();
+        let b = name.as_bytes();
+        let prefix = CLAIM_HEADER_PREFIX.as_bytes();
+        (n >= prefix.len()
+            && b[..prefix.len()]
+                .iter()
+                .map(|&c| fold(c))
+                .eq(prefix.iter().copied()))
+            || self
+                .names
+                .iter()
+                .any(|p| p.len() == n && b.iter().map(|&c| fold(c)).eq(p.bytes()))
     }
 
     /// Remove Connection-nominated and hop-by-hop headers, then every
-    /// protected header in any spelling.
+    /// protected header in any spelling. Allocates only when there is
+    /// something to remove.
     pub fn strip(&self, req: &mut RequestHeader) {
-        let mut doomed: Vec<String> = Vec::new();
+        let mut doomed: Vec<http::HeaderName> = Vec::new();
         for v in req.headers.get_all(http::header::CONNECTION).iter() {
-            if let Ok(v) = v.to_str() {
-                for tok in v.split(',') {
-                    let tok = tok.trim().to_ascii_lowercase();
-                    if !tok.is_empty() && tok != "upgrade" && tok != "keep-alive" && tok != "close"
-                    {
-                        doomed.push(tok);
-                    }
+            for tok in v.as_bytes().split(|&b| b == b',') {
+                let tok = tok.trim_ascii();
+                if tok.is_empty()
+                    || tok.eq_ignore_ascii_case(b"upgrade")
+                    || tok.eq_ignore_ascii_case(b"keep-alive")
+                    || tok.eq_ignore_ascii_case(b"close")
+                {
+                    continue;
+                }
+                if let Ok(name) = http::HeaderName::from_bytes(tok) {
+                    doomed.push(name);
                 }
             }
         }
-        doomed.extend(HOP_BY_HOP.iter().map(|s| s.to_string()));
         for name in req.headers.keys() {
-            let n = name.as_str();
-            if self.is_protected(&normalize_name(n)) {
-                doomed.push(n.to_string());
+            if self.is_protected(name.as_str()) {
+                doomed.push(name.clone());
+            }
+        }
+        for name in HOP_BY_HOP {
+            if req.headers.contains_key(*name) {
+                while req.remove_header(*name).is_some() {}
             }
         }
         for name in doomed {
-            while req.remove_header(name.as_str()).is_some() {}
+            while req.remove_header(&name).is_some() {}
         }
+    }
+}
+
+fn fold(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
     }
 }
 

@@ -14,6 +14,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::metrics::{metrics, status_class};
 use crate::policy::model::App;
+use crate::session::cache::ForwardValues;
 
 use super::access::{self, denial_label, deny_reply, Permit, Verdict};
 use super::endpoints;
@@ -145,7 +146,6 @@ impl ProxyHttp for Portcullis {
                 candidate,
                 session: cached,
             } => {
-                let id = &cached.identity;
                 let token = access::candidate_tokens(state, session.req_header())
                     .get(*candidate)
                     .copied()
@@ -154,23 +154,17 @@ impl ProxyHttp for Portcullis {
                         Error::explain(ErrorType::HTTPStatus(403), "session token vanished")
                     })?;
                 upstream.insert_header(names.assertion.clone(), token)?;
-                upstream.insert_header(names.email.clone(), id.email.as_str())?;
-                if let Some(g) = &names.groups {
-                    upstream.insert_header(g.clone(), groups_value(&id.groups))?;
+                let values = cached
+                    .forward
+                    .get_or_init(|| forward_values(state, &cached.identity));
+                if let Some(email) = &values.email {
+                    upstream.insert_header(names.email.clone(), email.clone())?;
                 }
-                if state.cfg.headers.forward_claims {
-                    for (k, v) in &id.custom {
-                        let value = match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        if let Ok(hv) = http::HeaderValue::from_str(&value) {
-                            upstream.insert_header(
-                                format!("{CLAIM_HEADER_PREFIX}{}", k.to_ascii_lowercase()),
-                                hv,
-                            )?;
-                        }
-                    }
+                if let (Some(name), Some(groups)) = (&names.groups, &values.groups) {
+                    upstream.insert_header(name.clone(), groups.clone())?;
+                }
+                for (name, value) in &values.claims {
+                    upstream.insert_header(name.clone(), value.clone())?;
                 }
             }
         }
@@ -295,5 +289,33 @@ impl Portcullis {
         ctx.proxy_owned = true;
         ctx.decision = "proxy";
         Some(crate::scim::serve(state, session, &rest).await)
+    }
+}
+
+/// Upstream header values of an identity, built once per cached session.
+/// A value that is not a valid header value (control bytes) is left out.
+fn forward_values(state: &State, id: &crate::identity::Identity) -> ForwardValues {
+    let claims = if state.cfg.headers.forward_claims {
+        id.custom
+            .iter()
+            .filter_map(|(k, v)| {
+                let value = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let name = http::HeaderName::from_bytes(
+                    format!("{CLAIM_HEADER_PREFIX}{}", k.to_ascii_lowercase()).as_bytes(),
+                )
+                .ok()?;
+                Some((name, http::HeaderValue::from_str(&value).ok()?))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    ForwardValues {
+        email: http::HeaderValue::from_str(&id.email).ok(),
+        groups: http::HeaderValue::from_str(&groups_value(&id.groups)).ok(),
+        claims,
     }
 }

@@ -39,6 +39,8 @@ pub struct State {
     pub service_assertions: moka::sync::Cache<String, (Arc<str>, i64)>,
     /// Upstream identity header names, parsed once (cloning is a refcount).
     pub upstream_headers: UpstreamHeaders,
+    /// Some IdP provisions over SCIM: session loads merge SCIM groups.
+    pub scim_enabled: bool,
     rr: AtomicUsize,
 }
 
@@ -82,6 +84,10 @@ impl State {
         State {
             protected: Protected::new(&cfg.headers),
             upstream_headers: UpstreamHeaders::new(&cfg.headers),
+            scim_enabled: cfg
+                .identity_providers
+                .iter()
+                .any(|i| i.scim.as_ref().is_some_and(|s| s.enabled)),
             cache: SessionCache::new(cfg.cache.max_entries, cfg.cache.ttl),
             sso_aud: auth_origin.clone(),
             auth_origin,

@@ -161,6 +161,7 @@ impl KeyRing {
     /// (written to a temporary name, synced, then renamed, so a crash never
     /// leaves half a key behind).
     pub fn load_or_generate(dir: &Path) -> Result<KeyRing, KeyError> {
+        super::crypto::install();
         let io = |source| KeyError::Io {
             path: dir.to_path_buf(),
             source,
@@ -214,6 +215,7 @@ impl KeyRing {
 
     /// A ring with one fresh in-memory key (tests, benches, `demo`).
     pub fn generate_ephemeral() -> KeyRing {
+        super::crypto::install();
         let sk = SigningKey::random(&mut OsRng);
         // Encoding a freshly generated valid key cannot fail.
         let key = Key::new(&sk).expect("a fresh P-256 key encodes");

@@ -101,6 +101,9 @@ impl SqliteStore {
                 // keep exactly one, forever.
                 let opts = SqliteConnectOptions::from_str(MEMORY_URL)?.foreign_keys(true);
                 SqlitePoolOptions::new()
+                    // No ping before every query: a broken connection fails the
+                    // query itself, which the caller treats as a store error.
+                    .test_before_acquire(false)
                     .max_connections(1)
                     .min_connections(1)
                     .idle_timeout(None)
@@ -118,6 +121,9 @@ impl SqliteStore {
                     .foreign_keys(true)
                     .busy_timeout(BUSY_TIMEOUT);
                 SqlitePoolOptions::new()
+                    // No ping before every query: a broken connection fails the
+                    // query itself, which the caller treats as a store error.
+                    .test_before_acquire(false)
                     .max_connections(MAX_CONNECTIONS)
                     .connect_with(opts)
                     .await?

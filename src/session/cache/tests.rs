@@ -36,6 +36,7 @@ fn identity(idp: &str, sub: &str) -> Identity {
 fn cached(sid: &str, idp: &str, sub: &str, expires_in: i64) -> Arc<CachedSession> {
     let now = now_unix();
     Arc::new(CachedSession {
+        forward: Default::default(),
         claims: SessionClaims {
             iss: "http://auth.localhost:8080".into(),
             aud: vec!["aud".into()],
