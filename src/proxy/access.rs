@@ -21,10 +21,16 @@ use super::request::RequestInfo;
 use super::respond::Reply;
 use super::state::State;
 
+// Request headers the access phase reads, as `HeaderName` constants: a
+// lookup by `&str` would parse the name on every request.
+
 /// Header a non-browser client may use instead of the cookie.
-pub const TOKEN_HEADER: &str = "cf-access-token";
-pub const CLIENT_ID_HEADER: &str = "cf-access-client-id";
-pub const CLIENT_SECRET_HEADER: &str = "cf-access-client-secret";
+pub const TOKEN_HEADER: http::HeaderName = http::HeaderName::from_static("cf-access-token");
+/// Service-token id.
+pub const CLIENT_ID_HEADER: http::HeaderName = http::HeaderName::from_static("cf-access-client-id");
+/// Service-token secret.
+pub const CLIENT_SECRET_HEADER: http::HeaderName =
+    http::HeaderName::from_static("cf-access-client-secret");
 
 /// Who was let through, and how.
 #[derive(Debug, Clone)]
@@ -101,8 +107,8 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
         };
     }
 
-    let id = req.headers.get(CLIENT_ID_HEADER);
-    let secret = req.headers.get(CLIENT_SECRET_HEADER);
+    let id = req.headers.get(&CLIENT_ID_HEADER);
+    let secret = req.headers.get(&CLIENT_SECRET_HEADER);
     if id.is_some() || secret.is_some() {
         let token = match (
             id.and_then(|v| v.to_str().ok()),
@@ -209,7 +215,7 @@ pub fn candidate_tokens<'a>(
     req: &'a RequestHeader,
 ) -> [Option<&'a str>; MAX_CANDIDATES] {
     let mut out = [None; MAX_CANDIDATES];
-    let header = req.headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
+    let header = req.headers.get(&TOKEN_HEADER).and_then(|v| v.to_str().ok());
     let all = cookies::values(req, &state.cfg.session.cookie_name).chain(header);
     for (slot, t) in out.iter_mut().zip(all) {
         *slot = Some(t);
