@@ -450,6 +450,46 @@ async fn bump_group(c: &mut SqliteConnection, id: &str, now: i64) -> Result<(), 
     Ok(())
 }
 
+/// The number of rows of `from` (a table and its alias) matching `cond`
+/// (with `binds` for its `?`s), and one page of `cols` in creation order;
+/// no rows are read for a page of `limit <= 0`. `from`, `cols` and `cond`
+/// are built from constants only; values always travel as binds.
+async fn count_and_page<R>(
+    c: &mut SqliteConnection,
+    from: &str,
+    alias: &str,
+    cols: &str,
+    cond: &str,
+    binds: &[String],
+    page: Page,
+) -> Result<(i64, Vec<R>), StoreError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    let count_sql = format!("SELECT count(*) FROM {from} WHERE {cond}");
+    let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
+    for b in binds {
+        count = count.bind(b.clone());
+    }
+    let total = count.fetch_one(&mut *c).await?;
+    if page.limit <= 0 {
+        return Ok((total, Vec::new()));
+    }
+    let sql = format!(
+        "SELECT {cols} FROM {from} WHERE {cond} ORDER BY {alias}.created_ms, {alias}.id LIMIT ? OFFSET ?"
+    );
+    let mut rows = sqlx::query_as::<_, R>(AssertSqlSafe(sql));
+    for b in binds {
+        rows = rows.bind(b.clone());
+    }
+    let rows = rows
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&mut *c)
+        .await?;
+    Ok((total, rows))
+}
+
 /// `WHERE` text and binds for a list query over alias `u` (users) or `g` (groups).
 fn where_sql(q: &Query, users: bool, sql: &mut String, binds: &mut Vec<String>) {
     match q {
@@ -702,25 +742,9 @@ impl SqliteStore {
             where_sql(q, true, &mut cond, &mut binds);
         }
         let mut c = self.pool().acquire().await?;
-        let count_sql = format!("SELECT count(*) FROM scim_users u WHERE {cond}");
-        let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
-        for b in &binds {
-            count = count.bind(b.clone());
-        }
-        let total = count.fetch_one(&mut *c).await?;
-        if page.limit <= 0 {
-            return Ok((total, Vec::new()));
-        }
-        let sql = format!("SELECT {USER_COLS} FROM scim_users u WHERE {cond} ORDER BY u.created_ms, u.id LIMIT ? OFFSET ?");
-        let mut rows = sqlx::query_as::<_, UserRow>(AssertSqlSafe(sql));
-        for b in &binds {
-            rows = rows.bind(b.clone());
-        }
-        let rows = rows
-            .bind(page.limit)
-            .bind(page.offset)
-            .fetch_all(&mut *c)
-            .await?;
+        let (total, rows) =
+            count_and_page::<UserRow>(&mut c, "scim_users u", "u", USER_COLS, &cond, &binds, page)
+                .await?;
         let users = rows
             .into_iter()
             .map(user_from_row)
@@ -918,25 +942,16 @@ impl SqliteStore {
             where_sql(q, false, &mut cond, &mut binds);
         }
         let mut c = self.pool().acquire().await?;
-        let count_sql = format!("SELECT count(*) FROM scim_groups g WHERE {cond}");
-        let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
-        for b in &binds {
-            count = count.bind(b.clone());
-        }
-        let total = count.fetch_one(&mut *c).await?;
-        if page.limit <= 0 {
-            return Ok((total, Vec::new()));
-        }
-        let sql = format!("SELECT {GROUP_COLS} FROM scim_groups g WHERE {cond} ORDER BY g.created_ms, g.id LIMIT ? OFFSET ?");
-        let mut rows = sqlx::query_as::<_, GroupRow>(AssertSqlSafe(sql));
-        for b in &binds {
-            rows = rows.bind(b.clone());
-        }
-        let rows = rows
-            .bind(page.limit)
-            .bind(page.offset)
-            .fetch_all(&mut *c)
-            .await?;
+        let (total, rows) = count_and_page::<GroupRow>(
+            &mut c,
+            "scim_groups g",
+            "g",
+            GROUP_COLS,
+            &cond,
+            &binds,
+            page,
+        )
+        .await?;
         let mut groups = rows
             .into_iter()
             .map(group_from_row)
