@@ -244,8 +244,11 @@ async fn handle(
 
 /// Whether a user who just authenticated at the IdP may get a session: a
 /// user deactivated over SCIM may not (nor anyone while the store fails).
-pub async fn login_allowed(state: &State, identity: &Identity) -> bool {
-    link::login_allowed(state.store.as_ref(), identity).await
+pub async fn login_allowed(
+    state: &State,
+    identity: &Identity,
+) -> Result<bool, crate::store::StoreError> {
+    link::try_login_allowed(state.store.as_ref(), identity).await
 }
 
 /// Start-up work for SCIM: seed each SCIM-enabled IdP's secret (DESIGN:

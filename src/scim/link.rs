@@ -14,18 +14,13 @@ fn verified_email(identity: &Identity) -> Option<&str> {
 }
 
 /// Whether a user who just authenticated may get a session: false when a
-/// linked SCIM user is deactivated, and when the store cannot tell.
-pub async fn login_allowed(store: &dyn Store, identity: &Identity) -> bool {
-    match store
+/// linked SCIM user is deactivated. A store failure is an error (the caller
+/// denies, with an error page rather than "deactivated").
+pub async fn try_login_allowed(store: &dyn Store, identity: &Identity) -> Result<bool, StoreError> {
+    let link = store
         .scim_link(&identity.idp, &identity.sub, verified_email(identity))
-        .await
-    {
-        Ok(link) => link.users.iter().all(|(_, active)| *active),
-        Err(e) => {
-            tracing::warn!(error = %e, idp = %identity.idp, "SCIM link lookup failed; refusing the login");
-            false
-        }
-    }
+        .await?;
+    Ok(link.users.iter().all(|(_, active)| *active))
 }
 
 /// Display names of the groups of the SCIM users linked to this login.

@@ -195,7 +195,10 @@ pub async fn login(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) -
     if let Some((rec, _)) = sso_session(state, req).await {
         // A user deactivated over SCIM may not reuse the auth-domain session.
         if allowed.iter().any(|p| p.name() == rec.identity.idp)
-            && crate::scim::login_allowed(state, &rec.identity).await
+            && matches!(
+                crate::scim::login_allowed(state, &rec.identity).await,
+                Ok(true)
+            )
         {
             return finish(state, &target, &rec, &csrf).await;
         }
@@ -413,13 +416,29 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
             return idp_failure(provider.name(), &e).with_cookie(clear_state);
         }
     };
-    if !crate::scim::login_allowed(state, &identity).await {
-        metrics()
-            .logins_total
-            .with_label_values(&[provider.name(), "deprovisioned"])
-            .inc();
-        return Reply::page(403, "Access removed", "Your account has been deactivated.")
+    match crate::scim::login_allowed(state, &identity).await {
+        Ok(true) => {}
+        Ok(false) => {
+            metrics()
+                .logins_total
+                .with_label_values(&[provider.name(), "deprovisioned"])
+                .inc();
+            return Reply::page(403, "Access removed", "Your account has been deactivated.")
+                .with_cookie(clear_state);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, idp = %provider.name(), "SCIM link lookup failed; refusing the login");
+            metrics()
+                .logins_total
+                .with_label_values(&[provider.name(), "store_error"])
+                .inc();
+            return Reply::page(
+                500,
+                "Something went wrong",
+                "The sign-in could not be completed.",
+            )
             .with_cookie(clear_state);
+        }
     }
     let Some(target) = check_redirect(state, &login.redirect_url) else {
         return bad_request(
