@@ -238,37 +238,28 @@ async fn user_keys(
     }))
 }
 
-async fn user_name_taken(
-    c: &mut SqliteConnection,
-    idp: &str,
-    name: &str,
-    except: &str,
-) -> Result<bool, StoreError> {
-    let hit = sqlx::query_scalar::<_, String>(
-        "SELECT id FROM scim_users WHERE idp = ?1 AND user_name_lower = ?2 AND id <> ?3",
-    )
-    .bind(idp)
-    .bind(name.to_ascii_lowercase())
-    .bind(except)
-    .fetch_optional(&mut *c)
-    .await?;
-    Ok(hit.is_some())
-}
+/// Finds another user of the IdP with this userName (case-insensitive).
+const USER_NAME_TAKEN: &str =
+    "SELECT id FROM scim_users WHERE idp = ?1 AND user_name_lower = ?2 AND id <> ?3";
+/// Finds another group of the IdP with this displayName (case-insensitive).
+const GROUP_NAME_TAKEN: &str =
+    "SELECT id FROM scim_groups WHERE idp = ?1 AND display_name_lower = ?2 AND id <> ?3";
 
-async fn group_name_taken(
+/// Whether `sql` (one of the `*_NAME_TAKEN` queries) finds a resource other
+/// than `except` with this name.
+async fn name_taken(
     c: &mut SqliteConnection,
+    sql: &'static str,
     idp: &str,
     name: &str,
     except: &str,
 ) -> Result<bool, StoreError> {
-    let hit = sqlx::query_scalar::<_, String>(
-        "SELECT id FROM scim_groups WHERE idp = ?1 AND display_name_lower = ?2 AND id <> ?3",
-    )
-    .bind(idp)
-    .bind(name.to_ascii_lowercase())
-    .bind(except)
-    .fetch_optional(&mut *c)
-    .await?;
+    let hit = sqlx::query_scalar::<_, String>(sql)
+        .bind(idp)
+        .bind(name.to_ascii_lowercase())
+        .bind(except)
+        .fetch_optional(&mut *c)
+        .await?;
     Ok(hit.is_some())
 }
 
@@ -635,7 +626,7 @@ impl SqliteStore {
         d: &UserDraft,
     ) -> Result<Outcome<UserRecord>, StoreError> {
         let mut tx = self.begin_write().await?;
-        if user_name_taken(&mut tx, idp, &d.user_name, "").await? {
+        if name_taken(&mut tx, USER_NAME_TAKEN, idp, &d.user_name, "").await? {
             return Ok(Outcome::Conflict("userName"));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -679,7 +670,7 @@ impl SqliteStore {
                 changed: false,
             }));
         }
-        if user_name_taken(&mut tx, idp, &draft.user_name, id).await? {
+        if name_taken(&mut tx, USER_NAME_TAKEN, idp, &draft.user_name, id).await? {
             return Ok(Outcome::Conflict("userName"));
         }
         Self::insert_or_update_user(
@@ -776,7 +767,7 @@ impl SqliteStore {
         members: &[String],
     ) -> Result<Outcome<GroupChange>, StoreError> {
         let mut tx = self.begin_write().await?;
-        if group_name_taken(&mut tx, idp, &d.display_name, "").await? {
+        if name_taken(&mut tx, GROUP_NAME_TAKEN, idp, &d.display_name, "").await? {
             return Ok(Outcome::Conflict("displayName"));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -850,7 +841,7 @@ impl SqliteStore {
         let now = now_ms().max(before.modified_ms);
         let mut renamed = false;
         if let Some(d) = &draft {
-            if group_name_taken(&mut tx, idp, &d.display_name, id).await? {
+            if name_taken(&mut tx, GROUP_NAME_TAKEN, idp, &d.display_name, id).await? {
                 return Ok(Outcome::Conflict("displayName"));
             }
             renamed = d.display_name != before.display_name;
