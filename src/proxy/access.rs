@@ -4,7 +4,9 @@
 //! [`deny_reply`], checked in one fixed order. Fail closed: every error is a
 //! denial.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use pingora::http::RequestHeader;
 use subtle::ConstantTimeEq;
@@ -14,7 +16,7 @@ use crate::policy::eval::{evaluate, Outcome, Phase, RequestView, Subject};
 use crate::policy::model::{App, Decision, PolicySet, ServiceToken};
 use crate::session::cache::CachedSession;
 use crate::session::keys::Expect;
-use crate::session::token::{now_unix, sha256_hex, ServiceClaims, SessionClaims};
+use crate::session::token::{now_unix, sha256_hex, unverified_sid, ServiceClaims, SessionClaims};
 
 use super::cookies;
 use super::request::RequestInfo;
@@ -263,60 +265,33 @@ pub(crate) async fn find_session(
     }
 }
 
-/// Verify a token for `app` and load its session record, through the cache
-/// (concurrent misses for one token coalesce).
+/// Verify a token and load its session record, once per token (concurrent
+/// misses coalesce in the cache), then check that it is meant for `app`.
 async fn load_session(
     state: &State,
     app: &App,
     token: &str,
 ) -> Result<Option<Arc<CachedSession>>, ()> {
-    let claims: SessionClaims = match state.keys.verify(
-        token,
-        &Expect {
-            iss: &state.auth_origin,
-            aud: &app.aud,
-            typ: "app",
-        },
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(app.name = %app.name, error = %e, "Session token refused");
-            return Ok(None);
-        }
+    let Some(sid) = unverified_sid(token) else {
+        tracing::debug!(app.name = %app.name, "Session token refused: no readable sid");
+        return Ok(None);
     };
-    let store = state.store.clone();
-    let scim = state.scim_enabled;
     let loaded = state
         .cache
-        .get_or_load(token, move || async move {
-            let rec = store
-                .get_session(&claims.sid)
-                .await
-                .map_err(LoadError::Store)?
-                .ok_or(LoadError::Gone)?;
-            if rec.revoked || rec.expires_at <= now_unix() {
-                return Err(LoadError::Gone);
-            }
-            // SCIM groups may carry block/exclude rules: without them, deny.
-            let identity = if scim {
-                crate::scim::link::try_live_identity(store.as_ref(), rec.identity)
-                    .await
-                    .map_err(LoadError::Store)?
-            } else {
-                rec.identity
-            };
-            Ok(Arc::new(CachedSession {
-                forward: Default::default(),
-                expires_at: claims.exp.min(rec.expires_at),
-                claims,
-                identity: Arc::new(identity),
-            }))
-        })
+        .get_or_load(token, || verify_and_load(state, token, sid))
         .await;
     match loaded {
-        Ok(s) => Ok(Some(s)),
+        Ok(s) if s.claims.aud_matches(&app.aud) => Ok(Some(s)),
+        Ok(_) => {
+            tracing::debug!(app.name = %app.name, "Session token refused: issued for another app");
+            Ok(None)
+        }
         Err(e) => match &*e {
             LoadError::Gone => Ok(None),
+            LoadError::Refused(why) => {
+                tracing::debug!(app.name = %app.name, error = %why, "Session token refused");
+                Ok(None)
+            }
             LoadError::Store(err) => {
                 tracing::warn!(error = %err, "Session store read failed");
                 Err(())
@@ -325,11 +300,64 @@ async fn load_session(
     }
 }
 
+/// The cache loader: read the record of the token's (unverified) `sid` while
+/// the signature is checked, so a miss costs the slower of the two rather
+/// than their sum. Nothing read is used unless the token verifies and its
+/// verified `sid` is the one the record was read for. `aud` is checked by
+/// the caller: one verified token serves every request that presents it.
+async fn verify_and_load(
+    state: &State,
+    token: &str,
+    sid: String,
+) -> Result<Arc<CachedSession>, LoadError> {
+    let mut record = std::pin::pin!(state.store.get_session(&sid));
+    // One poll hands the query to the store's worker before the CPU-bound
+    // signature check runs on this thread.
+    let early = std::future::poll_fn(|cx| Poll::Ready(record.as_mut().poll(cx))).await;
+    let expect = Expect {
+        iss: &state.auth_origin,
+        aud: None,
+        typ: "app",
+    };
+    let claims: SessionClaims = state
+        .keys
+        .verify(token, &expect)
+        .map_err(LoadError::Refused)?;
+    if claims.sid != sid {
+        return Err(LoadError::Gone);
+    }
+    let rec = match early {
+        Poll::Ready(r) => r,
+        Poll::Pending => record.await,
+    }
+    .map_err(LoadError::Store)?
+    .ok_or(LoadError::Gone)?;
+    if rec.revoked || rec.expires_at <= now_unix() {
+        return Err(LoadError::Gone);
+    }
+    // SCIM groups may carry block/exclude rules: without them, deny.
+    let identity = if state.scim_enabled {
+        crate::scim::link::try_live_identity(state.store.as_ref(), rec.identity)
+            .await
+            .map_err(LoadError::Store)?
+    } else {
+        rec.identity
+    };
+    Ok(Arc::new(CachedSession {
+        forward: Default::default(),
+        expires_at: claims.exp.min(rec.expires_at),
+        claims,
+        identity: Arc::new(identity),
+    }))
+}
+
 /// Why a verified token did not yield a session.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("session revoked, expired or unknown")]
     Gone,
+    #[error("token refused: {0}")]
+    Refused(crate::session::keys::TokenError),
     #[error(transparent)]
     Store(crate::store::StoreError),
 }

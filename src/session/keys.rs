@@ -95,8 +95,10 @@ pub enum Rejection {
 pub struct Expect<'a> {
     /// Exact `iss`.
     pub iss: &'a str,
-    /// Required member of `aud` (string or array).
-    pub aud: &'a str,
+    /// Required member of `aud` (string or array). `None`: `aud` must be
+    /// present, and the caller matches its value (the session cache verifies
+    /// a token once for every app and checks `aud` on each use).
+    pub aud: Option<&'a str>,
     /// Exact custom `type` claim.
     pub typ: &'a str,
 }
@@ -291,10 +293,12 @@ impl KeyRing {
         v.leeway = LEEWAY_SECS;
         v.validate_exp = true;
         v.validate_nbf = true;
-        v.validate_aud = true;
+        v.validate_aud = expect.aud.is_some();
         v.set_required_spec_claims(&["iss", "aud", "exp", "nbf"]);
         v.set_issuer(&[expect.iss]);
-        v.set_audience(&[expect.aud]);
+        if let Some(aud) = expect.aud {
+            v.set_audience(&[aud]);
+        }
         let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
             token,
             &key.decoding,

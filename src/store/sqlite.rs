@@ -125,6 +125,10 @@ impl SqliteStore {
                     // query itself, which the caller treats as a store error.
                     .test_before_acquire(false)
                     .max_connections(MAX_CONNECTIONS)
+                    // Kept open: a session-cache miss must find an idle
+                    // connection at once, not open one.
+                    .min_connections(MAX_CONNECTIONS)
+                    .idle_timeout(None)
                     .connect_with(opts)
                     .await?
             }

@@ -524,6 +524,30 @@ async fn app_token_header_is_refused_by_another_app() {
     assert!(env.upstream.seen().is_empty());
 }
 
+/// A token never seen before (so verified on this request, not served from
+/// the cache) is refused by the app it was not issued for, and the
+/// verification that request cached does not make it pass there later;
+/// at its own app it is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncached_token_is_refused_by_another_app_on_first_and_later_use() {
+    let env = env().start().await;
+    let (_, token) = login_token(&env, "00ualice").await;
+    let fresh_token = mint(&env, &fresh(claims_of(&token), 600));
+    env.upstream.clear();
+    for round in 0..2 {
+        assert_eq!(
+            status_with_cookie(&env, "other.localhost", "/", &fresh_token).await,
+            401,
+            "round {round}"
+        );
+    }
+    assert!(env.upstream.seen().is_empty());
+    assert_eq!(
+        status_with_cookie(&env, "app.localhost", "/", &fresh_token).await,
+        200
+    );
+}
+
 /// After logout, a token freshly minted (validly signed, unexpired, never
 /// cached) for the revoked session is refused: revocation is checked
 /// against the server-side session, not just the signature.

@@ -132,7 +132,7 @@ pub async fn sso_session(
             token,
             &Expect {
                 iss: &state.auth_origin,
-                aud: &state.sso_aud,
+                aud: Some(&state.sso_aud),
                 typ: "sso",
             },
         ) else {
@@ -346,7 +346,7 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
                 t,
                 &Expect {
                     iss: &state.auth_origin,
-                    aud: LOGIN_STATE_AUD,
+                    aud: Some(LOGIN_STATE_AUD),
                     typ: "login",
                 },
             )
@@ -594,7 +594,7 @@ pub async fn authorized(state: &State, info: &RequestInfo<'_>, req: &RequestHead
         &raw,
         &Expect {
             iss: &state.auth_origin,
-            aud: &origin,
+            aud: Some(&origin),
             typ: "transfer",
         },
     ) else {

@@ -41,7 +41,7 @@ pub async fn logout(
         for app in &apps {
             let expect = Expect {
                 iss: &state.auth_origin,
-                aud: &app.aud,
+                aud: Some(&app.aud),
                 typ: "app",
             };
             if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
@@ -55,7 +55,7 @@ pub async fn logout(
         for token in cookies::values(req, &state.sso_cookie) {
             let expect = Expect {
                 iss: &state.auth_origin,
-                aud: &state.sso_aud,
+                aud: Some(&state.sso_aud),
                 typ: "sso",
             };
             if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {

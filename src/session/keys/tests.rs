@@ -18,7 +18,7 @@ const AUD_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 fn expect_app() -> Expect<'static> {
     Expect {
         iss: ISS,
-        aud: AUD_A,
+        aud: Some(AUD_A),
         typ: TYP_APP,
     }
 }
@@ -241,7 +241,7 @@ fn app_a_token_is_refused_for_app_b() {
     let token = ring.sign(&session(300)).unwrap();
     let expect_b = Expect {
         iss: ISS,
-        aud: AUD_B,
+        aud: Some(AUD_B),
         typ: TYP_APP,
     };
     assert_eq!(
@@ -251,12 +251,43 @@ fn app_a_token_is_refused_for_app_b() {
 }
 
 #[test]
+fn any_audience_mode_accepts_the_token_and_returns_its_aud() {
+    let ring = KeyRing::generate_ephemeral();
+    let token = ring.sign(&session(300)).unwrap();
+    let any = Expect {
+        iss: ISS,
+        aud: None,
+        typ: TYP_APP,
+    };
+    let claims: SessionClaims = ring.verify(&token, &any).unwrap();
+    assert!(claims.aud_matches(AUD_A));
+    assert!(!claims.aud_matches(AUD_B));
+}
+
+#[test]
+fn any_audience_mode_still_requires_an_aud_claim() {
+    let ring = KeyRing::generate_ephemeral();
+    let mut v = session_json();
+    v.as_object_mut().unwrap().remove("aud");
+    let token = ring.sign(&v).unwrap();
+    let any = Expect {
+        iss: ISS,
+        aud: None,
+        typ: TYP_APP,
+    };
+    assert_eq!(
+        rejection(ring.verify(&token, &any)),
+        Rejection::Claim("aud".into())
+    );
+}
+
+#[test]
 fn wrong_issuer_is_refused() {
     let ring = KeyRing::generate_ephemeral();
     let token = ring.sign(&session(300)).unwrap();
     let expect = Expect {
         iss: "http://evil.localhost:8080",
-        aud: AUD_A,
+        aud: Some(AUD_A),
         typ: TYP_APP,
     };
     assert_eq!(rejection(ring.verify(&token, &expect)), Rejection::Issuer);
