@@ -73,15 +73,13 @@ async fn world() -> World {
     let allowed = made.remove(0);
     let mut forbidden = made.remove(0);
     // Same size of identity, but none of the groups the app admits.
-    forbidden
-        .0
-        .identity
-        .groups
-        .retain(|g| g.starts_with("team-"));
-    forbidden.0.identity.groups.push("sales".into());
-    forbidden.0.identity.groups.push("marketing".into());
+    let teams = forbidden.0.identity.groups.names();
+    forbidden.0.identity.groups = teams
+        .into_iter()
+        .filter(|g| g.starts_with("team-"))
+        .chain(["sales", "marketing"])
+        .collect();
     forbidden.0.identity.email = "someone@elsewhere.example".into();
-    forbidden.0.identity.normalize_groups();
     forbidden.0.sid.push_str("-forbidden");
     state
         .store

@@ -3,10 +3,14 @@
 //! Built at login from the ID token (and the Okta API / SCIM), stored in the
 //! server-side session record, and served from the session cache afterwards.
 
+pub mod groups;
+
 use serde::{Deserialize, Serialize};
 
-/// A logged-in user. Groups are kept sorted and de-duplicated so that policy
-/// evaluation can binary-search them without allocating.
+pub use groups::{GroupId, Groups};
+
+/// A logged-in user. Groups are interned ([`Groups`]): sorted by name,
+/// de-duplicated, 4 bytes each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     /// The IdP's subject identifier (`sub` of the ID token).
@@ -22,8 +26,8 @@ pub struct Identity {
     /// Type of that provider (`okta`, `oidc`).
     pub idp_type: String,
     /// Group display names: the union of ID-token / Okta-API groups and
-    /// SCIM-pushed groups. Sorted, de-duplicated.
-    pub groups: Vec<String>,
+    /// SCIM-pushed groups.
+    pub groups: Groups,
     /// Authentication methods (`amr` claim), e.g. `pwd`, `mfa`.
     pub amr: Vec<String>,
     /// Configured custom claims copied from the ID token.
@@ -33,14 +37,6 @@ pub struct Identity {
 impl Identity {
     /// True when the user is in `group` (exact display-name match).
     pub fn in_group(&self, group: &str) -> bool {
-        self.groups
-            .binary_search_by(|g| g.as_str().cmp(group))
-            .is_ok()
-    }
-
-    /// Sort and de-duplicate `groups`; call after building or merging.
-    pub fn normalize_groups(&mut self) {
-        self.groups.sort_unstable();
-        self.groups.dedup();
+        self.groups.contains_name(group)
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::http::RequestHeader;
-use portcullis::identity::Identity;
+use portcullis::identity::{Groups, Identity};
 use portcullis::policy::model::App;
 use portcullis::policy::reload::PolicyHandle;
 use portcullis::proxy::State;
@@ -167,18 +167,17 @@ pub fn identity(n: usize, groups: usize) -> Identity {
     let mut custom = serde_json::Map::new();
     custom.insert("department".into(), serde_json::json!("engineering"));
     custom.insert("cost_center".into(), serde_json::json!(4200 + n % 100));
-    let mut id = Identity {
+    let id = Identity {
         sub: format!("00u{n:016}"),
         email: format!("user{n}@example.com"),
         email_verified: true,
         name: Some(format!("Bench User {n}")),
         idp: "okta".into(),
         idp_type: "okta".into(),
-        groups: g,
+        groups: Groups::from_names(g),
         amr: vec!["pwd".into(), "mfa".into()],
         custom,
     };
-    id.normalize_groups();
     id
 }
 

@@ -63,7 +63,7 @@ use super::http::{self, read_body, HttpError, OidcHttp};
 use super::okta_api;
 pub use super::IdpError;
 use crate::config::{IdpConfig, IdpKind};
-use crate::identity::Identity;
+use crate::identity::{Groups, Identity};
 
 /// First retry delay of the discovery task; doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -468,9 +468,8 @@ impl Provider {
             let groups =
                 okta_api::fetch_user_groups(&self.http, account, token, &identity.sub).await;
             self.observe("groups", started.elapsed());
-            identity.groups = groups?;
+            identity.groups = Groups::from_names(groups?);
         }
-        identity.normalize_groups();
         Ok(identity)
     }
 

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::config::{format_duration, Config};
-use crate::identity::Identity;
+use crate::identity::{Groups, Identity};
 use crate::policy::eval::{selector_matches, Phase, RequestView, Subject};
 use crate::policy::model::{App, Decision, Policy, PolicySet, Selector};
 
@@ -276,18 +276,17 @@ fn identity(s: &ExplainSubject) -> Result<Option<Identity>, ExplainError> {
     let Some(email) = &s.email else {
         return Ok(None);
     };
-    let mut id = Identity {
+    let id = Identity {
         sub: email.clone(),
         email: email.clone(),
         email_verified: true,
         name: None,
         idp: s.idp.clone().unwrap_or_default(),
         idp_type: String::new(),
-        groups: s.groups.clone(),
+        groups: Groups::from_names(&s.groups),
         amr: s.amr.clone(),
         custom,
     };
-    id.normalize_groups();
     Ok(Some(id))
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::identity::GroupId;
+
 /// The whole compiled policy set: every app of every policy file, plus the
 /// service tokens. Swapped atomically on reload.
 #[derive(Debug, Default)]
@@ -105,8 +107,8 @@ pub enum Selector {
     Email(String),
     /// Lower-cased domain, without `@`.
     EmailDomain(String),
-    /// Exact group display name.
-    Group(String),
+    /// Exact group display name, interned.
+    Group(GroupId),
     Ip(IpNet),
     /// Service token by name.
     ServiceToken(String),
@@ -165,9 +167,9 @@ impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Selector::Everyone | Selector::AnyValidServiceToken => f.write_str(self.kind()),
+            Selector::Group(g) => write!(f, "group:{g}"),
             Selector::Email(v)
             | Selector::EmailDomain(v)
-            | Selector::Group(v)
             | Selector::ServiceToken(v)
             | Selector::AuthMethod(v)
             | Selector::LoginMethod(v) => write!(f, "{}:{v}", self.kind()),

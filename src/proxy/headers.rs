@@ -120,9 +120,9 @@ fn fold(b: u8) -> u8 {
 
 /// `X-Portcullis-Groups` value: sorted, de-duplicated, comma-separated, with
 /// `%` and `,` inside a name percent-encoded. Input must be sorted+deduped.
-pub fn groups_value(groups: &[String]) -> String {
-    let mut out = String::with_capacity(groups.iter().map(|g| g.len() + 1).sum());
-    for (i, g) in groups.iter().enumerate() {
+pub fn groups_value<S: AsRef<str>>(groups: &[S]) -> String {
+    let mut out = String::with_capacity(groups.iter().map(|g| g.as_ref().len() + 1).sum());
+    for (i, g) in groups.iter().map(AsRef::as_ref).enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -315,7 +315,7 @@ fn forward_values(state: &State, id: &crate::identity::Identity) -> ForwardValue
     };
     ForwardValues {
         email: http::HeaderValue::from_str(&id.email).ok(),
-        groups: http::HeaderValue::from_str(&groups_value(&id.groups)).ok(),
+        groups: http::HeaderValue::from_str(&groups_value(&id.groups.names())).ok(),
         claims,
     }
 }

@@ -37,8 +37,7 @@ pub async fn scim_groups(
 /// Add `groups` to the identity's groups (sorted, de-duplicated).
 pub fn merge_groups(identity: &mut Identity, groups: Vec<String>) {
     if !groups.is_empty() {
-        identity.groups.extend(groups);
-        identity.normalize_groups();
+        identity.groups = identity.groups.union(groups);
     }
 }
 

@@ -18,7 +18,7 @@ fn identity(idp: &str, sub: &str) -> Identity {
         name: Some("Alice Ünicode".into()),
         idp: idp.into(),
         idp_type: "okta".into(),
-        groups: vec!["admins".into(), "eng, core".into()],
+        groups: ["admins", "eng, core"].into_iter().collect(),
         amr: vec!["pwd".into(), "mfa".into()],
         custom,
     }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::IdpError;
 use crate::config::{IdpConfig, IdpKind};
-use crate::identity::Identity;
+use crate::identity::{Groups, Identity};
 
 /// Build the identity of a login from its verified claims. Groups are
 /// those of the token (Okta API groups replace them later); not normalised.
@@ -65,7 +65,7 @@ pub(super) fn identity(cfg: &IdpConfig, claims: &Map<String, Value>) -> Result<I
         name,
         idp: cfg.name.clone(),
         idp_type: cfg.kind.as_str().to_string(),
-        groups,
+        groups: Groups::from_names(groups),
         amr,
         custom,
     })
@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(id.email, "a@example.com");
         assert!(id.email_verified);
         assert_eq!(id.name.as_deref(), Some("A"));
-        assert_eq!(id.groups, ["eng", "all"]);
+        assert_eq!(id.groups, ["all", "eng"]);
         assert_eq!(id.amr, ["pwd", "mfa"]);
         assert_eq!(id.custom.get("department"), Some(&json!({"x": 1})));
         assert!(!id.custom.contains_key("other"));

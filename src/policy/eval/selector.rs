@@ -36,7 +36,7 @@ fn user_matches(sel: &Selector, id: &Identity) -> bool {
             id.email_verified
                 && email_domain(&id.email).is_some_and(|d| d.eq_ignore_ascii_case(domain))
         }
-        Selector::Group(g) => id.in_group(g),
+        Selector::Group(g) => id.groups.contains(*g),
         Selector::AuthMethod(m) => id.amr.iter().any(|a| a == m),
         Selector::LoginMethod(idp) => id.idp == *idp,
         Selector::Claim { name, value } => {

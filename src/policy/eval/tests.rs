@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use crate::identity::Identity;
+use crate::identity::{GroupId, Groups, Identity};
 use crate::policy::eval::{
     evaluate, policy_matches, selector_matches, Outcome, Phase, RequestView, Subject,
 };
@@ -19,7 +19,7 @@ fn user() -> Identity {
         name: Some("Alice".to_string()),
         idp: "okta".to_string(),
         idp_type: "okta".to_string(),
-        groups: vec!["engineering".to_string(), "Admins".to_string()],
+        groups: ["engineering", "Admins"].into_iter().collect(),
         amr: vec!["pwd".to_string(), "mfa".to_string()],
         custom: serde_json::Map::new(),
     };
@@ -29,7 +29,6 @@ fn user() -> Identity {
     id.custom.insert("level".to_string(), json!(3));
     id.custom.insert("contractor".to_string(), json!(false));
     id.custom.insert("meta".to_string(), json!({ "a": "b" }));
-    id.normalize_groups();
     id
 }
 
@@ -91,8 +90,8 @@ fn include_any_require_all_exclude_none() {
         "p",
         Decision::Allow,
         vec![
-            Selector::Group(s("nope")),
-            Selector::Group(s("engineering")),
+            Selector::Group(GroupId::intern("nope")),
+            Selector::Group(GroupId::intern("engineering")),
         ],
     );
     assert!(policy_matches(&p, &who, &r));
@@ -105,13 +104,13 @@ fn include_any_require_all_exclude_none() {
     assert!(!policy_matches(&p, &who, &r), "one failing require denies");
     p.require.pop();
     p.exclude = vec![
-        Selector::Group(s("nope")),
+        Selector::Group(GroupId::intern("nope")),
         Selector::Email(s("alice@example.com")),
     ];
     assert!(!policy_matches(&p, &who, &r), "one matching exclude denies");
     p.exclude.remove(1);
     assert!(policy_matches(&p, &who, &r));
-    p.include = vec![Selector::Group(s("nope"))];
+    p.include = vec![Selector::Group(GroupId::intern("nope"))];
     assert!(!policy_matches(&p, &who, &r), "no include matched");
 }
 
@@ -121,12 +120,12 @@ fn first_matching_policy_in_file_order_decides() {
         policy(
             "no admins",
             Decision::Block,
-            vec![Selector::Group(s("Admins"))],
+            vec![Selector::Group(GroupId::intern("Admins"))],
         ),
         policy(
             "engineers",
             Decision::Allow,
-            vec![Selector::Group(s("engineering"))],
+            vec![Selector::Group(GroupId::intern("engineering"))],
         ),
     ]);
     let id = user();
@@ -141,7 +140,7 @@ fn no_matching_policy_is_no_match() {
     let a = app(vec![policy(
         "x",
         Decision::Allow,
-        vec![Selector::Group(s("nope"))],
+        vec![Selector::Group(GroupId::intern("nope"))],
     )]);
     let id = user();
     assert_eq!(
@@ -263,18 +262,18 @@ fn email_domain_never_matches_an_address_with_two_ats() {
 
 #[test]
 fn group_is_an_exact_name() {
-    assert!(user_hit(Selector::Group(s("engineering"))));
-    assert!(user_hit(Selector::Group(s("Admins"))));
-    assert!(!user_hit(Selector::Group(s("admins"))));
-    assert!(!user_hit(Selector::Group(s("engineer"))));
+    assert!(user_hit(Selector::Group(GroupId::intern("engineering"))));
+    assert!(user_hit(Selector::Group(GroupId::intern("Admins"))));
+    assert!(!user_hit(Selector::Group(GroupId::intern("admins"))));
+    assert!(!user_hit(Selector::Group(GroupId::intern("engineer"))));
 }
 
 #[test]
 fn missing_groups_mean_no_groups() {
     let mut id = user();
-    id.groups.clear();
+    id.groups = Groups::default();
     assert!(!selector_matches(
-        &Selector::Group(s("engineering")),
+        &Selector::Group(GroupId::intern("engineering")),
         &Subject::User(&id),
         &req("10.1.2.3")
     ));
@@ -390,7 +389,7 @@ fn identity_selectors_never_match_tokens_or_anonymous() {
     let sels = [
         Selector::Email(s("alice@example.com")),
         Selector::EmailDomain(s("example.com")),
-        Selector::Group(s("engineering")),
+        Selector::Group(GroupId::intern("engineering")),
         Selector::AuthMethod(s("mfa")),
         Selector::LoginMethod(s("okta")),
         Selector::Claim {

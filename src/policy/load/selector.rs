@@ -10,6 +10,7 @@ use serde_saphyr::Spanned;
 use super::Cx;
 use crate::config::host::is_valid_hostname;
 use crate::config::yaml::suggest;
+use crate::identity::GroupId;
 use crate::policy::model::{Decision, Policy, Selector};
 use crate::policy::raw::{RawDecision, RawPolicy, RawSelector, Str};
 
@@ -157,7 +158,7 @@ fn selector(
         }
         RawSelector::Group(s) => cx
             .non_empty(s, &format!("{key}.group"))
-            .map(Selector::Group),
+            .map(|g| Selector::Group(GroupId::intern(&g))),
         RawSelector::Ip(s) => {
             let k = format!("{key}.ip");
             let v = cx.non_empty(s, &k)?;

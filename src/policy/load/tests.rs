@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::identity::GroupId;
 use crate::policy::load::{compile_sources, load_path, PolicyErrors};
 use crate::policy::model::{Decision, HostPattern, PolicySet, Selector};
 
@@ -139,7 +140,7 @@ fn every_selector_compiles() {
             Selector::Everyone,
             Selector::Email("alice@example.com".to_string()),
             Selector::EmailDomain("example.com".to_string()),
-            Selector::Group("Engineering Team".to_string()),
+            Selector::Group(GroupId::intern("Engineering Team")),
             Selector::Ip("10.0.0.0/8".parse().unwrap()),
             Selector::Ip("2001:db8::/32".parse().unwrap()),
             Selector::Ip("192.0.2.7/32".parse().unwrap()),

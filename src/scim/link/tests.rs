@@ -16,7 +16,7 @@ fn login(sub: &str, email: &str, verified: bool) -> Identity {
         name: None,
         idp: "okta".into(),
         idp_type: "okta".into(),
-        groups: vec!["from-token".into()],
+        groups: ["from-token"].into_iter().collect(),
         amr: vec![],
         custom: Default::default(),
     }

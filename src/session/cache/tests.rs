@@ -27,7 +27,7 @@ fn identity(idp: &str, sub: &str) -> Identity {
         name: None,
         idp: idp.into(),
         idp_type: "okta".into(),
-        groups: vec!["eng".into()],
+        groups: ["eng"].into_iter().collect(),
         amr: vec![],
         custom: serde_json::Map::new(),
     }

@@ -449,7 +449,7 @@ fn identity(idp: &str, sub: &str, email: &str, verified: bool) -> Identity {
         name: None,
         idp: idp.into(),
         idp_type: "okta".into(),
-        groups: vec![],
+        groups: Default::default(),
         amr: vec![],
         custom: Default::default(),
     }

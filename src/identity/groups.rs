@@ -1,0 +1,239 @@
+//! Interned group names and an identity's set of groups.
+//!
+//! Every group name the process sees (from ID tokens, the Okta API, SCIM and
+//! `group:` selectors) is interned once into a [`GroupId`]. An identity keeps
+//! its groups as a boxed slice of ids in name order ([`Groups`]): a `group:`
+//! selector, compiled to an id, is then an integer scan over a few hundred
+//! contiguous bytes instead of string compares over a hundred heap strings,
+//! and a cached session holds 4 bytes per group instead of a `String`.
+//!
+//! Interned names are never freed. They come only from the IdP, the
+//! authenticated SCIM client and the policy files, so the table grows with the
+//! number of distinct group names ever seen, not with traffic.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An interned group name. Equal ids mean equal names within this process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupId(u32);
+
+impl GroupId {
+    /// Intern `name` (exact, case-sensitive).
+    pub fn intern(name: &str) -> GroupId {
+        if let Some(id) = GroupId::lookup(name) {
+            return id;
+        }
+        let mut table = TABLE.write();
+        if let Some(&id) = table.ids.get(name) {
+            return id;
+        }
+        let id = GroupId(u32::try_from(table.names.len()).expect("fewer than 2^32 group names"));
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        table.names.push(name);
+        table.ids.insert(name, id);
+        id
+    }
+
+    /// The id of `name` if it was ever interned. A name never interned is in
+    /// no identity's groups.
+    pub fn lookup(name: &str) -> Option<GroupId> {
+        TABLE.read().ids.get(name).copied()
+    }
+
+    /// The group's display name.
+    pub fn name(self) -> &'static str {
+        TABLE.read().names[self.0 as usize]
+    }
+}
+
+impl fmt::Debug for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.name(), f)
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+struct Table {
+    ids: HashMap<&'static str, GroupId, foldhash::fast::RandomState>,
+    names: Vec<&'static str>,
+}
+
+static TABLE: LazyLock<RwLock<Table>> = LazyLock::new(|| {
+    RwLock::new(Table {
+        ids: HashMap::default(),
+        names: Vec::new(),
+    })
+});
+
+/// A set of groups: sorted by name, without duplicates.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Groups(Box<[GroupId]>);
+
+impl Groups {
+    /// The set of `names` (any order, duplicates allowed).
+    pub fn from_names<I, S>(names: I) -> Groups
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut named: Vec<(&'static str, GroupId)> = names
+            .into_iter()
+            .map(|n| {
+                let id = GroupId::intern(n.as_ref());
+                (id.name(), id)
+            })
+            .collect();
+        named.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        named.dedup_by(|a, b| a.1 == b.1);
+        Groups(named.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// This set with `more` added.
+    pub fn union<I, S>(&self, more: I) -> Groups
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mine = self.names();
+        let more: Vec<S> = more.into_iter().collect();
+        Groups::from_names(mine.iter().copied().chain(more.iter().map(|s| s.as_ref())))
+    }
+
+    /// Whether the set holds `id`. Allocation-free; the access phase's
+    /// `group:` check.
+    pub fn contains(&self, id: GroupId) -> bool {
+        self.0.contains(&id)
+    }
+
+    /// Whether the set holds the group named `name` (exact match).
+    pub fn contains_name(&self, name: &str) -> bool {
+        GroupId::lookup(name).is_some_and(|id| self.contains(id))
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let table = TABLE.read();
+        self.0.iter().map(|id| table.names[id.0 as usize]).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Heap bytes held (for the memory benchmark).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.0)
+    }
+}
+
+impl fmt::Debug for Groups {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Groups {
+    fn from_iter<I: IntoIterator<Item = S>>(names: I) -> Groups {
+        Groups::from_names(names)
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> PartialEq<[S; N]> for Groups {
+    fn eq(&self, other: &[S; N]) -> bool {
+        self.names()
+            .iter()
+            .copied()
+            .eq(other.iter().map(|s| s.as_ref()))
+    }
+}
+
+impl PartialEq<Vec<String>> for Groups {
+    fn eq(&self, other: &Vec<String>) -> bool {
+        self.names()
+            .iter()
+            .copied()
+            .eq(other.iter().map(String::as_str))
+    }
+}
+
+/// Stored and shown as a list of names.
+impl Serialize for Groups {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.names())
+    }
+}
+
+impl<'de> Deserialize<'de> for Groups {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Groups, D::Error> {
+        Vec::<String>::deserialize(d).map(Groups::from_names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_a_name_twice_gives_the_same_id() {
+        assert_eq!(GroupId::intern("g-twice"), GroupId::intern("g-twice"));
+        assert_ne!(GroupId::intern("g-twice"), GroupId::intern("G-twice"));
+    }
+
+    #[test]
+    fn a_name_never_interned_is_in_no_set() {
+        let g = Groups::from_names(["g-a", "g-b"]);
+        assert_eq!(GroupId::lookup("g-never-seen-anywhere"), None);
+        assert!(!g.contains_name("g-never-seen-anywhere"));
+        assert!(g.contains_name("g-a"));
+    }
+
+    #[test]
+    fn sets_are_sorted_by_name_and_deduplicated() {
+        let g = Groups::from_names(["zeta", "alpha", "zeta", "Mid"]);
+        assert_eq!(g, ["Mid", "alpha", "zeta"]);
+        assert_eq!(g.len(), 3);
+    }
+
+    #[test]
+    fn membership_is_exact_and_case_sensitive() {
+        let g = Groups::from_names(["Admins", "engineering"]);
+        assert!(g.contains(GroupId::intern("Admins")));
+        assert!(!g.contains(GroupId::intern("admins")));
+        assert!(!g.contains(GroupId::intern("engineer")));
+    }
+
+    #[test]
+    fn union_adds_names_once() {
+        let g = Groups::from_names(["b", "a"]).union(["c", "a"]);
+        assert_eq!(g, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn serializes_as_a_list_of_names_and_back() {
+        let g = Groups::from_names(["x-2", "x-1"]);
+        let json = serde_json::to_string(&g).unwrap();
+        assert_eq!(json, r#"["x-1","x-2"]"#);
+        let back: Groups = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, g);
+    }
+
+    #[test]
+    fn a_set_holds_four_bytes_per_group() {
+        let g = Groups::from_names((0..100).map(|i| format!("team-{i}")));
+        assert_eq!(g.heap_bytes(), 400);
+    }
+}
