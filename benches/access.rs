@@ -48,6 +48,11 @@ use portcullis::store::SessionRecord;
 
 use fixtures::{Offline, CLIENT_IP, GROUPS_PER_USER, TARGET_APP};
 
+/// mimalloc, as in the `portcullis` binary (`src/main.rs`), so that both
+/// proxies of this bench run on the allocator portcullis ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

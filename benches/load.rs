@@ -74,6 +74,11 @@ use portcullis::metrics::metrics;
 use portcullis::proxy::State;
 use portcullis::server::{build_server, build_state, ServerHandle};
 
+/// mimalloc, as in the `portcullis` binary (`src/main.rs`), so that both
+/// proxies of this bench run on the allocator portcullis ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Host of the authenticated app (generated app 7, admitted by its 9th policy).
 const AUTH_HOST: &str = "app-0007.bench.localhost";
 /// Host of the bypass app.

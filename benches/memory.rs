@@ -33,6 +33,11 @@ use portcullis::session::cache::{CachedSession, SessionCache};
 use portcullis::session::keys::KeyRing;
 use portcullis::session::token::{now_unix, SessionClaims};
 
+/// mimalloc, as in the `portcullis` binary (`src/main.rs`), so that both
+/// proxies of this bench run on the allocator portcullis ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SCENARIOS: &[&str] = &["10-groups", "100-groups", "shared-identity"];
 
 fn claims(n: usize, id: &Identity, aud: &str, expires_in: i64) -> SessionClaims {

@@ -70,6 +70,12 @@ enum SeatsCommand {
     },
 }
 
+/// mimalloc instead of glibc malloc: the proxy allocates and frees small
+/// buffers on every request, where glibc's consolidation showed up in
+/// profiles (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     portcullis::cli::init_tracing();
     let cli = Cli::parse();
