@@ -239,19 +239,13 @@ pub(crate) async fn find_session(
             continue;
         }
         if let Some(hit) = state.cache.get(token).await {
-            metrics()
-                .session_cache_total
-                .with_label_values(&["hit"])
-                .inc();
+            metrics().session_cache_hit.inc();
             if hit.claims.aud_matches(&app.aud) {
                 return Ok(Some((i, hit)));
             }
             continue;
         }
-        metrics()
-            .session_cache_total
-            .with_label_values(&["miss"])
-            .inc();
+        metrics().session_cache_miss.inc();
         match load_session(state, app, token).await {
             Ok(Some(s)) => return Ok(Some((i, s))),
             Ok(None) => {}

@@ -4,15 +4,16 @@
 use pingora::http::RequestHeader;
 
 /// Every value of cookie `name` the browser sent (there may be several, from
-/// different paths), in header order. Scans bytes and checks UTF-8 only of
-/// the values it returns, not of the whole (often long) header.
+/// different paths), in header order. Finds the `;` separators with memchr
+/// and checks UTF-8 only of the values it returns, not of the whole (often
+/// long) header.
 pub fn values<'a>(req: &'a RequestHeader, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .flat_map(|v| Pairs(v.as_bytes()))
         .filter_map(move |pair| {
-            let eq = pair.iter().position(|&b| b == b'=')?;
+            let eq = memchr::memchr(b'=', pair)?;
             let (k, v) = (&pair[..eq], &pair[eq + 1..]);
             if trim(k) != name.as_bytes() {
                 return None;
@@ -24,6 +25,27 @@ pub fn values<'a>(req: &'a RequestHeader, name: &'a str) -> impl Iterator<Item =
                 .unwrap_or(v);
             std::str::from_utf8(v).ok()
         })
+}
+
+/// The `;`-separated pairs of one `Cookie` header value.
+struct Pairs<'a>(&'a [u8]);
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match memchr::memchr(b';', self.0) {
+            Some(i) => {
+                let pair = &self.0[..i];
+                self.0 = &self.0[i + 1..];
+                Some(pair)
+            }
+            None => Some(std::mem::take(&mut self.0)),
+        }
+    }
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -68,6 +90,17 @@ mod tests {
         assert_eq!(v, ["x", "y"]);
         assert_eq!(first(&r, "b"), Some("2"));
         assert_eq!(first(&r, "CF_Authorization_sso"), None);
+    }
+
+    #[test]
+    fn odd_separators_whitespace_quotes_and_equals_in_values_are_handled() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("Cookie", ";; n = \"q\" ;x=a=b;;n=;noval; n=last;")
+            .unwrap();
+        let v: Vec<_> = values(&r, "n").collect();
+        assert_eq!(v, ["q", "", "last"]);
+        assert_eq!(first(&r, "x"), Some("a=b"));
+        assert_eq!(first(&r, "noval"), None);
     }
 
     #[test]
