@@ -248,12 +248,12 @@ fn miss(c: &mut Criterion) {
             let identity =
                 portcullis::proxy::endpoints::live_identity(state.store.as_ref(), rec.identity)
                     .await;
-            black_box(Arc::new(CachedSession {
-                forward: Default::default(),
-                expires_at: claims.exp.min(rec.expires_at),
+            let expires_at = claims.exp.min(rec.expires_at);
+            black_box(Arc::new(CachedSession::new(
                 claims,
-                identity: Arc::new(identity),
-            }))
+                Arc::new(identity),
+                expires_at,
+            )))
         })
     });
     g.sample_size(30).measurement_time(Duration::from_secs(6));

@@ -91,12 +91,8 @@ fn scenario(name: &str, n: usize) {
             } else {
                 Arc::new(fixtures::identity(u, groups))
             };
-            let session = CachedSession {
-                forward: Default::default(),
-                expires_at: c.exp,
-                claims: c,
-                identity,
-            };
+            let expires_at = c.exp;
+            let session = CachedSession::new(c, identity, expires_at);
             cache.insert(token, Arc::new(session)).await;
         }
         cache.run_pending_tasks().await;
@@ -112,19 +108,15 @@ fn scenario(name: &str, n: usize) {
     // A revoked or expired session is never served, also from a full cache.
     rt.block_on(async {
         let victim = &tokens[n / 2];
-        let sid = cache.get(victim).await.expect("cached").claims.sid.clone();
+        let sid = cache.get(victim).await.expect("cached").sid.to_string();
         cache.revoke(&sid);
         assert!(cache.get(victim).await.is_none(), "revoked session served");
 
         let id = Arc::new(fixtures::identity(n + 1, groups));
         let c = claims(n + 1, &id, &aud, 2);
         let token = keys.sign(&c).expect("sign");
-        let session = CachedSession {
-            forward: Default::default(),
-            expires_at: c.exp,
-            claims: c,
-            identity: id,
-        };
+        let expires_at = c.exp;
+        let session = CachedSession::new(c, id, expires_at);
         cache.insert(&token, Arc::new(session)).await;
         assert!(cache.get(&token).await.is_some(), "fresh session cached");
         tokio::time::sleep(Duration::from_millis(2100)).await;

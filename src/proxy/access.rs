@@ -240,7 +240,7 @@ pub(crate) async fn find_session(
         }
         if let Some(hit) = state.cache.get(token).await {
             metrics().session_cache_hit.inc();
-            if hit.claims.aud_matches(&app.aud) {
+            if hit.aud_matches(&app.aud) {
                 return Ok(Some((i, hit)));
             }
             continue;
@@ -275,7 +275,7 @@ async fn load_session(
         .get_or_load(token, || verify_and_load(state, token, sid))
         .await;
     match loaded {
-        Ok(s) if s.claims.aud_matches(&app.aud) => Ok(Some(s)),
+        Ok(s) if s.aud_matches(&app.aud) => Ok(Some(s)),
         Ok(_) => {
             tracing::debug!(app.name = %app.name, "Session token refused: issued for another app");
             Ok(None)
@@ -337,12 +337,12 @@ async fn verify_and_load(
     } else {
         rec.identity
     };
-    Ok(Arc::new(CachedSession {
-        forward: Default::default(),
-        expires_at: claims.exp.min(rec.expires_at),
+    let expires_at = claims.exp.min(rec.expires_at);
+    Ok(Arc::new(CachedSession::new(
         claims,
-        identity: Arc::new(identity),
-    }))
+        Arc::new(identity),
+        expires_at,
+    )))
 }
 
 /// Why a verified token did not yield a session.

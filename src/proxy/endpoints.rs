@@ -102,12 +102,9 @@ pub async fn current_session(
     }
     if info.host() == state.auth_host {
         if let Some((rec, claims)) = login::sso_session(state, req).await {
-            return Some(Arc::new(CachedSession {
-                forward: Default::default(),
-                expires_at: claims.exp,
-                claims,
-                identity: Arc::new(live_identity(state.store.as_ref(), rec.identity).await),
-            }));
+            let identity = Arc::new(live_identity(state.store.as_ref(), rec.identity).await);
+            let expires_at = claims.exp;
+            return Some(Arc::new(CachedSession::new(claims, identity, expires_at)));
         }
     }
     None
@@ -133,7 +130,7 @@ async fn get_identity(
             "groups": id.groups,
             "amr": id.amr,
             "custom": id.custom,
-            "iat": s.claims.iat,
+            "iat": s.iat,
             "exp": s.expires_at,
         }),
     )

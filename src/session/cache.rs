@@ -28,10 +28,16 @@ pub const REVOKED_SID_TTL: Duration = Duration::from_secs(25 * 3600);
 /// Most revoked sids remembered at once.
 pub const REVOKED_SID_CAPACITY: u64 = 1_000_000;
 
-/// A verified token and the identity behind it.
-#[derive(Debug, Clone)]
+/// A verified token and the identity behind it. Of the token's claims only
+/// what a cached request needs is kept (the rest repeat the identity).
+#[derive(Debug)]
 pub struct CachedSession {
-    pub claims: SessionClaims,
+    /// The session (`sid`): revocation and logout act on it.
+    pub sid: Box<str>,
+    /// The token's audiences; a request is served only for one of them.
+    pub aud: Box<[Box<str>]>,
+    /// The token's `iat`.
+    pub iat: i64,
     /// Identity from the session record, merged with live SCIM groups.
     pub identity: Arc<Identity>,
     /// Unix seconds: the earlier of the token's `exp` and the session's end.
@@ -39,6 +45,25 @@ pub struct CachedSession {
     /// Upstream header values built from `identity` on first use, so that
     /// forwarding a cached session copies no strings.
     pub forward: std::sync::OnceLock<ForwardValues>,
+}
+
+impl CachedSession {
+    /// A cache entry for verified `claims`, usable until `expires_at`.
+    pub fn new(claims: SessionClaims, identity: Arc<Identity>, expires_at: i64) -> CachedSession {
+        CachedSession {
+            sid: claims.sid.into_boxed_str(),
+            aud: claims.aud.into_iter().map(String::into_boxed_str).collect(),
+            iat: claims.iat,
+            identity,
+            expires_at,
+            forward: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// True when `aud` is one of the token's audiences.
+    pub fn aud_matches(&self, aud: &str) -> bool {
+        self.aud.iter().any(|a| &**a == aud)
+    }
 }
 
 /// Pre-built upstream header values of a cached session.
@@ -213,14 +238,14 @@ impl SessionCache {
     /// Evict every entry of session `sid`.
     pub fn invalidate_sid(&self, sid: &str) {
         let sid = sid.to_string();
-        self.invalidate_if(move |s| s.claims.sid == sid);
+        self.invalidate_if(move |s| *s.sid == *sid);
     }
 
     /// Evict every entry of a user (after a SCIM change), so the next
     /// request reloads the identity.
     pub fn invalidate_user(&self, idp: &str, sub: &str) {
         let (idp, sub) = (idp.to_string(), sub.to_string());
-        self.invalidate_if(move |s| s.claims.idp == idp && s.claims.sub == sub);
+        self.invalidate_if(move |s| s.identity.idp == idp && s.identity.sub == sub);
     }
 
     /// Approximate number of cached sessions.
@@ -246,7 +271,7 @@ impl SessionCache {
         if s.expires_at <= now_unix() {
             return Err(Unusable::Expired);
         }
-        if self.revoked.contains(&s.claims.sid) {
+        if self.revoked.contains(&s.sid) {
             return Err(Unusable::Revoked);
         }
         Ok(())

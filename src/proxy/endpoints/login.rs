@@ -21,6 +21,7 @@ use crate::proxy::path;
 use crate::proxy::request::RequestInfo;
 use crate::proxy::respond::{html_escape, Reply};
 use crate::proxy::state::State;
+use crate::session::cache::CachedSession;
 use crate::session::keys::Expect;
 use crate::session::token::{
     now_unix, random_token, sha256_hex, LoginState, SessionClaims, TransferClaims,
@@ -565,6 +566,20 @@ async fn app_cookie_redirect(state: &State, target: &Target, rec: &SessionRecord
             );
         }
     };
+    // The app's first request with the new cookie is then a cache hit. With
+    // SCIM the identity must carry the live SCIM groups; if they cannot be
+    // read, nothing is cached and that request loads (and denies) itself.
+    let identity = if state.scim_enabled {
+        crate::scim::link::try_live_identity(state.store.as_ref(), rec.identity.clone())
+            .await
+            .ok()
+    } else {
+        Some(rec.identity.clone())
+    };
+    if let Some(identity) = identity {
+        let cached = CachedSession::new(claims, Arc::new(identity), exp);
+        state.cache.insert(&token, Arc::new(cached)).await;
+    }
     let seat = Seat {
         app: app.name.clone(),
         idp: rec.identity.idp.clone(),

@@ -35,9 +35,8 @@ fn identity(idp: &str, sub: &str) -> Identity {
 
 fn cached(sid: &str, idp: &str, sub: &str, expires_in: i64) -> Arc<CachedSession> {
     let now = now_unix();
-    Arc::new(CachedSession {
-        forward: Default::default(),
-        claims: SessionClaims {
+    Arc::new(CachedSession::new(
+        SessionClaims {
             iss: "http://auth.localhost:8080".into(),
             aud: vec!["aud".into()],
             sub: sub.into(),
@@ -49,9 +48,9 @@ fn cached(sid: &str, idp: &str, sub: &str, expires_in: i64) -> Arc<CachedSession
             idp: idp.into(),
             typ: TYP_APP.into(),
         },
-        identity: Arc::new(identity(idp, sub)),
-        expires_at: now + expires_in,
-    })
+        Arc::new(identity(idp, sub)),
+        now + expires_in,
+    ))
 }
 
 fn cache() -> SessionCache {
@@ -230,7 +229,7 @@ async fn get_or_load_serves_hits_without_loading() {
         })
         .await
         .expect("served from cache");
-    assert_eq!(r.claims.sid, "sid1");
+    assert_eq!(&*r.sid, "sid1");
 }
 
 #[tokio::test]
