@@ -3,10 +3,12 @@
 //! Built at login from the ID token (and the Okta API / SCIM), stored in the
 //! server-side session record, and served from the session cache afterwards.
 
+pub mod claims;
 pub mod groups;
 
 use serde::{Deserialize, Serialize};
 
+pub use claims::Claims;
 pub use groups::{GroupId, Groups};
 
 /// A logged-in user. Groups are interned ([`Groups`]): sorted by name,
@@ -31,7 +33,7 @@ pub struct Identity {
     /// Authentication methods (`amr` claim), e.g. `pwd`, `mfa`.
     pub amr: Vec<String>,
     /// Configured custom claims copied from the ID token.
-    pub custom: serde_json::Map<String, serde_json::Value>,
+    pub custom: Claims,
 }
 
 impl Identity {

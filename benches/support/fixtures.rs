@@ -176,7 +176,7 @@ pub fn identity(n: usize, groups: usize) -> Identity {
         idp_type: "okta".into(),
         groups: Groups::from_names(g),
         amr: vec!["pwd".into(), "mfa".into()],
-        custom,
+        custom: custom.into(),
     };
     id
 }

@@ -285,7 +285,7 @@ fn identity(s: &ExplainSubject) -> Result<Option<Identity>, ExplainError> {
         idp_type: String::new(),
         groups: Groups::from_names(&s.groups),
         amr: s.amr.clone(),
-        custom,
+        custom: custom.into(),
     };
     Ok(Some(id))
 }

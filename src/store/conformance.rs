@@ -20,7 +20,7 @@ fn identity(idp: &str, sub: &str) -> Identity {
         idp_type: "okta".into(),
         groups: ["admins", "eng, core"].into_iter().collect(),
         amr: vec!["pwd".into(), "mfa".into()],
-        custom,
+        custom: custom.into(),
     }
 }
 

@@ -67,7 +67,7 @@ pub(super) fn identity(cfg: &IdpConfig, claims: &Map<String, Value>) -> Result<I
         idp_type: cfg.kind.as_str().to_string(),
         groups: Groups::from_names(groups),
         amr,
-        custom,
+        custom: custom.into(),
     })
 }
 

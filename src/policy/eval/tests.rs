@@ -21,7 +21,7 @@ fn user() -> Identity {
         idp_type: "okta".to_string(),
         groups: ["engineering", "Admins"].into_iter().collect(),
         amr: vec!["pwd".to_string(), "mfa".to_string()],
-        custom: serde_json::Map::new(),
+        custom: Default::default(),
     };
     id.custom.insert("department".to_string(), json!("finance"));
     id.custom

@@ -29,7 +29,7 @@ fn identity(idp: &str, sub: &str) -> Identity {
         idp_type: "okta".into(),
         groups: ["eng"].into_iter().collect(),
         amr: vec![],
-        custom: serde_json::Map::new(),
+        custom: Default::default(),
     }
 }
 
