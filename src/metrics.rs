@@ -2,7 +2,7 @@
 //! `prometheus` crate's default registry (which also carries the process
 //! collector), and served on the metrics listener only.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
@@ -125,6 +125,65 @@ pub fn render() -> Vec<u8> {
     buf
 }
 
+/// The `decision` labels an app's requests can carry.
+const APP_DECISIONS: [&str; 8] = [
+    "allow",
+    "bypass",
+    "service_auth",
+    "unauthenticated",
+    "forbidden",
+    "error",
+    "bad_request",
+    "proxy",
+];
+
+/// Status-class labels, in [`status_class`] order.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The metric children of one app, resolved from their label values on first
+/// use: counting a request then costs an atomic add, not hashing the labels
+/// and a lock on the metric family. Rebuilt with the app on a policy reload.
+#[derive(Default)]
+pub struct AppCounters {
+    requests: [OnceLock<IntCounter>; APP_DECISIONS.len()],
+    upstream: [OnceLock<IntCounter>; STATUS_CLASSES.len()],
+}
+
+impl AppCounters {
+    /// Count one request of app `app` in `portcullis_requests_total`.
+    pub fn inc_request(&self, app: &str, decision: &str) {
+        match APP_DECISIONS.iter().position(|d| *d == decision) {
+            Some(i) => self.requests[i]
+                .get_or_init(|| metrics().requests_total.with_label_values(&[app, decision]))
+                .inc(),
+            None => metrics()
+                .requests_total
+                .with_label_values(&[app, decision])
+                .inc(),
+        }
+    }
+
+    /// Count one upstream response of app `app` in
+    /// `portcullis_upstream_responses_total`.
+    pub fn inc_upstream_response(&self, app: &str, status: u16) {
+        let class = status_class(status);
+        let i = STATUS_CLASSES.iter().position(|c| *c == class).unwrap_or(4);
+        self.upstream[i]
+            .get_or_init(|| {
+                metrics()
+                    .upstream_responses_total
+                    .with_label_values(&[app, class])
+            })
+            .inc();
+    }
+}
+
+impl std::fmt::Debug for AppCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppCounters")
+    }
+}
+
 /// `1xx`..`5xx` label for a status code.
 pub fn status_class(status: u16) -> &'static str {
     match status {
@@ -133,5 +192,38 @@ pub fn status_class(status: u16) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_counters_count_into_the_labelled_children() {
+        let app = "metrics-test-app-counters";
+        let c = AppCounters::default();
+        for _ in 0..3 {
+            c.inc_request(app, "allow");
+        }
+        c.inc_request(app, "no_app");
+        c.inc_upstream_response(app, 503);
+        c.inc_upstream_response(app, 200);
+        let m = metrics();
+        assert_eq!(m.requests_total.with_label_values(&[app, "allow"]).get(), 3);
+        assert_eq!(
+            m.requests_total.with_label_values(&[app, "no_app"]).get(),
+            1
+        );
+        assert_eq!(
+            m.requests_total.with_label_values(&[app, "bypass"]).get(),
+            0
+        );
+        let up = |class| {
+            m.upstream_responses_total
+                .with_label_values(&[app, class])
+                .get()
+        };
+        assert_eq!((up("2xx"), up("5xx"), up("4xx")), (1, 1, 0));
     }
 }

@@ -45,6 +45,8 @@ pub struct App {
     pub policies: Vec<Policy>,
     /// Where the app was defined (`file:line:col`), for messages.
     pub source: String,
+    /// This app's metric children, resolved on first use.
+    pub counters: crate::metrics::AppCounters,
 }
 
 /// Host part of an app: exact, or `*.suffix` (one or more labels, never the apex).

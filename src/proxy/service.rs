@@ -12,7 +12,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
-use crate::metrics::{metrics, status_class};
+use crate::metrics::metrics;
 use crate::policy::model::App;
 use crate::session::cache::ForwardValues;
 
@@ -178,27 +178,25 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(fwd) = &ctx.forward {
-            metrics()
-                .upstream_responses_total
-                .with_label_values(&[fwd.app.name.as_str(), status_class(resp.status.as_u16())])
-                .inc();
+            fwd.app
+                .counters
+                .inc_upstream_response(&fwd.app.name, resp.status.as_u16());
         }
         Ok(())
     }
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let app = if ctx.proxy_owned {
-            "_proxy"
-        } else {
-            ctx.app_label
-                .as_ref()
-                .map(|a| a.name.as_str())
-                .unwrap_or("none")
-        };
-        metrics()
-            .requests_total
-            .with_label_values(&[app, ctx.decision])
-            .inc();
+        match (&ctx.app_label, ctx.proxy_owned) {
+            (Some(app), false) => app.counters.inc_request(&app.name, ctx.decision),
+            (_, true) => metrics()
+                .requests_total
+                .with_label_values(&["_proxy", ctx.decision])
+                .inc(),
+            (None, false) => metrics()
+                .requests_total
+                .with_label_values(&["none", ctx.decision])
+                .inc(),
+        }
     }
 }
 

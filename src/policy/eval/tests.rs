@@ -72,6 +72,7 @@ fn app(policies: Vec<Policy>) -> App {
         identity_providers: None,
         policies,
         source: s("test"),
+        counters: Default::default(),
     }
 }
 

@@ -104,6 +104,7 @@ pub(super) fn compile(
         identity_providers: identity_providers?,
         policies: policies?,
         source: cx.source(&at),
+        counters: Default::default(),
     })
 }
 

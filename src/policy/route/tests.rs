@@ -26,6 +26,7 @@ fn app_ci(name: &str, host: &str, path: &str, ci: bool) -> Arc<App> {
         identity_providers: None,
         policies: vec![],
         source: "test".to_string(),
+        counters: Default::default(),
     })
 }
 
