@@ -15,6 +15,11 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// After a change is seen, the files must stay unchanged this long before
 /// they are read, so a file caught mid-write is not compiled.
 pub const SETTLE: Duration = Duration::from_millis(100);
+/// A change is deferred at most this long while the files keep changing: a
+/// file rewritten more often than [`SETTLE`] is still reloaded (a copy caught
+/// mid-write fails to compile, keeps the last good set, and the next change
+/// is read again).
+pub const MAX_DEFER: Duration = Duration::from_secs(2);
 
 /// The live policy set and where it is loaded from.
 #[derive(Debug)]
@@ -81,7 +86,8 @@ fn fingerprint(path: &Path) -> Fingerprint {
 
 /// Watch the policy files on the current tokio runtime: reload when a file's
 /// size or mtime, or the folder listing, changes (polled every
-/// [`POLL_INTERVAL`], then stable for [`SETTLE`]) and on every SIGHUP. `on_result` sees each reload's
+/// [`POLL_INTERVAL`], then stable for [`SETTLE`], or changing for longer
+/// than [`MAX_DEFER`]) and on every SIGHUP. `on_result` sees each reload's
 /// outcome (for metrics and logs). The task ends with the runtime.
 pub fn spawn_watcher(
     handle: Arc<PolicyHandle>,
@@ -97,6 +103,8 @@ pub fn spawn_watcher(
             }
         };
         let mut last = fingerprint_blocking(&handle).await;
+        // When the files were first seen changed since the last reload.
+        let mut pending_since: Option<std::time::Instant> = None;
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -109,12 +117,14 @@ pub fn spawn_watcher(
                 if now == last {
                     continue;
                 }
+                let since = *pending_since.get_or_insert_with(std::time::Instant::now);
                 tokio::time::sleep(SETTLE).await;
-                if fingerprint_blocking(&handle).await != now {
+                if fingerprint_blocking(&handle).await != now && since.elapsed() < MAX_DEFER {
                     // Still being written: the next tick sees it again.
                     continue;
                 }
             }
+            pending_since = None;
             last = now;
             let h = handle.clone();
             let result = match tokio::task::spawn_blocking(move || h.reload()).await {

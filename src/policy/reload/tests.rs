@@ -122,6 +122,33 @@ async fn watcher_reloads_on_file_change_and_reports_errors() {
     task.abort();
 }
 
+/// A file rewritten every 30 ms (never stable for `SETTLE`) is still
+/// reloaded, within `MAX_DEFER` plus a poll or two.
+#[tokio::test]
+async fn watcher_reloads_a_file_that_never_stops_changing() {
+    let _serial = WATCHER_TESTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    write(&file, &app_file("one"));
+    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf()).expect("loads"));
+    let task = spawn_watcher(h.clone(), |_| {});
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut n = 0u32;
+    let mut reloaded = false;
+    while Instant::now() < end {
+        n += 1;
+        write(&file, &app_file(&format!("v{n}")));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if names(&h) != ["one"] {
+            reloaded = true;
+            break;
+        }
+    }
+    task.abort();
+    assert!(reloaded, "no reload while the file kept changing");
+}
+
 #[tokio::test]
 async fn sighup_reloads_even_without_a_file_change() {
     let _serial = WATCHER_TESTS.lock().await;
