@@ -2,9 +2,10 @@
 //!
 //! A token is verified and its session record loaded once; later requests
 //! with the same token bytes are served from here (SECURITY.md rule 9: the
-//! key is the whole token, never a prefix, `sid` or hash). An entry never
-//! outlives the token's `exp` nor the session's end: its moka lifetime is
-//! `min(ttl, expires_at - now)`, and every hit re-checks `expires_at`.
+//! key is the whole token, never a prefix, `sid` or hash). No entry
+//! is served past the token's `exp` or the session's end: every hit checks
+//! `expires_at` and evicts an entry past it, and moka drops every entry
+//! `ttl` after it was cached.
 //!
 //! Revocation: [`SessionCache::revoke`] marks the `sid` in [`RevokedSids`]
 //! (checked on every hit, so a revoked session is never served even while an
@@ -13,10 +14,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::future::Cache;
-use moka::Expiry;
 
 use super::token::{now_unix, SessionClaims};
 use crate::identity::Identity;
@@ -116,42 +116,6 @@ impl RevokedSids {
     }
 }
 
-/// Per-entry lifetime: never past the session's `expires_at`.
-struct SessionExpiry {
-    ttl: Duration,
-}
-
-impl SessionExpiry {
-    fn lifetime(&self, s: &CachedSession) -> Duration {
-        let left = s.expires_at.saturating_sub(now_unix());
-        if left <= 0 {
-            return Duration::ZERO;
-        }
-        self.ttl.min(Duration::from_secs(left.unsigned_abs()))
-    }
-}
-
-impl Expiry<String, Arc<CachedSession>> for SessionExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        value: &Arc<CachedSession>,
-        _at: Instant,
-    ) -> Option<Duration> {
-        Some(self.lifetime(value))
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        value: &Arc<CachedSession>,
-        _at: Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.lifetime(value))
-    }
-}
-
 /// Verified sessions by token.
 pub struct SessionCache {
     sessions: Cache<String, Arc<CachedSession>, FastHash>,
@@ -162,9 +126,12 @@ impl SessionCache {
     /// At most `max_entries` sessions, each kept at most `ttl` (and never
     /// past its `expires_at`).
     pub fn new(max_entries: u64, ttl: Duration) -> Self {
+        // No per-entry expiry in moka (its timer wheel costs a node per
+        // entry and work on every read): an entry lives at most `ttl`, and
+        // `check` refuses (and evicts) it on the first hit past `expires_at`.
         let sessions = Cache::builder()
             .max_capacity(max_entries)
-            .expire_after(SessionExpiry { ttl })
+            .time_to_live(ttl)
             .support_invalidation_closures()
             .build_with_hasher(FastHash::default());
         SessionCache {

@@ -241,16 +241,11 @@ async fn entry_count_counts_entries() {
     assert_eq!(c.entry_count(), 2);
 }
 
-#[test]
-fn lifetime_never_exceeds_exp_or_ttl() {
-    let e = SessionExpiry {
-        ttl: Duration::from_secs(60),
-    };
-    assert_eq!(
-        e.lifetime(&cached("s", "i", "u", 3600)),
-        Duration::from_secs(60)
-    );
-    let short = e.lifetime(&cached("s", "i", "u", 10));
-    assert!(short <= Duration::from_secs(10) && short >= Duration::from_secs(9));
-    assert_eq!(e.lifetime(&cached("s", "i", "u", -1)), Duration::ZERO);
+#[tokio::test]
+async fn entry_is_dropped_after_the_cache_ttl_even_if_the_session_lives_on() {
+    let c = SessionCache::new(1000, Duration::from_millis(300));
+    c.insert("tok", cached("s", "i", "u", 3600)).await;
+    assert!(c.get("tok").await.is_some());
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(c.get("tok").await.is_none());
 }
