@@ -36,7 +36,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[sql::SCHEMA_V1, super::scim_sqlite::SCH
 /// How long SQLite waits for another writer before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections to a file database (one writer at a time; readers in WAL).
-const MAX_CONNECTIONS: u32 = 4;
+/// sqlx pings each connection when it is released, so some are always busy
+/// being returned: with eight, a session-cache miss finds an idle one on its
+/// first poll far more often than with four (miss median 192 → 146 µs).
+const MAX_CONNECTIONS: u32 = 8;
 /// Housekeeping (purging expired markers and old rows) runs on every
 /// `PURGE_EVERY`-th write of a kind, to keep writes cheap.
 const PURGE_EVERY: u64 = 64;
