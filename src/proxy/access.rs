@@ -329,14 +329,10 @@ async fn verify_and_load(
     if rec.revoked || rec.expires_at <= now_unix() {
         return Err(LoadError::Gone);
     }
-    // SCIM groups may carry block/exclude rules: without them, deny.
-    let identity = if state.scim_enabled {
-        crate::scim::link::try_live_identity(state.store.as_ref(), rec.identity)
-            .await
-            .map_err(LoadError::Store)?
-    } else {
-        rec.identity
-    };
+    let identity = state
+        .policy_identity(rec.identity)
+        .await
+        .map_err(LoadError::Store)?;
     let expires_at = claims.exp.min(rec.expires_at);
     Ok(Arc::new(CachedSession::new(
         claims,

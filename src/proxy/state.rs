@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::idp::oidc::Provider;
 use crate::policy::model::{App, Upstream};
 use crate::policy::reload::PolicyHandle;
 use crate::session::cache::SessionCache;
 use crate::session::keys::KeyRing;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 use super::headers::Protected;
 
@@ -67,6 +68,17 @@ impl UpstreamHeaders {
 }
 
 impl State {
+    /// The identity policies see for a session record: with SCIM on, the
+    /// user's live SCIM groups merged in. A store failure is an error, not
+    /// "no SCIM groups": those groups may carry block or exclude rules.
+    pub async fn policy_identity(&self, identity: Identity) -> Result<Identity, StoreError> {
+        if self.scim_enabled {
+            crate::scim::link::try_live_identity(self.store.as_ref(), identity).await
+        } else {
+            Ok(identity)
+        }
+    }
+
     pub fn new(
         cfg: Config,
         policies: Arc<PolicyHandle>,

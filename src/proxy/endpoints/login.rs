@@ -569,14 +569,7 @@ async fn app_cookie_redirect(state: &State, target: &Target, rec: &SessionRecord
     // The app's first request with the new cookie is then a cache hit. With
     // SCIM the identity must carry the live SCIM groups; if they cannot be
     // read, nothing is cached and that request loads (and denies) itself.
-    let identity = if state.scim_enabled {
-        crate::scim::link::try_live_identity(state.store.as_ref(), rec.identity.clone())
-            .await
-            .ok()
-    } else {
-        Some(rec.identity.clone())
-    };
-    if let Some(identity) = identity {
+    if let Ok(identity) = state.policy_identity(rec.identity.clone()).await {
         let cached = CachedSession::new(claims, Arc::new(identity), exp);
         state.cache.insert(&token, Arc::new(cached)).await;
     }
