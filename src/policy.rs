@@ -8,6 +8,7 @@
 
 pub mod eval;
 pub mod explain;
+pub mod ip_range;
 pub mod load;
 pub mod model;
 pub mod raw;

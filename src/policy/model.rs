@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use crate::identity::GroupId;
+use crate::policy::ip_range::IpRange;
 
 /// The whole compiled policy set: every app of every policy file, plus the
 /// service tokens. Swapped atomically on reload.
@@ -111,7 +110,7 @@ pub enum Selector {
     EmailDomain(String),
     /// Exact group display name, interned.
     Group(GroupId),
-    Ip(IpNet),
+    Ip(IpRange),
     /// Service token by name.
     ServiceToken(String),
     AnyValidServiceToken,

@@ -4,9 +4,12 @@
 //! The index is built once per (re)load; a lookup allocates nothing: exact
 //! hosts are one `HashMap` probe, wildcard suffixes one probe per label of
 //! the request host, and each host's apps are pre-sorted longest path first.
+//! The maps hash with foldhash (seeded per process): their keys come from
+//! policy files, and a request can only look up, never insert.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use crate::policy::model::{App, HostPattern};
 

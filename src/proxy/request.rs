@@ -130,13 +130,21 @@ pub fn split_host(authority: &str) -> Option<usize> {
             return None;
         }
     }
-    let ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        && !host.starts_with('.')
-        && !host.contains("..");
-    ok.then_some(host.len())
+    valid_reg_name(host.as_bytes()).then_some(host.len())
+}
+
+/// Letters, digits, `-`, `_` and `.`, not empty, not starting with `.`,
+/// no `..`: one pass over the bytes.
+fn valid_reg_name(host: &[u8]) -> bool {
+    let mut prev = b'.';
+    for &b in host {
+        let ok = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && prev != b'.');
+        if !ok {
+            return false;
+        }
+        prev = b;
+    }
+    !host.is_empty()
 }
 
 fn valid_port(p: &str) -> bool {
@@ -151,6 +159,8 @@ fn accepts_html(req: &RequestHeader) -> bool {
     req.headers
         .get_all(http::header::ACCEPT)
         .iter()
+        // Most API clients never mention text/html: skip the item parse.
+        .filter(|v| mentions_text_html(v.as_bytes()))
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|item| {
@@ -163,6 +173,17 @@ fn accepts_html(req: &RequestHeader) -> bool {
                 .filter_map(|p| p.trim().strip_prefix("q="))
                 .all(|q| q.trim().parse::<f32>().map(|q| q > 0.0).unwrap_or(false))
         })
+}
+
+/// Whether `text/html` (any case) occurs anywhere in `v`: a necessary
+/// condition for [`accepts_html`], found with one `memchr` pass over `/`.
+fn mentions_text_html(v: &[u8]) -> bool {
+    memchr::memchr_iter(b'/', v).any(|i| {
+        i >= 4
+            && v[i - 4..i].eq_ignore_ascii_case(b"text")
+            && v.get(i + 1..i + 5)
+                .is_some_and(|h| h.eq_ignore_ascii_case(b"html"))
+    })
 }
 
 #[cfg(test)]
@@ -213,6 +234,47 @@ mod tests {
         assert!(!read(&r, None).unwrap().browser);
         let r = req("/", &[("Host", "a"), ("Accept", "application/json")]);
         assert!(!read(&r, None).unwrap().browser);
+    }
+
+    #[test]
+    fn host_with_empty_labels_is_rejected() {
+        for h in [".a", "a..b", "..", ".", "a.b..", "a..:80"] {
+            assert_eq!(split_host(h), None, "{h}");
+        }
+        for (h, len) in [("a.b", 3), ("a_b-c.d", 7), ("a.b.", 4), ("x1:8080", 2)] {
+            assert_eq!(split_host(h), Some(len), "{h}");
+        }
+    }
+
+    #[test]
+    fn browser_accept_is_matched_in_any_case_and_position() {
+        for accept in [
+            "TEXT/HTML",
+            "application/json, Text/Html;q=0.5",
+            "*/*;q=0.1,text/html",
+        ] {
+            let r = req("/", &[("Host", "a"), ("Accept", accept)]);
+            assert!(read(&r, None).unwrap().browser, "{accept}");
+        }
+        for accept in [
+            "text/htm",
+            "application/xhtml+xml",
+            "text/plain, html/text",
+            "/html",
+        ] {
+            let r = req("/", &[("Host", "a"), ("Accept", accept)]);
+            assert!(!read(&r, None).unwrap().browser, "{accept}");
+        }
+    }
+
+    #[test]
+    fn text_html_is_found_only_as_a_media_type_substring() {
+        assert!(mentions_text_html(b"text/html"));
+        assert!(mentions_text_html(b"a/b, TeXt/HtMl"));
+        assert!(!mentions_text_html(b"text/htm"));
+        assert!(!mentions_text_html(b"/html"));
+        assert!(!mentions_text_html(b"text/"));
+        assert!(!mentions_text_html(b""));
     }
 
     #[test]

@@ -7,18 +7,27 @@
 //! `expires_at` and evicts an entry past it, and moka drops every entry
 //! `ttl` after it was cached.
 //!
-//! Revocation: [`SessionCache::revoke`] marks the `sid` in [`RevokedSids`]
-//! (checked on every hit, so a revoked session is never served even while an
-//! in-flight load is still inserting it) and evicts its entries. Policy is
-//! never cached here: only "who is this token".
+//! Revocation: [`SessionCache::revoke`] marks the `sid` in [`RevokedSids`],
+//! then bumps a revocation counter, then evicts the sid's entries. A hit
+//! probes [`RevokedSids`] whenever the counter moved since that entry was
+//! last probed (always on an entry's first hit), so a revoked session is
+//! never served, even one that an in-flight load inserted after the
+//! eviction; while nothing is revoked a hit costs one atomic load instead of
+//! a second map probe. Policy is never cached here: only "who is this
+//! token".
+//!
+//! Expiry uses the coarse clock ([`now_unix_coarse`]), which may lag the
+//! real time by one tick: an entry is refused from one second before its
+//! `expires_at`, so it is never served past it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
 
-use super::token::{now_unix, SessionClaims};
+use super::token::{now_unix_coarse, SessionClaims};
 use crate::identity::Identity;
 
 /// How long a revoked `sid` is remembered: longer than any session lives
@@ -45,7 +54,14 @@ pub struct CachedSession {
     /// Upstream header values built from `identity` on first use, so that
     /// forwarding a cached session copies no strings.
     pub forward: std::sync::OnceLock<ForwardValues>,
+    /// The revocation count this entry was last found unrevoked at
+    /// (`NEVER_PROBED` until its first hit).
+    probed_at: AtomicU64,
 }
+
+/// `probed_at` of an entry no hit has probed yet; the revocation counter
+/// never reaches it.
+const NEVER_PROBED: u64 = u64::MAX;
 
 impl CachedSession {
     /// A cache entry for verified `claims`, usable until `expires_at`.
@@ -57,6 +73,7 @@ impl CachedSession {
             identity,
             expires_at,
             forward: std::sync::OnceLock::new(),
+            probed_at: AtomicU64::new(NEVER_PROBED),
         }
     }
 
@@ -120,6 +137,9 @@ impl RevokedSids {
 pub struct SessionCache {
     sessions: Cache<String, Arc<CachedSession>, FastHash>,
     revoked: RevokedSids,
+    /// Number of [`revoke`](Self::revoke) calls so far; bumped after the sid
+    /// is marked, so a hit that reads a count sees every mark before it.
+    revocations: AtomicU64,
 }
 
 impl SessionCache {
@@ -137,6 +157,7 @@ impl SessionCache {
         SessionCache {
             sessions,
             revoked: RevokedSids::new(REVOKED_SID_TTL, REVOKED_SID_CAPACITY),
+            revocations: AtomicU64::new(0),
         }
     }
 
@@ -194,6 +215,7 @@ impl SessionCache {
     /// Revoke `sid` here: remember it and evict its entries.
     pub fn revoke(&self, sid: &str) {
         self.revoked.mark(sid);
+        self.revocations.fetch_add(1, Ordering::AcqRel);
         self.invalidate_sid(sid);
     }
 
@@ -235,11 +257,19 @@ impl SessionCache {
     }
 
     fn check(&self, s: &CachedSession) -> Result<(), Unusable> {
-        if s.expires_at <= now_unix() {
+        // The coarse clock may be up to a tick behind: one second of margin
+        // keeps "never past expires_at" true.
+        if s.expires_at <= now_unix_coarse() + 1 {
             return Err(Unusable::Expired);
         }
-        if self.revoked.contains(&s.sid) {
-            return Err(Unusable::Revoked);
+        // Read the count before probing: every sid marked before it was
+        // bumped is visible to the probe below.
+        let seen = self.revocations.load(Ordering::Acquire);
+        if s.probed_at.load(Ordering::Acquire) != seen {
+            if self.revoked.contains(&s.sid) {
+                return Err(Unusable::Revoked);
+            }
+            s.probed_at.store(seen, Ordering::Release);
         }
         Ok(())
     }

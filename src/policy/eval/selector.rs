@@ -17,7 +17,7 @@ pub fn selector_matches(sel: &Selector, subject: &Subject<'_>, req: &RequestView
     match sel {
         Selector::Everyone => true,
         // A v4-mapped v6 peer (dual-stack listener) is compared as v4.
-        Selector::Ip(net) => net.contains(&req.client_ip.to_canonical()),
+        Selector::Ip(range) => range.contains(req.client_ip),
         Selector::ServiceToken(name) => {
             matches!(subject, Subject::Service(t) if t.name == *name)
         }

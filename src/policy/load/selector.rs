@@ -11,6 +11,7 @@ use super::Cx;
 use crate::config::host::is_valid_hostname;
 use crate::config::yaml::suggest;
 use crate::identity::GroupId;
+use crate::policy::ip_range::IpRange;
 use crate::policy::model::{Decision, Policy, Selector};
 use crate::policy::raw::{RawDecision, RawPolicy, RawSelector, Str};
 
@@ -167,7 +168,7 @@ fn selector(
                 .ok()
                 .or_else(|| v.parse::<IpAddr>().ok().map(IpNet::from));
             match net {
-                Some(n) => Some(Selector::Ip(n.trunc())),
+                Some(n) => Some(Selector::Ip(IpRange::new(n))),
                 None => {
                     cx.err(&s.referenced, &k, format!("invalid IP address or CIDR `{v}` (e.g. `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`)"));
                     None

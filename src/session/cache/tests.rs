@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::session::token::TYP_APP;
+use crate::session::token::{now_unix, TYP_APP};
 
 #[derive(Debug, PartialEq)]
 enum LoadErr {
@@ -79,12 +79,12 @@ async fn key_is_the_whole_token() {
 #[tokio::test]
 async fn entry_is_not_served_after_exp() {
     let c = cache();
-    let s = cached("sid1", "okta", "alice", 1);
+    let s = cached("sid1", "okta", "alice", 3);
     let expires_at = s.expires_at;
     c.insert("tok-1", s).await;
     assert!(c.get("tok-1").await.is_some());
     // Poll (with a deadline) until the clock passes `exp`.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
     while now_unix() < expires_at {
         assert!(
             std::time::Instant::now() < deadline,
@@ -139,6 +139,38 @@ async fn session_loaded_after_revocation_is_refused() {
         .await;
     assert_eq!(*r.unwrap_err(), LoadErr::Unusable(Unusable::Revoked));
     assert!(c.get("tok-1").await.is_none());
+}
+
+#[tokio::test]
+async fn entry_is_refused_in_the_last_second_before_exp() {
+    // The coarse clock may lag by a tick, so the last second is given up
+    // rather than risk serving past `exp`.
+    let c = cache();
+    c.insert("tok-1", cached("sid1", "okta", "alice", 1)).await;
+    assert!(c.get("tok-1").await.is_none());
+}
+
+#[tokio::test]
+async fn entry_served_before_a_revocation_is_refused_after_it() {
+    let c = cache();
+    let s = cached("sid1", "okta", "alice", 300);
+    c.insert("tok-1", s.clone()).await;
+    assert!(c.get("tok-1").await.is_some());
+    assert!(c.get("tok-1").await.is_some());
+    c.revoke("sid1");
+    // The same entry, put back as an in-flight load would.
+    c.insert("tok-1", s).await;
+    assert!(c.get("tok-1").await.is_none());
+}
+
+#[tokio::test]
+async fn revoking_one_sid_keeps_serving_the_others() {
+    let c = cache();
+    c.insert("tok-2", cached("sid2", "okta", "bob", 300)).await;
+    assert!(c.get("tok-2").await.is_some());
+    c.revoke("sid1");
+    assert!(c.get("tok-2").await.is_some());
+    assert!(c.get("tok-2").await.is_some());
 }
 
 #[tokio::test]
