@@ -86,13 +86,24 @@ impl Groups {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut named: Vec<(&'static str, GroupId)> = names
-            .into_iter()
-            .map(|n| {
-                let id = GroupId::intern(n.as_ref());
-                (id.name(), id)
-            })
-            .collect();
+        let names: Vec<S> = names.into_iter().collect();
+        // One read lock for the whole list (a session record holds 100+
+        // groups); only names never seen go through `intern`'s write path.
+        let mut named: Vec<(&'static str, GroupId)> = Vec::with_capacity(names.len());
+        let mut unseen = Vec::new();
+        {
+            let table = TABLE.read();
+            for n in &names {
+                match table.ids.get_key_value(n.as_ref()) {
+                    Some((&name, &id)) => named.push((name, id)),
+                    None => unseen.push(n),
+                }
+            }
+        }
+        for n in unseen {
+            let id = GroupId::intern(n.as_ref());
+            named.push((id.name(), id));
+        }
         named.sort_unstable_by(|a, b| a.0.cmp(b.0));
         named.dedup_by(|a, b| a.1 == b.1);
         Groups(named.into_iter().map(|(_, id)| id).collect())
@@ -181,8 +192,38 @@ impl Serialize for Groups {
 }
 
 impl<'de> Deserialize<'de> for Groups {
+    /// A list of names. Names are borrowed from the input where it allows
+    /// (a stored session's JSON without escapes): a record with 100 groups
+    /// is read on a session-cache miss, and 100 throwaway `String`s were a
+    /// tenth of that miss.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Groups, D::Error> {
-        Vec::<String>::deserialize(d).map(Groups::from_names)
+        Vec::<Name<'de>>::deserialize(d)
+            .map(|names| Groups::from_names(names.iter().map(|n| &*n.0)))
+    }
+}
+
+/// One group name while deserializing: borrowed when possible.
+struct Name<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Name<'de>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a group name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -232,6 +273,21 @@ mod tests {
         assert_eq!(json, r#"["x-1","x-2"]"#);
         let back: Groups = serde_json::from_str(&json).unwrap();
         assert_eq!(back, g);
+    }
+
+    #[test]
+    fn names_with_escapes_and_from_owned_values_deserialize() {
+        let g: Groups = serde_json::from_str(r#"["q\"uote", "tab\tx", "plain"]"#).unwrap();
+        assert_eq!(g, ["plain", "q\"uote", "tab\tx"]);
+        let v = serde_json::json!(["v-1", "v-2"]);
+        let g: Groups = serde_json::from_value(v).unwrap();
+        assert_eq!(g, ["v-1", "v-2"]);
+    }
+
+    #[test]
+    fn a_list_with_a_non_string_is_refused() {
+        assert!(serde_json::from_str::<Groups>(r#"["a", 1]"#).is_err());
+        assert!(serde_json::from_str::<Groups>(r#""a""#).is_err());
     }
 
     #[test]

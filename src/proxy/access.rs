@@ -4,9 +4,7 @@
 //! [`deny_reply`], checked in one fixed order. Fail closed: every error is a
 //! denial.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 
 use pingora::http::RequestHeader;
 use subtle::ConstantTimeEq;
@@ -16,7 +14,7 @@ use crate::policy::eval::{evaluate, Outcome, Phase, RequestView, Subject};
 use crate::policy::model::{App, Decision, PolicySet, ServiceToken};
 use crate::session::cache::CachedSession;
 use crate::session::keys::Expect;
-use crate::session::token::{now_unix, sha256_hex, unverified_sid, ServiceClaims, SessionClaims};
+use crate::session::token::{now_unix, sha256_hex, ServiceClaims, SessionClaims};
 
 use super::cookies;
 use super::request::RequestInfo;
@@ -266,13 +264,9 @@ async fn load_session(
     app: &App,
     token: &str,
 ) -> Result<Option<Arc<CachedSession>>, ()> {
-    let Some(sid) = unverified_sid(token) else {
-        tracing::debug!(app.name = %app.name, "Session token refused: no readable sid");
-        return Ok(None);
-    };
     let loaded = state
         .cache
-        .get_or_load(token, || verify_and_load(state, token, sid))
+        .get_or_load(token, || verify_and_load(state, token))
         .await;
     match loaded {
         Ok(s) if s.aud_matches(&app.aud) => Ok(Some(s)),
@@ -294,20 +288,13 @@ async fn load_session(
     }
 }
 
-/// The cache loader: read the record of the token's (unverified) `sid` while
-/// the signature is checked, so a miss costs the slower of the two rather
-/// than their sum. Nothing read is used unless the token verifies and its
-/// verified `sid` is the one the record was read for. `aud` is checked by
-/// the caller: one verified token serves every request that presents it.
-async fn verify_and_load(
-    state: &State,
-    token: &str,
-    sid: String,
-) -> Result<Arc<CachedSession>, LoadError> {
-    let mut record = std::pin::pin!(state.store.get_session(&sid));
-    // One poll hands the query to the store's worker before the CPU-bound
-    // signature check runs on this thread.
-    let early = std::future::poll_fn(|cx| Poll::Ready(record.as_mut().poll(cx))).await;
+/// The cache loader: verify the token, then read its session record. The
+/// store is touched only for a token that verified. The read is done in
+/// place when the store offers it (an SQLite file: a few microseconds, where
+/// a hop to sqlx's worker thread and back costs about 90); otherwise, or
+/// while the database is locked, through the async store. `aud` is checked
+/// by the caller: one verified token serves every request that presents it.
+async fn verify_and_load(state: &State, token: &str) -> Result<Arc<CachedSession>, LoadError> {
     let expect = Expect {
         iss: &state.auth_origin,
         aud: None,
@@ -317,15 +304,11 @@ async fn verify_and_load(
         .keys
         .verify(token, &expect)
         .map_err(LoadError::Refused)?;
-    if claims.sid != sid {
-        return Err(LoadError::Gone);
-    }
-    let rec = match early {
-        Poll::Ready(r) => r,
-        Poll::Pending => record.await,
-    }
-    .map_err(LoadError::Store)?
-    .ok_or(LoadError::Gone)?;
+    let read = match state.store.get_session_now(&claims.sid) {
+        Some(read) => read,
+        None => state.store.get_session(&claims.sid).await,
+    };
+    let rec = read.map_err(LoadError::Store)?.ok_or(LoadError::Gone)?;
     if rec.revoked || rec.expires_at <= now_unix() {
         return Err(LoadError::Gone);
     }

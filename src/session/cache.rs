@@ -188,9 +188,8 @@ impl SessionCache {
         Fut: Future<Output = Result<Arc<CachedSession>, E>>,
         E: From<Unusable> + Send + Sync + 'static,
     {
-        if let Some(hit) = self.get(token).await {
-            return Ok(hit);
-        }
+        // moka returns a present entry without running `load`; it is checked
+        // below like a fresh one.
         let entry = self
             .sessions
             .try_get_with_by_ref(token, async { load().await })

@@ -158,21 +158,6 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(&buf)
 }
 
-/// The `sid` claim of a compact JWT, read WITHOUT checking the signature.
-/// Only for starting the session-record read while the signature is being
-/// verified; the verified `sid` must equal it before the record is used.
-pub fn unverified_sid(token: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Peek {
-        sid: String,
-    }
-    let mut parts = token.splitn(3, '.');
-    let payload = parts.nth(1)?;
-    parts.next()?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    serde_json::from_slice::<Peek>(&bytes).ok().map(|p| p.sid)
-}
-
 /// Lowercase hex SHA-256 of `s`.
 pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
@@ -196,22 +181,6 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn unverified_sid_reads_the_payload_claim() {
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"sid":"s-1","aud":["a"]}"#);
-        assert_eq!(
-            unverified_sid(&format!("h.{payload}.sig")).as_deref(),
-            Some("s-1")
-        );
-    }
-
-    #[test]
-    fn unverified_sid_is_none_for_garbage_or_duplicate_claims() {
-        let dup = URL_SAFE_NO_PAD.encode(br#"{"sid":"a","sid":"b"}"#);
-        for t in ["", "abc", "a.b", "a.!!!.c", &format!("h.{dup}.s")] {
-            assert_eq!(unverified_sid(t), None, "{t}");
-        }
-    }
     use super::*;
 
     fn session() -> SessionClaims {

@@ -24,7 +24,8 @@ fn identity(idp: &str, sub: &str) -> Identity {
     }
 }
 
-fn record(idp: &str, sub: &str, expires_in: i64) -> SessionRecord {
+/// A live session of `sub` at `idp` with a random sid.
+pub fn record(idp: &str, sub: &str, expires_in: i64) -> SessionRecord {
     let now = now_unix();
     SessionRecord {
         sid: random_token(16),

@@ -188,6 +188,95 @@ async fn corrupt_identity_is_a_data_error() {
     assert!(matches!(s.get_session("x").await, Err(StoreError::Data(_))));
 }
 
+#[tokio::test]
+async fn in_place_read_returns_what_the_pool_wrote() {
+    let (_dir, s) = temp_store().await;
+    let rec = conformance::record("okta", "alice", 3600);
+    s.create_session(&rec).await.unwrap();
+    let now = s.get_session_now(&rec.sid).expect("offered").unwrap();
+    assert_eq!(now, Some(rec.clone()));
+    assert_eq!(now, s.get_session(&rec.sid).await.unwrap());
+}
+
+#[tokio::test]
+async fn in_place_read_of_an_unknown_sid_is_none() {
+    let (_dir, s) = temp_store().await;
+    assert_eq!(
+        s.get_session_now("no-such-sid").expect("offered").unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn in_place_read_sees_a_revocation_at_once() {
+    let (_dir, s) = temp_store().await;
+    let rec = conformance::record("okta", "alice", 3600);
+    s.create_session(&rec).await.unwrap();
+    // A connection that has read before (kept in the free list).
+    assert!(
+        !s.get_session_now(&rec.sid)
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(s.revoke_session(&rec.sid).await.unwrap());
+    assert!(
+        s.get_session_now(&rec.sid)
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}
+
+#[tokio::test]
+async fn in_place_read_reports_a_corrupt_identity() {
+    let (_dir, s) = temp_store().await;
+    sqlx::query("INSERT INTO sessions (sid, idp, sub, identity, created_at, expires_at) VALUES ('x', 'i', 's', 'not json', 0, 0)")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_session_now("x"),
+        Some(Err(StoreError::Data(_)))
+    ));
+}
+
+#[tokio::test]
+async fn in_place_reads_from_many_threads_agree_with_the_store() {
+    let (_dir, s) = temp_store().await;
+    let s = Arc::new(s);
+    let mut recs = Vec::new();
+    for i in 0..16 {
+        let rec = conformance::record("okta", &format!("u{i}"), 3600);
+        s.create_session(&rec).await.unwrap();
+        recs.push(rec);
+    }
+    let recs = Arc::new(recs);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (s, recs) = (s.clone(), recs.clone());
+            std::thread::spawn(move || {
+                for round in 0..50 {
+                    let rec = &recs[(t * 7 + round) % recs.len()];
+                    let got = s.get_session_now(&rec.sid).unwrap().unwrap();
+                    assert_eq!(got.as_ref(), Some(rec));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn memory_store_does_not_read_in_place() {
+    let s = SqliteStore::open(MEMORY_URL).await.unwrap();
+    assert!(s.get_session_now("any").is_none());
+}
+
 #[test]
 fn urls_parse_to_locations() {
     assert_eq!(parse_url("sqlite::memory:").unwrap(), Location::Memory);
