@@ -1,5 +1,11 @@
 //! Hot reload of the policy set: watch the files (polling) and SIGHUP, compile
 //! off the request path, swap atomically; a bad file keeps the last good set.
+//!
+//! The watcher compiles on a thread of its own at a lower scheduling
+//! priority ([`COMPILE_NICE`]): compiling 1,000 apps is 0.2 s of a core,
+//! and on a machine whose cores are busy with requests that CPU would
+//! otherwise come out of request latency. An idle machine compiles at full
+//! speed; a saturated one finishes the reload later instead.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +26,11 @@ pub const SETTLE: Duration = Duration::from_millis(100);
 /// mid-write fails to compile, keeps the last good set, and the next change
 /// is read again).
 pub const MAX_DEFER: Duration = Duration::from_secs(2);
+
+/// How much the watcher's compile thread lowers its priority (`nice`, on
+/// that thread only): its CPU share against a request thread is then about
+/// a tenth.
+pub const COMPILE_NICE: i32 = 10;
 
 /// The live policy set and where it is loaded from.
 #[derive(Debug)]
@@ -63,8 +74,32 @@ impl PolicyHandle {
     /// a blocking context, as the watcher does.
     pub fn reload(&self) -> Result<(), PolicyErrors> {
         let set = load_path(&self.path)?;
-        self.store(set);
+        let old = self.set.swap(Arc::new(set));
+        free_when_unshared(old);
         Ok(())
+    }
+}
+
+/// How long [`PolicyHandle::reload`] waits for requests to let go of the set
+/// it replaced, so that it frees the set itself.
+const FREE_WAIT: Duration = Duration::from_secs(2);
+
+/// Free a replaced policy set on this (background) thread. A request that
+/// still holds it would otherwise free it when it finishes: for 1,000 apps
+/// that is milliseconds of deallocation on a request thread, which showed
+/// as a p99 spike at every reload. Requests hold the set for microseconds;
+/// one that holds it past [`FREE_WAIT`] frees it itself.
+fn free_when_unshared(mut old: Arc<PolicySet>) {
+    let deadline = std::time::Instant::now() + FREE_WAIT;
+    loop {
+        match Arc::try_unwrap(old) {
+            Ok(set) => return drop(set),
+            Err(shared) if std::time::Instant::now() < deadline => {
+                old = shared;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(_) => return,
+        }
     }
 }
 
@@ -126,17 +161,43 @@ pub fn spawn_watcher(
             }
             pending_since = None;
             last = now;
-            let h = handle.clone();
-            let result = match tokio::task::spawn_blocking(move || h.reload()).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Policy reload task failed");
+            let result = match compile_in_background(handle.clone()).await {
+                Some(r) => r,
+                None => {
+                    tracing::warn!("Policy reload thread failed; keeping the current policies");
                     continue;
                 }
             };
             on_result(result.as_ref().map(|_| ()));
         }
     })
+}
+
+/// [`PolicyHandle::reload`] on a new thread at [`COMPILE_NICE`]; `None` if
+/// the thread could not start or panicked.
+async fn compile_in_background(handle: Arc<PolicyHandle>) -> Option<Result<(), PolicyErrors>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name("policy-compile".into())
+        .spawn(move || {
+            lower_priority();
+            // The receiver is gone only if the watcher ended.
+            let _ = tx.send(handle.reload());
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "Cannot start the policy compile thread");
+        return None;
+    }
+    rx.await.ok()
+}
+
+/// Lower the calling thread's priority by [`COMPILE_NICE`]. On Linux the
+/// nice value is per thread, so request threads keep theirs. Failure only
+/// costs latency, so it is logged, not returned.
+fn lower_priority() {
+    if let Err(e) = rustix::process::nice(COMPILE_NICE) {
+        tracing::debug!(error = %e, "Cannot lower the policy compile thread's priority");
+    }
 }
 
 /// The next SIGHUP, or never when signals are unavailable.

@@ -176,3 +176,41 @@ async fn sighup_reloads_even_without_a_file_change() {
     assert!(reloaded, "SIGHUP did not trigger a reload");
     task.abort();
 }
+
+#[test]
+fn compile_priority_is_lowered_on_that_thread_only() {
+    let before = rustix::process::getpriority_process(None).unwrap();
+    let on_thread = std::thread::spawn(|| {
+        super::lower_priority();
+        rustix::process::getpriority_process(None).unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(on_thread, (before + super::COMPILE_NICE).min(19));
+    assert_eq!(rustix::process::getpriority_process(None).unwrap(), before);
+}
+
+#[test]
+fn reload_frees_the_replaced_set_once_readers_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    write(&path, &app_file("one"));
+    let h = Arc::new(PolicyHandle::load(path.clone()).unwrap());
+    // A request holding the current set across the reload.
+    let held = h.current().clone();
+    let weak = Arc::downgrade(&held);
+    write(&path, &app_file("two"));
+    let reloader = {
+        let h = h.clone();
+        std::thread::spawn(move || h.reload())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(names(&h), ["two"]);
+    // Still alive while held, and the reload waits to free it itself
+    // rather than leave that to the request.
+    assert!(weak.upgrade().is_some());
+    assert!(!reloader.is_finished());
+    drop(held);
+    reloader.join().unwrap().unwrap();
+    assert!(weak.upgrade().is_none());
+}
