@@ -40,8 +40,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[sql::SCHEMA_V1, super::scim_sqlite::SCH
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections to a file database (one writer at a time; readers in WAL).
 /// sqlx pings each connection when it is released, so some are always busy
-/// being returned; eight keep one idle for a login or SCIM request. (The
-/// session-cache miss reads in place, through [`reader`].)
+/// being returned; eight keep one idle for a login or SCIM request. They
+/// open on demand: the session-cache miss, which needed one idle at once,
+/// reads in place through [`reader`], and opening several connections at
+/// the same moment on a new file races their switch to WAL mode.
 const MAX_CONNECTIONS: u32 = 8;
 /// Housekeeping (purging expired markers and old rows) runs on every
 /// `PURGE_EVERY`-th write of a kind, to keep writes cheap.
@@ -133,9 +135,7 @@ impl SqliteStore {
                     // query itself, which the caller treats as a store error.
                     .test_before_acquire(false)
                     .max_connections(MAX_CONNECTIONS)
-                    // Kept open: a session-cache miss must find an idle
-                    // connection at once, not open one.
-                    .min_connections(MAX_CONNECTIONS)
+                    .min_connections(1)
                     .idle_timeout(None)
                     .connect_with(opts)
                     .await?
