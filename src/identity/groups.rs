@@ -86,14 +86,14 @@ impl Groups {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let names: Vec<S> = names.into_iter().collect();
+        let names = names.into_iter();
         // One read lock for the whole list (a session record holds 100+
         // groups); only names never seen go through `intern`'s write path.
-        let mut named: Vec<(&'static str, GroupId)> = Vec::with_capacity(names.len());
+        let mut named: Vec<(&'static str, GroupId)> = Vec::with_capacity(names.size_hint().0);
         let mut unseen = Vec::new();
         {
             let table = TABLE.read();
-            for n in &names {
+            for n in names {
                 match table.ids.get_key_value(n.as_ref()) {
                     Some((&name, &id)) => named.push((name, id)),
                     None => unseen.push(n),

@@ -67,12 +67,6 @@ fn key(ip: IpAddr) -> (bool, u128) {
     }
 }
 
-impl From<IpNet> for IpRange {
-    fn from(net: IpNet) -> IpRange {
-        IpRange::new(net)
-    }
-}
-
 impl FromStr for IpRange {
     type Err = ipnet::AddrParseError;
 

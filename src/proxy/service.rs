@@ -188,14 +188,13 @@ impl ProxyHttp for Portcullis {
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         match (&ctx.app_label, ctx.proxy_owned) {
             (Some(app), false) => app.counters.inc_request(&app.name, ctx.decision),
-            (_, true) => metrics()
-                .requests_total
-                .with_label_values(&["_proxy", ctx.decision])
-                .inc(),
-            (None, false) => metrics()
-                .requests_total
-                .with_label_values(&["none", ctx.decision])
-                .inc(),
+            (_, proxy_owned) => {
+                let label = if proxy_owned { "_proxy" } else { "none" };
+                metrics()
+                    .requests_total
+                    .with_label_values(&[label, ctx.decision])
+                    .inc()
+            }
         }
     }
 }

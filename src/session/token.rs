@@ -180,7 +180,6 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
 
     fn session() -> SessionClaims {

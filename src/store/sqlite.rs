@@ -253,23 +253,22 @@ fn identity_json(identity: &Identity) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Data(format!("session identity does not serialize: {e}")))
 }
 
-/// A session record from the columns of `sessions` (both read paths).
-fn session_record(
-    sid: &str,
-    identity: &str,
-    created_at: i64,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-) -> Result<Option<SessionRecord>, StoreError> {
-    let identity: Identity = serde_json::from_str(identity)
+/// The columns [`sql::SELECT_SESSION`] returns: identity JSON, created_at,
+/// expires_at, revoked_at (both read paths).
+type SessionRow = (String, i64, i64, Option<i64>);
+
+/// A session record from its row.
+fn session_record(sid: &str, row: SessionRow) -> Result<SessionRecord, StoreError> {
+    let (identity, created_at, expires_at, revoked_at) = row;
+    let identity: Identity = serde_json::from_str(&identity)
         .map_err(|e| StoreError::Data(format!("stored session identity is not valid: {e}")))?;
-    Ok(Some(SessionRecord {
+    Ok(SessionRecord {
         sid: sid.to_string(),
         identity,
         created_at,
         expires_at,
         revoked: revoked_at.is_some(),
-    }))
+    })
 }
 
 #[async_trait]
@@ -297,14 +296,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query_as::<_, (String, i64, i64, Option<i64>)>(sql::SELECT_SESSION)
+        let row = sqlx::query_as::<_, SessionRow>(sql::SELECT_SESSION)
             .bind(sid)
             .fetch_optional(&self.pool)
             .await?;
-        let Some((identity, created_at, expires_at, revoked_at)) = row else {
-            return Ok(None);
-        };
-        session_record(sid, &identity, created_at, expires_at, revoked_at)
+        row.map(|row| session_record(sid, row)).transpose()
     }
 
     fn get_session_now(&self, sid: &str) -> Option<Result<Option<SessionRecord>, StoreError>> {

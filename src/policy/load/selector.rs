@@ -2,9 +2,6 @@
 //! its selectors, with the rule that `bypass` and `service_auth` policies use
 //! only non-identity selectors and `allow` / `block` no service-token ones.
 
-use std::net::IpAddr;
-
-use ipnet::IpNet;
 use serde_saphyr::Spanned;
 
 use super::Cx;
@@ -163,13 +160,9 @@ fn selector(
         RawSelector::Ip(s) => {
             let k = format!("{key}.ip");
             let v = cx.non_empty(s, &k)?;
-            let net = v
-                .parse::<IpNet>()
-                .ok()
-                .or_else(|| v.parse::<IpAddr>().ok().map(IpNet::from));
-            match net {
-                Some(n) => Some(Selector::Ip(IpRange::new(n))),
-                None => {
+            match v.parse::<IpRange>() {
+                Ok(range) => Some(Selector::Ip(range)),
+                Err(_) => {
                     cx.err(&s.referenced, &k, format!("invalid IP address or CIDR `{v}` (e.g. `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`)"));
                     None
                 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::sql;
+use super::{sql, SessionRow};
 use crate::store::{SessionRecord, StoreError};
 
 /// Most idle read connections kept (one per thread that read at once).
@@ -79,10 +79,7 @@ impl SessionReader {
             }
         }
         match row {
-            Ok(None) => Some(Ok(None)),
-            Ok(Some((identity, created_at, expires_at, revoked_at))) => Some(
-                super::session_record(sid, &identity, created_at, expires_at, revoked_at),
-            ),
+            Ok(row) => Some(row.map(|row| super::session_record(sid, row)).transpose()),
             Err(e) if is_busy(&e) => None,
             Err(e) => Some(Err(StoreError::Data(format!("session read failed: {e}")))),
         }
@@ -102,9 +99,7 @@ impl SessionReader {
     }
 }
 
-type Row = (String, i64, i64, Option<i64>);
-
-fn read_row(conn: &Connection, sid: &str) -> rusqlite::Result<Option<Row>> {
+fn read_row(conn: &Connection, sid: &str) -> rusqlite::Result<Option<SessionRow>> {
     let mut stmt = conn.prepare_cached(sql::SELECT_SESSION)?;
     stmt.query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()
