@@ -24,7 +24,9 @@
 //!   what a miss uses), the live SCIM-group merge, the steps of a miss one
 //!   after the other (`verify_and_load`), and `decide` end to end with a
 //!   token never seen before (verify, read in place, cache insert,
-//!   evaluate). Target ≤ 100 µs.
+//!   evaluate). Target ≤ 100 µs. `decide_end_to_end_scim`: the same with
+//!   SCIM on, so a miss also reads the groups of the linked SCIM user (five
+//!   groups), as with Okta provisioning.
 //! - `path/*`: path normalisation of clean and dirty targets.
 //! - `policy_compile/*`: `compile_sources` of the 50-app and 1,000-app sets.
 //!
@@ -40,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::policy::eval::{evaluate, Outcome, Phase, RequestView, Subject};
+use portcullis::policy::model::App;
 use portcullis::proxy::access::{self, Permit, Verdict};
+use portcullis::proxy::State;
 use portcullis::proxy::{path, request};
 use portcullis::session::cache::CachedSession;
 use portcullis::session::keys::Expect;
@@ -190,6 +194,9 @@ fn cached(c: &mut Criterion) {
 /// per token, over several session records.
 static FRESH: AtomicI64 = AtomicI64::new(1);
 
+/// SCIM groups of each user in `session_miss/decide_end_to_end_scim`.
+const SCIM_GROUPS_PER_USER: usize = 5;
+
 fn miss(c: &mut Criterion) {
     let rt = runtime();
     let w = rt.block_on(world());
@@ -271,31 +278,64 @@ fn miss(c: &mut Criterion) {
     });
     g.sample_size(30).measurement_time(Duration::from_secs(6));
     g.bench_function("decide_end_to_end", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let state = state.clone();
-            let app = app.clone();
-            let spares = &w.spares;
-            let host = &w.host;
-            async move {
-                // Minted (and their requests built) outside the timed loop.
-                let reqs: Vec<_> = (0..iters)
-                    .map(|_| {
-                        let n = FRESH.fetch_add(1, Ordering::Relaxed);
-                        let rec = &spares[(n / 20_000) as usize % spares.len()];
-                        let t = fixtures::mint(&state, &app, rec, -(n % 20_000));
-                        fixtures::request(host, "/dashboard/42?orgId=1", &t)
-                    })
-                    .collect();
-                let start = Instant::now();
-                for req in &reqs {
-                    let info = request::read(req, Some(CLIENT_IP)).expect("read");
-                    let v = access::decide(&state, &info, req).await;
-                    debug_assert!(matches!(v, Verdict::Permit { .. }), "{v:?}");
-                    black_box(v);
-                }
-                start.elapsed()
-            }
+        b.to_async(&rt)
+            .iter_custom(|iters| fresh_misses(&state, &app, &w.spares, &w.host, iters))
+    });
+    g.finish();
+}
+
+/// `iters` decisions, each for a token never seen before (a cache miss);
+/// the tokens are minted, and their requests built, outside the timed loop.
+async fn fresh_misses(
+    state: &State,
+    app: &App,
+    spares: &[SessionRecord],
+    host: &str,
+    iters: u64,
+) -> Duration {
+    let reqs: Vec<_> = (0..iters)
+        .map(|_| {
+            let n = FRESH.fetch_add(1, Ordering::Relaxed);
+            let rec = &spares[(n / 20_000) as usize % spares.len()];
+            let t = fixtures::mint(state, app, rec, -(n % 20_000));
+            fixtures::request(host, "/dashboard/42?orgId=1", &t)
         })
+        .collect();
+    let start = Instant::now();
+    for req in &reqs {
+        let info = request::read(req, Some(CLIENT_IP)).expect("read");
+        let v = access::decide(state, &info, req).await;
+        debug_assert!(matches!(v, Verdict::Permit { .. }), "{v:?}");
+        black_box(v);
+    }
+    start.elapsed()
+}
+
+/// The miss with SCIM on (Okta provisioning users): the session record
+/// and the linked SCIM user's groups are read, in place, for every token.
+fn miss_scim(c: &mut Criterion) {
+    let rt = runtime();
+    let (fx, app, spares) = rt.block_on(async {
+        let fx = fixtures::offline_scim(fixtures::APPS).await;
+        let app = fixtures::app(&fx.state, &fixtures::app_name(TARGET_APP));
+        let made = fixtures::sessions(&fx.state, &app, 0, 8, GROUPS_PER_USER).await;
+        for (n, (rec, _)) in made.iter().enumerate() {
+            fixtures::scim_link(&fx.state, rec, n, SCIM_GROUPS_PER_USER).await;
+        }
+        // Every SCIM group joins the identity a miss loads.
+        let id = fx.state.policy_identity(made[0].0.identity.clone()).await;
+        let added = id.expect("SCIM read").groups.len() - made[0].0.identity.groups.len();
+        assert_eq!(added, SCIM_GROUPS_PER_USER, "SCIM groups merged");
+        let spares: Vec<SessionRecord> = made.into_iter().map(|(r, _)| r).collect();
+        (fx, app, spares)
+    });
+    let host = fixtures::app_host(TARGET_APP);
+    let state = fx.state.clone();
+    let mut g = c.benchmark_group("session_miss");
+    g.sample_size(30).measurement_time(Duration::from_secs(6));
+    g.bench_function("decide_end_to_end_scim", |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| fresh_misses(&state, &app, &spares, &host, iters))
     });
     g.finish();
 }
@@ -381,5 +421,5 @@ fn rotating(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cached, rotating, miss, paths, compile);
+criterion_group!(benches, cached, rotating, miss, miss_scim, paths, compile);
 criterion_main!(benches);

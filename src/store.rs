@@ -70,6 +70,16 @@ pub trait Store: Send + Sync + 'static {
     fn get_session_now(&self, _sid: &str) -> Option<Result<Option<SessionRecord>, StoreError>> {
         None
     }
+    /// [`scim_link`](Self::scim_link) on the calling thread, as
+    /// [`get_session_now`](Self::get_session_now). `None`: use `scim_link`.
+    fn scim_link_now(
+        &self,
+        _idp: &str,
+        _sub: &str,
+        _verified_email: Option<&str>,
+    ) -> Option<Result<ScimLink, StoreError>> {
+        None
+    }
     /// Mark a session revoked. Returns whether it existed and was live.
     async fn revoke_session(&self, sid: &str) -> Result<bool, StoreError>;
     /// Revoke every live session of a user of an IdP; returns their sids.

@@ -257,6 +257,17 @@ pub struct Offline {
 
 /// Build an [`Offline`] state over `n_apps` generated apps.
 pub async fn offline(n_apps: usize) -> Offline {
+    offline_with(n_apps, false).await
+}
+
+/// [`offline`] with SCIM on, as for an Okta that provisions users: a
+/// cache miss also reads the groups of the SCIM users linked to the login
+/// (see [`scim_link`]).
+pub async fn offline_scim(n_apps: usize) -> Offline {
+    offline_with(n_apps, true).await
+}
+
+async fn offline_with(n_apps: usize, scim: bool) -> Offline {
     let dir = fast_tempdir();
     let policies = dir.path().join("policies.yaml");
     std::fs::write(&policies, policy_yaml(n_apps, "http://127.0.0.1:9", 0))
@@ -279,14 +290,47 @@ policies: {data}/policies.yaml
         .await
         .unwrap_or_else(|e| panic!("bench store: {e}"));
     let handle = PolicyHandle::load(policies).unwrap_or_else(|e| panic!("bench policies: {e}"));
-    let state = Arc::new(State::new(
+    let mut state = State::new(
         cfg,
         Arc::new(handle),
         KeyRing::generate_ephemeral(),
         store,
         Vec::new(),
-    ));
+    );
+    // No IdP is configured offline; `scim_enabled` is what the access
+    // phase looks at.
+    state.scim_enabled = scim;
+    let state = Arc::new(state);
     Offline { state, dir }
+}
+
+/// Provision `rec`'s user over SCIM as Okta would (`externalId` = the
+/// login's `sub`) and make it a member of `groups` SCIM groups
+/// `scim-<n>-<k>`, so that a miss finds one linked user and its groups.
+pub async fn scim_link(state: &State, rec: &SessionRecord, n: usize, groups: usize) {
+    use portcullis::scim::model::Outcome;
+    use portcullis::scim::resource::{group_from_body, user_from_body};
+    let id = &rec.identity;
+    let draft = user_from_body(&serde_json::json!({
+        "userName": id.email,
+        "externalId": id.sub,
+        "emails": [{"value": id.email, "primary": true}],
+        "name": {"givenName": "Bench", "familyName": format!("User {n}")},
+    }))
+    .expect("SCIM user");
+    let user = match state.store.scim_create_user(&id.idp, &draft).await {
+        Ok(Outcome::Done(u)) => u,
+        other => panic!("SCIM user: {other:?}"),
+    };
+    for k in 0..groups {
+        let (g, _) = group_from_body(&serde_json::json!({"displayName": format!("scim-{n}-{k}")}))
+            .expect("SCIM group");
+        let members = [user.id.clone()];
+        match state.store.scim_create_group(&id.idp, &g, &members).await {
+            Ok(Outcome::Done(_)) => {}
+            other => panic!("SCIM group: {other:?}"),
+        }
+    }
 }
 
 /// Store `n` session records (users `first..first+n`) and mint a token for

@@ -6,6 +6,7 @@
 //! linked users' groups join the identity's groups.
 
 use crate::identity::Identity;
+use crate::scim::model::ScimLink;
 use crate::store::{Store, StoreError};
 
 /// The email a login may be linked by: only a verified, non-empty one.
@@ -13,13 +14,21 @@ fn verified_email(identity: &Identity) -> Option<&str> {
     (identity.email_verified && !identity.email.is_empty()).then_some(identity.email.as_str())
 }
 
+/// The SCIM users linked to this login and their groups: read in place
+/// when the store can, else through the async store.
+async fn link(store: &dyn Store, identity: &Identity) -> Result<ScimLink, StoreError> {
+    let email = verified_email(identity);
+    match store.scim_link_now(&identity.idp, &identity.sub, email) {
+        Some(read) => read,
+        None => store.scim_link(&identity.idp, &identity.sub, email).await,
+    }
+}
+
 /// Whether a user who just authenticated may get a session: false when a
 /// linked SCIM user is deactivated. A store failure is an error (the caller
 /// denies, with an error page rather than "deactivated").
 pub async fn try_login_allowed(store: &dyn Store, identity: &Identity) -> Result<bool, StoreError> {
-    let link = store
-        .scim_link(&identity.idp, &identity.sub, verified_email(identity))
-        .await?;
+    let link = link(store, identity).await?;
     Ok(link.users.iter().all(|(_, active)| *active))
 }
 
@@ -28,10 +37,7 @@ pub async fn scim_groups(
     store: &dyn Store,
     identity: &Identity,
 ) -> Result<Vec<String>, StoreError> {
-    Ok(store
-        .scim_link(&identity.idp, &identity.sub, verified_email(identity))
-        .await?
-        .groups)
+    Ok(link(store, identity).await?.groups)
 }
 
 /// Add `groups` to the identity's groups (sorted, de-duplicated).

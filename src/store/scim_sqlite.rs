@@ -85,6 +85,35 @@ CREATE INDEX IF NOT EXISTS sessions_by_email ON sessions
     (idp, (CASE WHEN json_valid(identity) THEN lower(json_extract(identity, '$.email')) END));
 "#;
 
+/// The users of an IdP a login may link to: `?1` idp, `?2` sub, `?3` the
+/// lower-cased verified email (or NULL). Rows: (id, active, externalId).
+pub(crate) const LINK_USERS: &str = "SELECT id, active, external_id FROM scim_users \
+     WHERE idp = ?1 AND (external_id = ?2 OR user_name_lower = ?3 OR primary_email_lower = ?3) \
+     ORDER BY created_ms, id";
+
+/// Display names of the groups of `n` users (bound as `?`s), sorted.
+pub(crate) fn link_groups_sql(n: usize) -> String {
+    let placeholders = vec!["?"; n].join(", ");
+    format!(
+        "SELECT DISTINCT g.display_name FROM scim_members m JOIN scim_groups g ON g.id = m.group_id \
+         WHERE m.user_id IN ({placeholders}) ORDER BY g.display_name"
+    )
+}
+
+/// The linked users among the [`LINK_USERS`] rows: those whose `externalId`
+/// is the login's `sub` when there is one, else all (matched by email).
+/// Returns (id, active).
+pub(crate) fn linked_users(
+    rows: Vec<(String, bool, Option<String>)>,
+    sub: &str,
+) -> Vec<(String, bool)> {
+    let by_sub = rows.iter().any(|(_, _, ext)| ext.as_deref() == Some(sub));
+    rows.into_iter()
+        .filter(|(_, _, ext)| !by_sub || ext.as_deref() == Some(sub))
+        .map(|(id, active, _)| (id, active))
+        .collect()
+}
+
 const USER_COLS: &str =
     "u.id, u.idp, u.user_name, u.external_id, u.display_name, u.primary_email, u.active, u.resource, u.created_ms, u.modified_ms, u.version";
 const GROUP_COLS: &str = "g.id, g.idp, g.display_name, g.external_id, g.resource, g.created_ms, g.modified_ms, g.version";
@@ -962,29 +991,17 @@ impl SqliteStore {
         verified_email: Option<&str>,
     ) -> Result<ScimLink, StoreError> {
         let email = verified_email.map(str::to_ascii_lowercase);
-        let rows = sqlx::query_as::<_, (String, bool, Option<String>)>(
-            "SELECT id, active, external_id FROM scim_users \
-             WHERE idp = ?1 AND (external_id = ?2 OR user_name_lower = ?3 OR primary_email_lower = ?3) ORDER BY created_ms, id",
-        )
-        .bind(idp)
-        .bind(sub)
-        .bind(email)
-        .fetch_all(self.pool())
-        .await?;
-        let by_sub = rows.iter().any(|(_, _, ext)| ext.as_deref() == Some(sub));
-        let users: Vec<(String, bool)> = rows
-            .into_iter()
-            .filter(|(_, _, ext)| !by_sub || ext.as_deref() == Some(sub))
-            .map(|(id, active, _)| (id, active))
-            .collect();
+        let rows = sqlx::query_as::<_, (String, bool, Option<String>)>(LINK_USERS)
+            .bind(idp)
+            .bind(sub)
+            .bind(email)
+            .fetch_all(self.pool())
+            .await?;
+        let users = linked_users(rows, sub);
         if users.is_empty() {
             return Ok(ScimLink::default());
         }
-        let placeholders = vec!["?"; users.len()].join(", ");
-        let sql = format!(
-            "SELECT DISTINCT g.display_name FROM scim_members m JOIN scim_groups g ON g.id = m.group_id \
-             WHERE m.user_id IN ({placeholders}) ORDER BY g.display_name"
-        );
+        let sql = link_groups_sql(users.len());
         let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
         for (id, _) in &users {
             q = q.bind(id.clone());

@@ -307,6 +307,15 @@ impl Store for SqliteStore {
         self.reader.as_ref()?.get_session(sid)
     }
 
+    fn scim_link_now(
+        &self,
+        idp: &str,
+        sub: &str,
+        verified_email: Option<&str>,
+    ) -> Option<Result<ScimLink, StoreError>> {
+        self.reader.as_ref()?.scim_link(idp, sub, verified_email)
+    }
+
     async fn revoke_session(&self, sid: &str) -> Result<bool, StoreError> {
         let now = now_unix();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;

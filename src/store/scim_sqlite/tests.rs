@@ -495,6 +495,87 @@ async fn link_prefers_external_id_and_falls_back_to_email() {
     assert_eq!(l.users.len(), 1, "userName links too");
 }
 
+/// A store on a file: the only kind that offers in-place reads.
+async fn file_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    (dir, SqliteStore::open(&url).await.unwrap())
+}
+
+#[tokio::test]
+async fn in_place_link_agrees_with_the_async_link() {
+    let (_dir, s) = file_store().await;
+    let alice = user(&s, "okta", "alice").await; // externalId ext-alice
+    let Outcome::Done(by_mail) = s
+        .scim_create_user(
+            "okta",
+            &draft("someone", "ext-other", "Alice.B@Example.com"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Outcome::Done(second) = s
+        .scim_create_user(
+            "okta",
+            &draft("alice.b@example.com", "ext-3", "x@example.com"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let bob = user(&s, "azure", "bob").await;
+    group(&s, "okta", "eng", &[alice.id.clone(), by_mail.id.clone()]).await;
+    group(&s, "okta", "sales", std::slice::from_ref(&by_mail.id)).await;
+    group(&s, "okta", "ops", std::slice::from_ref(&second.id)).await;
+    group(&s, "azure", "eng", std::slice::from_ref(&bob.id)).await;
+    let logins: [(&str, &str, Option<&str>); 7] = [
+        ("okta", "ext-alice", Some("alice.b@example.com")),
+        ("okta", "00u-unknown", Some("ALICE.B@example.com")),
+        ("okta", "00u-unknown", None),
+        ("okta", "ext-3", None),
+        ("azure", "ext-bob", None),
+        ("azure", "ext-alice", Some("alice@example.com")),
+        ("okta", "nobody", Some("nobody@example.com")),
+    ];
+    for (idp, sub, email) in logins {
+        let now = s.scim_link_now(idp, sub, email).expect("offered").unwrap();
+        let pooled = s.scim_link(idp, sub, email).await.unwrap();
+        assert_eq!(now, pooled, "{idp} {sub} {email:?}");
+    }
+    // Two users linked by email: both, and the union of their groups.
+    let two = s
+        .scim_link_now("okta", "00u-unknown", Some("alice.b@example.com"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(two.users.len(), 2);
+    assert_eq!(two.groups, ["eng", "ops", "sales"]);
+}
+
+#[tokio::test]
+async fn in_place_link_sees_a_membership_change_at_once() {
+    let (_dir, s) = file_store().await;
+    let alice = user(&s, "okta", "alice").await;
+    let g = group(&s, "okta", "eng", &[]).await.group;
+    let link = || s.scim_link_now("okta", "ext-alice", None).unwrap().unwrap();
+    assert!(link().groups.is_empty());
+    let keep = |_: &GroupRecord| Ok(None);
+    let add = [MemberOp::Add(vec![alice.id.clone()])];
+    s.scim_modify_group("okta", &g.id, &keep, &add, false)
+        .await
+        .unwrap();
+    assert_eq!(link().groups, ["eng"]);
+    s.scim_delete_group("okta", &g.id).await.unwrap();
+    assert!(link().groups.is_empty());
+}
+
+#[tokio::test]
+async fn memory_store_does_not_link_in_place() {
+    assert!(mem().await.scim_link_now("okta", "x", None).is_none());
+}
+
 #[tokio::test]
 async fn linked_subjects_come_from_sessions_and_seats() {
     let s = mem().await;

@@ -1,10 +1,12 @@
-//! Session-record reads in place, on the calling thread.
+//! Session-record and SCIM-link reads in place, on the calling thread.
 //!
-//! A session-cache miss needs one row by primary key. Through sqlx that
-//! read is a round trip to a connection's worker thread and back (about
-//! 90 µs on a busy two-core machine, most of it waiting for the two
-//! wake-ups), while the read itself, on a WAL database whose pages are in
-//! the OS cache, takes a few microseconds. So the miss path reads here,
+//! A session-cache miss needs one row by primary key and, with SCIM on,
+//! the groups of the SCIM users linked to that login (two indexed
+//! queries). Through sqlx each query is a round trip to a connection's
+//! worker thread and back (about 30–90 µs on a busy two-core machine, most
+//! of it waiting for the two wake-ups), while the read itself, on a WAL
+//! database whose pages are in the OS cache, takes a few microseconds. So
+//! the miss path reads here,
 //! with rusqlite, on read-only connections kept in a small free list. No
 //! lock is held while SQLite runs: a connection is taken out of the list,
 //! used, and put back.
@@ -18,9 +20,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 
 use super::{sql, SessionRow};
+use crate::scim::model::ScimLink;
+use crate::store::scim_sqlite as scim_sql;
 use crate::store::{SessionRecord, StoreError};
 
 /// Most idle read connections kept (one per thread that read at once).
@@ -57,6 +61,32 @@ impl SessionReader {
     /// `None` when the database was locked (read through the async store
     /// instead).
     pub fn get_session(&self, sid: &str) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        match self.read("session", |c| read_row(c, sid))? {
+            Ok(row) => Some(row.map(|row| super::session_record(sid, row)).transpose()),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The SCIM users of `idp` linked to a login and their groups (as
+    /// `Store::scim_link`), read on this thread; `None` when the database
+    /// was locked.
+    pub fn scim_link(
+        &self,
+        idp: &str,
+        sub: &str,
+        verified_email: Option<&str>,
+    ) -> Option<Result<ScimLink, StoreError>> {
+        self.read("SCIM link", |c| read_link(c, idp, sub, verified_email))
+    }
+
+    /// Run `f` on an idle connection (opening one if none is idle) and put
+    /// the connection back. `None` when SQLite reported the database busy
+    /// or locked; `what` names the read in errors.
+    fn read<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T, StoreError>> {
         let conn = self.idle.lock().pop();
         let conn = match conn {
             Some(c) => c,
@@ -65,10 +95,10 @@ impl SessionReader {
                 Err(e) => return Some(Err(e)),
             },
         };
-        let row = read_row(&conn, sid);
+        let got = f(&conn);
         // A connection that failed for any reason but "locked" is dropped,
         // not reused.
-        let keep = match &row {
+        let keep = match &got {
             Ok(_) => true,
             Err(e) => is_busy(e),
         };
@@ -78,10 +108,10 @@ impl SessionReader {
                 idle.push(conn);
             }
         }
-        match row {
-            Ok(row) => Some(row.map(|row| super::session_record(sid, row)).transpose()),
+        match got {
+            Ok(v) => Some(Ok(v)),
             Err(e) if is_busy(&e) => None,
-            Err(e) => Some(Err(StoreError::Data(format!("session read failed: {e}")))),
+            Err(e) => Some(Err(StoreError::Data(format!("{what} read failed: {e}")))),
         }
     }
 
@@ -103,6 +133,35 @@ fn read_row(conn: &Connection, sid: &str) -> rusqlite::Result<Option<SessionRow>
     let mut stmt = conn.prepare_cached(sql::SELECT_SESSION)?;
     stmt.query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()
+}
+
+/// `Store::scim_link`'s two queries, on `conn`.
+fn read_link(
+    conn: &Connection,
+    idp: &str,
+    sub: &str,
+    verified_email: Option<&str>,
+) -> rusqlite::Result<ScimLink> {
+    let email = verified_email.map(str::to_ascii_lowercase);
+    // One read transaction for both queries: one snapshot, one lock.
+    let tx = conn.unchecked_transaction()?;
+    let mut stmt = tx.prepare_cached(scim_sql::LINK_USERS)?;
+    let rows = stmt
+        .query_map(params![idp, sub, email], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let users = scim_sql::linked_users(rows, sub);
+    if users.is_empty() {
+        return Ok(ScimLink::default());
+    }
+    let mut stmt = tx.prepare_cached(&scim_sql::link_groups_sql(users.len()))?;
+    let groups = stmt
+        .query_map(params_from_iter(users.iter().map(|(id, _)| id)), |r| {
+            r.get(0)
+        })?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(ScimLink { users, groups })
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
