@@ -73,10 +73,16 @@ impl PolicyHandle {
     /// stays. Blocking (file reads, upstream name resolution): call it from
     /// a blocking context, as the watcher does.
     pub fn reload(&self) -> Result<(), PolicyErrors> {
-        let set = load_path(&self.path)?;
-        let old = self.set.swap(Arc::new(set));
-        free_when_unshared(old);
+        free_when_unshared(self.replace()?);
         Ok(())
+    }
+
+    /// [`reload`](Self::reload) without freeing: the replaced set is
+    /// returned, for the caller to free with `free_when_unshared` once it
+    /// has reported the result.
+    fn replace(&self) -> Result<Arc<PolicySet>, PolicyErrors> {
+        let set = load_path(&self.path)?;
+        Ok(self.set.swap(Arc::new(set)))
     }
 }
 
@@ -181,8 +187,18 @@ async fn compile_in_background(handle: Arc<PolicyHandle>) -> Option<Result<(), P
         .name("policy-compile".into())
         .spawn(move || {
             lower_priority();
-            // The receiver is gone only if the watcher ended.
-            let _ = tx.send(handle.reload());
+            // The result goes out at once (metrics and logs); only then
+            // does this thread wait to free the replaced set. The receiver
+            // is gone only if the watcher ended.
+            match handle.replace() {
+                Ok(old) => {
+                    let _ = tx.send(Ok(()));
+                    free_when_unshared(old);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
         });
     if let Err(e) = started {
         tracing::warn!(error = %e, "Cannot start the policy compile thread");

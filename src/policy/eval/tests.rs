@@ -262,6 +262,55 @@ fn email_domain_never_matches_an_address_with_two_ats() {
 }
 
 #[test]
+fn email_domain_agrees_with_splitting_at_the_one_at() {
+    // The reference: split at the only `@`, compare the rest.
+    fn reference(email: &str, domain: &str) -> bool {
+        match email.split_once('@') {
+            Some((local, d)) => {
+                !local.is_empty()
+                    && !d.is_empty()
+                    && !d.contains('@')
+                    && d.eq_ignore_ascii_case(domain)
+            }
+            None => false,
+        }
+    }
+    let emails = [
+        "a@example.com",
+        "A@EXAMPLE.COM",
+        "@example.com",
+        "a@",
+        "a",
+        "",
+        "a@b@example.com",
+        "a@example.com@b",
+        "ab@xexample.com",
+        "a@sub.example.com",
+        "a@x@example.com",
+    ];
+    let domains = [
+        "example.com",
+        "Example.Com",
+        "",
+        "x@example.com",
+        "com",
+        "b",
+    ];
+    let mut id = user();
+    for email in emails {
+        for domain in domains {
+            id.email = s(email);
+            let hit = selector_matches(
+                &Selector::EmailDomain(s(domain)),
+                &Subject::User(&id),
+                &req("10.1.2.3"),
+            );
+            assert_eq!(hit, reference(email, domain), "{email:?} at {domain:?}");
+        }
+    }
+}
+
+#[test]
 fn group_is_an_exact_name() {
     assert!(user_hit(Selector::Group(GroupId::intern("engineering"))));
     assert!(user_hit(Selector::Group(GroupId::intern("Admins"))));

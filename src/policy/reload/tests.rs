@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::policy::reload::{spawn_watcher, PolicyHandle};
+use crate::policy::reload::{compile_in_background, spawn_watcher, PolicyHandle, FREE_WAIT};
 
 /// The watcher tests run one at a time: a SIGHUP reaches every watcher in
 /// the process and would add results to the other test's list.
@@ -190,16 +190,26 @@ fn compile_priority_is_lowered_on_that_thread_only() {
     assert_eq!(rustix::process::getpriority_process(None).unwrap(), before);
 }
 
-#[test]
-fn reload_frees_the_replaced_set_once_readers_let_go() {
+/// A handle on app `one`, the set a request holds, and the file already
+/// rewritten to app `two` (not reloaded yet).
+fn held_across_a_change() -> (
+    tempfile::TempDir,
+    Arc<PolicyHandle>,
+    Arc<crate::policy::model::PolicySet>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.yaml");
     write(&path, &app_file("one"));
     let h = Arc::new(PolicyHandle::load(path.clone()).unwrap());
-    // A request holding the current set across the reload.
     let held = h.current().clone();
-    let weak = Arc::downgrade(&held);
     write(&path, &app_file("two"));
+    (dir, h, held)
+}
+
+#[test]
+fn reload_frees_the_replaced_set_once_readers_let_go() {
+    let (_dir, h, held) = held_across_a_change();
+    let weak = Arc::downgrade(&held);
     let reloader = {
         let h = h.clone();
         std::thread::spawn(move || h.reload())
@@ -213,4 +223,23 @@ fn reload_frees_the_replaced_set_once_readers_let_go() {
     drop(held);
     reloader.join().unwrap().unwrap();
     assert!(weak.upgrade().is_none());
+}
+
+#[tokio::test]
+async fn background_reload_reports_before_the_replaced_set_is_freed() {
+    let (_dir, h, held) = held_across_a_change();
+    let weak = Arc::downgrade(&held);
+    // The result arrives while a request still holds the old set (the
+    // compile thread would wait up to FREE_WAIT for it).
+    let started = Instant::now();
+    let result = compile_in_background(h.clone()).await;
+    assert!(matches!(result, Some(Ok(()))));
+    assert!(started.elapsed() < FREE_WAIT);
+    assert_eq!(names(&h), ["two"]);
+    assert!(weak.upgrade().is_some());
+    drop(held);
+    assert!(
+        eventually(Duration::from_secs(5), || weak.upgrade().is_none()).await,
+        "the compile thread frees the replaced set once it is let go"
+    );
 }
