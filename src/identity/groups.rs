@@ -80,7 +80,9 @@ static TABLE: LazyLock<RwLock<Table>> = LazyLock::new(|| {
 pub struct Groups(Box<[GroupId]>);
 
 impl Groups {
-    /// The set of `names` (any order, duplicates allowed).
+    /// The set of `names` (any order, duplicates allowed). The iterator
+    /// runs under the name table's read lock, so it must not itself look
+    /// up or intern group names.
     pub fn from_names<I, S>(names: I) -> Groups
     where
         I: IntoIterator<Item = S>,

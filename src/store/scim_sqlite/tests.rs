@@ -527,12 +527,19 @@ async fn in_place_link_agrees_with_the_async_link() {
         panic!()
     };
     let bob = user(&s, "azure", "bob").await;
+    let mut off = draft("gone", "ext-gone", "gone@example.com");
+    off.active = false;
+    let Outcome::Done(gone) = s.scim_create_user("okta", &off).await.unwrap() else {
+        panic!()
+    };
     group(&s, "okta", "eng", &[alice.id.clone(), by_mail.id.clone()]).await;
+    group(&s, "okta", "gone-team", std::slice::from_ref(&gone.id)).await;
     group(&s, "okta", "sales", std::slice::from_ref(&by_mail.id)).await;
     group(&s, "okta", "ops", std::slice::from_ref(&second.id)).await;
     group(&s, "azure", "eng", std::slice::from_ref(&bob.id)).await;
-    let logins: [(&str, &str, Option<&str>); 7] = [
+    let logins: [(&str, &str, Option<&str>); 8] = [
         ("okta", "ext-alice", Some("alice.b@example.com")),
+        ("okta", "ext-gone", None),
         ("okta", "00u-unknown", Some("ALICE.B@example.com")),
         ("okta", "00u-unknown", None),
         ("okta", "ext-3", None),
@@ -545,6 +552,10 @@ async fn in_place_link_agrees_with_the_async_link() {
         let pooled = s.scim_link(idp, sub, email).await.unwrap();
         assert_eq!(now, pooled, "{idp} {sub} {email:?}");
     }
+    // A deactivated user is linked, and reported inactive (login refused).
+    let off = s.scim_link_now("okta", "ext-gone", None).unwrap().unwrap();
+    assert_eq!(off.users, vec![(gone.id.clone(), false)]);
+    assert_eq!(off.groups, ["gone-team"]);
     // Two users linked by email: both, and the union of their groups.
     let two = s
         .scim_link_now("okta", "00u-unknown", Some("alice.b@example.com"))

@@ -97,11 +97,14 @@ impl SessionReader {
         };
         let got = f(&conn);
         // A connection that failed for any reason but "locked" is dropped,
-        // not reused.
-        let keep = match &got {
-            Ok(_) => true,
-            Err(e) => is_busy(e),
-        };
+        // not reused; so is one left inside a transaction (a failed
+        // rollback would keep its old snapshot, and a revoked session
+        // would read as live).
+        let keep = conn.is_autocommit()
+            && match &got {
+                Ok(_) => true,
+                Err(e) => is_busy(e),
+            };
         if keep {
             let mut idle = self.idle.lock();
             if idle.len() < MAX_IDLE {
@@ -169,4 +172,38 @@ fn is_busy(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader_of_a_new_file() -> (tempfile::TempDir, SessionReader) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let reader = SessionReader::new(&path);
+        (dir, reader)
+    }
+
+    #[test]
+    fn a_connection_is_reused_after_a_read() {
+        let (_dir, r) = reader_of_a_new_file();
+        let n = r.read("count", |c| {
+            c.query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0))
+        });
+        assert!(matches!(n, Some(Ok(0))));
+        assert_eq!(r.idle.lock().len(), 1);
+    }
+
+    #[test]
+    fn a_connection_left_inside_a_transaction_is_not_reused() {
+        let (_dir, r) = reader_of_a_new_file();
+        let got = r.read("leak", |c| c.execute_batch("BEGIN; SELECT * FROM t;"));
+        assert!(matches!(got, Some(Ok(()))));
+        assert!(r.idle.lock().is_empty(), "its snapshot would go stale");
+    }
 }
