@@ -49,7 +49,7 @@ pub struct App {
 }
 
 /// Host part of an app: exact, or `*.suffix` (one or more labels, never the apex).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
     /// `grafana.example.com`
     Exact(String),

@@ -418,6 +418,27 @@ fn case_insensitive_path_clash_is_a_duplicate_route() {
 }
 
 #[test]
+fn paths_differing_in_case_clash_only_when_an_app_ignores_case() {
+    let app = |name: &str, path: &str, ci: bool| {
+        format!("  - {{ name: {name}, domain: x.example.com, path: {path}, case_insensitive_paths: {ci}, upstream: 'http://127.0.0.1:1', policies: [{{ name: p, decision: allow, include: [{{ everyone: true }}] }}] }}\n")
+    };
+    let text = format!(
+        "apps:\n{}{}{}{}",
+        app("a", "/Admin", false),
+        app("b", "/admin", false),
+        app("c", "/ADMIN", true),
+        app("d", "/admin", false),
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "p.yaml:4:5: apps[2].domain: same domain and path (x.example.com /ADMIN) as app `a` (p.yaml:2:5)",
+            "p.yaml:5:5: apps[3].domain: same domain and path (x.example.com /admin) as app `b` (p.yaml:3:5)",
+        ]
+    );
+}
+
+#[test]
 fn duplicate_policy_names_in_one_app_are_errors() {
     let errs = errors(&app_with(
         "      - { name: p, decision: allow, include: [{ everyone: true }] }\n      - { name: p, decision: block, include: [{ everyone: true }] }\n",
