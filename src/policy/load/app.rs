@@ -7,7 +7,7 @@ use std::net::ToSocketAddrs;
 use serde_saphyr::{Location, Spanned};
 use sha2::{Digest, Sha256};
 
-use super::{selector, Cx};
+use super::{selector, Cx, Key};
 use crate::config::duration::parse_duration;
 use crate::config::host::is_valid_hostname;
 use crate::policy::model::{App, HostPattern, Upstream};
@@ -17,54 +17,50 @@ use crate::policy::raw::{OneOrMany, RawApp, Str};
 pub(super) fn compile(
     cx: &mut Cx<'_>,
     raw: &Spanned<RawApp>,
-    key: &str,
+    key: Key<'_>,
     tokens: &[&str],
 ) -> Option<App> {
     let at = raw.referenced;
     let a = &raw.value;
     let name = cx
-        .required(a.name.as_ref(), &at, &format!("{key}.name"))
-        .and_then(|s| cx.non_empty(s, &format!("{key}.name")));
+        .required(a.name.as_ref(), &at, key.field("name"))
+        .and_then(|s| cx.non_empty(s, key.field("name")));
     let host = cx
-        .required(a.domain.as_ref(), &at, &format!("{key}.domain"))
-        .and_then(|s| domain(cx, s, &format!("{key}.domain")));
+        .required(a.domain.as_ref(), &at, key.field("domain"))
+        .and_then(|s| domain(cx, s, key.field("domain")));
     let path = match &a.path {
         None => Some("/".to_string()),
-        Some(s) => path(cx, s, &format!("{key}.path")),
+        Some(s) => path(cx, s, key.field("path")),
     };
     let upstreams = cx
-        .required(a.upstream.as_ref(), &at, &format!("{key}.upstream"))
-        .and_then(|u| upstreams(cx, u, &format!("{key}.upstream")));
+        .required(a.upstream.as_ref(), &at, key.field("upstream"))
+        .and_then(|u| upstreams(cx, u, key.field("upstream")));
     let session_duration = match &a.session_duration {
         None => Some(None),
         Some(s) => match parse_duration(&s.value) {
             Ok(d) => Some(Some(d)),
             Err(e) => {
-                cx.err(
-                    &s.referenced,
-                    &format!("{key}.session_duration"),
-                    e.to_string(),
-                );
+                cx.err(&s.referenced, key.field("session_duration"), e.to_string());
                 None
             }
         },
     };
     let aud = match &a.aud {
         None => name.as_deref().map(default_aud),
-        Some(s) => aud(cx, s, &format!("{key}.aud")),
+        Some(s) => aud(cx, s, key.field("aud")),
     };
     let identity_providers = match &a.identity_providers {
         None => Some(None),
-        Some(list) => idps(cx, list, &format!("{key}.identity_providers")).map(Some),
+        Some(list) => idps(cx, list, key.field("identity_providers")).map(Some),
     };
-    let policies_key = format!("{key}.policies");
+    let policies_key = key.field("policies");
     let policies = cx
-        .required(a.policies.as_ref(), &at, &policies_key)
+        .required(a.policies.as_ref(), &at, policies_key)
         .and_then(|list| {
             if list.value.is_empty() {
                 cx.err(
                     &list.referenced,
-                    &policies_key,
+                    policies_key,
                     "must list at least one policy (an app without policies denies everyone)",
                 );
                 return None;
@@ -72,8 +68,8 @@ pub(super) fn compile(
             let mut out = Vec::with_capacity(list.value.len());
             let mut ok = true;
             for (i, p) in list.value.iter().enumerate() {
-                let pkey = format!("{policies_key}[{i}]");
-                match selector::policy(cx, p, &pkey, tokens) {
+                let pkey = policies_key.index(i);
+                match selector::policy(cx, p, pkey, tokens) {
                     Some(pol)
                         if out
                             .iter()
@@ -82,7 +78,7 @@ pub(super) fn compile(
                         let at = p.value.name.as_ref().map_or(p.referenced, |n| n.referenced);
                         cx.err(
                             &at,
-                            &format!("{pkey}.name"),
+                            pkey.field("name"),
                             format!("duplicate policy name `{}` in this app", pol.name),
                         );
                         ok = false;
@@ -113,7 +109,7 @@ pub fn default_aud(name: &str) -> String {
     hex::encode(Sha256::digest(name.as_bytes()))
 }
 
-fn domain(cx: &mut Cx<'_>, s: &Str, key: &str) -> Option<HostPattern> {
+fn domain(cx: &mut Cx<'_>, s: &Str, key: Key<'_>) -> Option<HostPattern> {
     let v = s.value.trim().to_ascii_lowercase();
     let fail = |cx: &mut Cx<'_>, m: String| {
         cx.err(&s.referenced, key, m);
@@ -144,7 +140,7 @@ fn domain(cx: &mut Cx<'_>, s: &Str, key: &str) -> Option<HostPattern> {
 
 /// Check a path prefix: starts with `/`, already normalised. A trailing `/`
 /// is dropped (`/admin/` is `/admin`).
-fn path(cx: &mut Cx<'_>, s: &Str, key: &str) -> Option<String> {
+fn path(cx: &mut Cx<'_>, s: &Str, key: Key<'_>) -> Option<String> {
     let v = s.value.trim();
     let problem = if !v.starts_with('/') {
         Some(format!("path `{v}` must start with `/`"))
@@ -177,7 +173,7 @@ fn path(cx: &mut Cx<'_>, s: &Str, key: &str) -> Option<String> {
     })
 }
 
-fn upstreams(cx: &mut Cx<'_>, u: &Spanned<OneOrMany>, key: &str) -> Option<Vec<Upstream>> {
+fn upstreams(cx: &mut Cx<'_>, u: &Spanned<OneOrMany>, key: Key<'_>) -> Option<Vec<Upstream>> {
     let list = &u.value.0;
     if list.is_empty() {
         cx.err(&u.referenced, key, "must name at least one upstream URL");
@@ -188,14 +184,14 @@ fn upstreams(cx: &mut Cx<'_>, u: &Spanned<OneOrMany>, key: &str) -> Option<Vec<U
     let mut ok = true;
     for (i, s) in list.iter().enumerate() {
         let (k, at) = if single {
-            (key.to_string(), u.referenced)
+            (key, u.referenced)
         } else {
-            (format!("{key}[{i}]"), s.referenced)
+            (key.index(i), s.referenced)
         };
         match upstream(s.value.trim()) {
             Ok(up) => out.push(up),
             Err(m) => {
-                cx.err(&at, &k, m);
+                cx.err(&at, k, m);
                 ok = false;
             }
         }
@@ -246,7 +242,7 @@ fn upstream(url_text: &str) -> Result<Upstream, String> {
     })
 }
 
-fn aud(cx: &mut Cx<'_>, s: &Str, key: &str) -> Option<String> {
+fn aud(cx: &mut Cx<'_>, s: &Str, key: Key<'_>) -> Option<String> {
     let v = cx.non_empty(s, key)?;
     if v.len() > 128
         || !v
@@ -263,7 +259,7 @@ fn aud(cx: &mut Cx<'_>, s: &Str, key: &str) -> Option<String> {
     Some(v)
 }
 
-fn idps(cx: &mut Cx<'_>, list: &Spanned<Vec<Str>>, key: &str) -> Option<Vec<String>> {
+fn idps(cx: &mut Cx<'_>, list: &Spanned<Vec<Str>>, key: Key<'_>) -> Option<Vec<String>> {
     if list.value.is_empty() {
         cx.err(
             &list.referenced,
@@ -275,12 +271,12 @@ fn idps(cx: &mut Cx<'_>, list: &Spanned<Vec<Str>>, key: &str) -> Option<Vec<Stri
     let mut out: Vec<String> = Vec::with_capacity(list.value.len());
     let mut ok = true;
     for (i, s) in list.value.iter().enumerate() {
-        let k = format!("{key}[{i}]");
-        match cx.non_empty(s, &k) {
+        let k = key.index(i);
+        match cx.non_empty(s, k) {
             Some(v) if out.contains(&v) => {
                 cx.err(
                     &s.referenced,
-                    &k,
+                    k,
                     format!("duplicate identity provider `{v}`"),
                 );
                 ok = false;

@@ -4,7 +4,7 @@
 
 use serde_saphyr::Spanned;
 
-use super::Cx;
+use super::{Cx, Key};
 use crate::config::host::is_valid_hostname;
 use crate::config::yaml::suggest;
 use crate::identity::GroupId;
@@ -16,47 +16,47 @@ use crate::policy::raw::{RawDecision, RawPolicy, RawSelector, Str};
 pub(super) fn policy(
     cx: &mut Cx<'_>,
     raw: &Spanned<RawPolicy>,
-    key: &str,
+    key: Key<'_>,
     tokens: &[&str],
 ) -> Option<Policy> {
     let at = raw.referenced;
     let p = &raw.value;
     let name = cx
-        .required(p.name.as_ref(), &at, &format!("{key}.name"))
-        .and_then(|s| cx.non_empty(s, &format!("{key}.name")));
+        .required(p.name.as_ref(), &at, key.field("name"))
+        .and_then(|s| cx.non_empty(s, key.field("name")));
     let decision = cx
-        .required(p.decision.as_ref(), &at, &format!("{key}.decision"))
+        .required(p.decision.as_ref(), &at, key.field("decision"))
         .map(|d| match d.value {
             RawDecision::Allow => Decision::Allow,
             RawDecision::Block => Decision::Block,
             RawDecision::Bypass => Decision::Bypass,
             RawDecision::ServiceAuth => Decision::ServiceAuth,
         });
-    let include_key = format!("{key}.include");
+    let include_key = key.field("include");
     let include = cx
-        .required(p.include.as_ref(), &at, &include_key)
+        .required(p.include.as_ref(), &at, include_key)
         .and_then(|list| {
             if list.value.is_empty() {
                 cx.err(
                     &list.referenced,
-                    &include_key,
+                    include_key,
                     "must list at least one selector",
                 );
                 return None;
             }
-            selectors(cx, &list.value, &include_key, tokens, decision)
+            selectors(cx, &list.value, include_key, tokens, decision)
         });
     let require = selectors(
         cx,
         p.require.as_deref().unwrap_or_default(),
-        &format!("{key}.require"),
+        key.field("require"),
         tokens,
         decision,
     );
     let exclude = selectors(
         cx,
         p.exclude.as_deref().unwrap_or_default(),
-        &format!("{key}.exclude"),
+        key.field("exclude"),
         tokens,
         decision,
     );
@@ -72,20 +72,20 @@ pub(super) fn policy(
 fn selectors(
     cx: &mut Cx<'_>,
     list: &[Spanned<RawSelector>],
-    key: &str,
+    key: Key<'_>,
     tokens: &[&str],
     decision: Option<Decision>,
 ) -> Option<Vec<Selector>> {
     let mut out = Vec::with_capacity(list.len());
     let mut ok = true;
     for (i, raw) in list.iter().enumerate() {
-        let key = format!("{key}[{i}]");
-        let Some(sel) = selector(cx, raw, &key, tokens) else {
+        let key = key.index(i);
+        let Some(sel) = selector(cx, raw, key, tokens) else {
             ok = false;
             continue;
         };
         if let Some(msg) = decision.and_then(|d| misuse(d, &sel)) {
-            cx.err(&raw.referenced, &format!("{key}.{}", sel.kind()), msg);
+            cx.err(&raw.referenced, key.field(sel.kind()), msg);
             ok = false;
             continue;
         }
@@ -114,63 +114,63 @@ fn misuse(d: Decision, sel: &Selector) -> Option<String> {
 fn selector(
     cx: &mut Cx<'_>,
     raw: &Spanned<RawSelector>,
-    key: &str,
+    key: Key<'_>,
     tokens: &[&str],
 ) -> Option<Selector> {
     match &raw.value {
-        RawSelector::Everyone(b) => flag(cx, b, &format!("{key}.everyone"), Selector::Everyone),
+        RawSelector::Everyone(b) => flag(cx, b, key.field("everyone"), Selector::Everyone),
         RawSelector::AnyValidServiceToken(b) => flag(
             cx,
             b,
-            &format!("{key}.any_valid_service_token"),
+            key.field("any_valid_service_token"),
             Selector::AnyValidServiceToken,
         ),
         RawSelector::Email(s) => {
-            let k = format!("{key}.email");
-            let v = cx.non_empty(s, &k)?.to_ascii_lowercase();
+            let k = key.field("email");
+            let v = cx.non_empty(s, k)?.to_ascii_lowercase();
             let mut parts = v.split('@');
             let valid = matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None) if !l.is_empty() && !d.is_empty())
                 && !v.contains(char::is_whitespace);
             if !valid {
-                cx.err(&s.referenced, &k, format!("invalid email address `{v}`"));
+                cx.err(&s.referenced, k, format!("invalid email address `{v}`"));
                 return None;
             }
             Some(Selector::Email(v))
         }
         RawSelector::EmailDomain(s) => {
-            let k = format!("{key}.email_domain");
-            let v = cx.non_empty(s, &k)?.to_ascii_lowercase();
+            let k = key.field("email_domain");
+            let v = cx.non_empty(s, k)?.to_ascii_lowercase();
             if let Some(bare) = v.strip_prefix('@') {
                 cx.err(
                     &s.referenced,
-                    &k,
+                    k,
                     format!("write the domain without `@`: `{bare}`"),
                 );
                 return None;
             }
             if !is_valid_hostname(&v) {
-                cx.err(&s.referenced, &k, format!("invalid email domain `{v}`"));
+                cx.err(&s.referenced, k, format!("invalid email domain `{v}`"));
                 return None;
             }
             Some(Selector::EmailDomain(v))
         }
         RawSelector::Group(s) => cx
-            .non_empty(s, &format!("{key}.group"))
+            .non_empty(s, key.field("group"))
             .map(|g| Selector::Group(GroupId::intern(&g))),
         RawSelector::Ip(s) => {
-            let k = format!("{key}.ip");
-            let v = cx.non_empty(s, &k)?;
+            let k = key.field("ip");
+            let v = cx.non_empty(s, k)?;
             match v.parse::<IpRange>() {
                 Ok(range) => Some(Selector::Ip(range)),
                 Err(_) => {
-                    cx.err(&s.referenced, &k, format!("invalid IP address or CIDR `{v}` (e.g. `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`)"));
+                    cx.err(&s.referenced, k, format!("invalid IP address or CIDR `{v}` (e.g. `10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`)"));
                     None
                 }
             }
         }
         RawSelector::ServiceToken(s) => {
-            let k = format!("{key}.service_token");
-            let v = cx.non_empty(s, &k)?;
+            let k = key.field("service_token");
+            let v = cx.non_empty(s, k)?;
             if tokens.contains(&v.as_str()) {
                 return Some(Selector::ServiceToken(v));
             }
@@ -184,18 +184,18 @@ fn selector(
                     tokens.join(", ")
                 ),
             };
-            cx.err(&s.referenced, &k, msg);
+            cx.err(&s.referenced, k, msg);
             None
         }
         RawSelector::AuthMethod(s) => cx
-            .non_empty(s, &format!("{key}.auth_method"))
+            .non_empty(s, key.field("auth_method"))
             .map(Selector::AuthMethod),
         RawSelector::LoginMethod(s) => cx
-            .non_empty(s, &format!("{key}.login_method"))
+            .non_empty(s, key.field("login_method"))
             .map(Selector::LoginMethod),
         RawSelector::Claim(c) => {
-            let name = need(cx, c.name.as_ref(), raw, &format!("{key}.claim.name"));
-            let value = need(cx, c.value.as_ref(), raw, &format!("{key}.claim.value"));
+            let name = need(cx, c.name.as_ref(), raw, key.field("claim").field("name"));
+            let value = need(cx, c.value.as_ref(), raw, key.field("claim").field("value"));
             Some(Selector::Claim {
                 name: name?,
                 value: value?,
@@ -204,12 +204,17 @@ fn selector(
     }
 }
 
-fn need(cx: &mut Cx<'_>, v: Option<&Str>, at: &Spanned<RawSelector>, key: &str) -> Option<String> {
+fn need(
+    cx: &mut Cx<'_>,
+    v: Option<&Str>,
+    at: &Spanned<RawSelector>,
+    key: Key<'_>,
+) -> Option<String> {
     let s = cx.required(v, &at.referenced, key)?;
     cx.non_empty(s, key)
 }
 
-fn flag(cx: &mut Cx<'_>, b: &Spanned<bool>, key: &str, sel: Selector) -> Option<Selector> {
+fn flag(cx: &mut Cx<'_>, b: &Spanned<bool>, key: Key<'_>, sel: Selector) -> Option<Selector> {
     if b.value {
         Some(sel)
     } else {

@@ -562,3 +562,19 @@ fn example_policies_in_conf_load() {
         assert!(kinds.contains(k), "example policies never use `{k}`");
     }
 }
+
+#[test]
+fn keys_render_as_paths_into_the_file() {
+    use crate::policy::load::Key;
+    let apps = Key::Root("apps");
+    let app = apps.index(3);
+    let policies = app.field("policies");
+    let policy = policies.index(2);
+    let include = policy.field("include");
+    let sel = include.index(0);
+    assert_eq!(
+        sel.field("group").to_string(),
+        "apps[3].policies[2].include[0].group"
+    );
+    assert_eq!(apps.to_string(), "apps");
+}

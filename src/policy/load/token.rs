@@ -3,9 +3,12 @@
 
 use serde_saphyr::Spanned;
 
-use super::Cx;
+use super::{Cx, Key};
 use crate::policy::model::ServiceToken;
 use crate::policy::raw::RawServiceToken;
+
+/// The key of the `service_tokens` list.
+const TOKENS: Key<'static> = Key::Root("service_tokens");
 
 /// A compiled token and where it was defined, for duplicate messages.
 pub(super) struct Defined {
@@ -16,24 +19,24 @@ pub(super) struct Defined {
 /// Compile one file's tokens, appending to `out` (which holds earlier files').
 pub(super) fn compile(cx: &mut Cx<'_>, raws: &[Spanned<RawServiceToken>], out: &mut Vec<Defined>) {
     for (i, raw) in raws.iter().enumerate() {
-        let key = format!("service_tokens[{i}]");
+        let key = TOKENS.index(i);
         let at = raw.referenced;
         let t = &raw.value;
         let name = cx
-            .required(t.name.as_ref(), &at, &format!("{key}.name"))
-            .and_then(|s| cx.non_empty(s, &format!("{key}.name")));
+            .required(t.name.as_ref(), &at, key.field("name"))
+            .and_then(|s| cx.non_empty(s, key.field("name")));
         let client_id = cx
-            .required(t.client_id.as_ref(), &at, &format!("{key}.client_id"))
-            .and_then(|s| cx.non_empty(s, &format!("{key}.client_id")));
-        let hash_key = format!("{key}.client_secret_sha256");
+            .required(t.client_id.as_ref(), &at, key.field("client_id"))
+            .and_then(|s| cx.non_empty(s, key.field("client_id")));
+        let hash_key = key.field("client_secret_sha256");
         let hash = cx
-            .required(t.client_secret_sha256.as_ref(), &at, &hash_key)
+            .required(t.client_secret_sha256.as_ref(), &at, hash_key)
             .and_then(|s| match parse_sha256(s.value.trim()) {
                 Some(h) => Some(h),
                 None => {
                     cx.err(
                         &s.referenced,
-                        &hash_key,
+                        hash_key,
                         "expected the SHA-256 of the client secret as 64 hex digits (e.g. `printf %s \"$SECRET\" | sha256sum`)",
                     );
                     None
@@ -46,7 +49,7 @@ pub(super) fn compile(cx: &mut Cx<'_>, raws: &[Spanned<RawServiceToken>], out: &
             let at = t.name.as_ref().map_or(at, |s| s.referenced);
             cx.err(
                 &at,
-                &format!("{key}.name"),
+                key.field("name"),
                 format!(
                     "duplicate service token name `{name}` (first defined at {})",
                     d.source
@@ -58,7 +61,7 @@ pub(super) fn compile(cx: &mut Cx<'_>, raws: &[Spanned<RawServiceToken>], out: &
             let at = t.client_id.as_ref().map_or(at, |s| s.referenced);
             cx.err(
                 &at,
-                &format!("{key}.client_id"),
+                key.field("client_id"),
                 format!(
                     "client_id is already used by service token `{}` ({})",
                     d.token.name, d.source
