@@ -26,7 +26,7 @@ use std::hint::black_box;
 
 use portcullis::policy::eval::{evaluate, Outcome, Phase, RequestView, Subject};
 use portcullis::proxy::access::{self, Permit, Verdict};
-use portcullis::proxy::headers::groups_value;
+use portcullis::proxy::headers::{groups_value, ip_value};
 use portcullis::proxy::request;
 use stats_alloc::{Region, Stats, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -240,10 +240,13 @@ fn main() {
         // Replica of service.rs `upstream_request_filter`, `Permit::User`
         // arm, with `forward_claims` off (the default).
         state.protected.strip(&mut up);
-        up.insert_header("x-forwarded-for", CLIENT_IP.to_string())
+        up.insert_header("x-forwarded-for", ip_value(CLIENT_IP))
             .expect("h");
-        up.insert_header("x-forwarded-proto", state.scheme())
-            .expect("h");
+        up.insert_header(
+            "x-forwarded-proto",
+            http::HeaderValue::from_static(state.scheme()),
+        )
+        .expect("h");
         up.insert_header("x-forwarded-host", authority.as_str())
             .expect("h");
         let tok = access::candidate_tokens(state, &req)[0].expect("token");

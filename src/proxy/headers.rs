@@ -138,9 +138,66 @@ pub fn groups_value<S: AsRef<str>>(groups: &[S]) -> String {
     out
 }
 
+/// The `X-Forwarded-For` value of a peer address. IPv4, the usual case, is
+/// written digit by digit: `Ipv4Addr`'s `Display` goes through the
+/// formatter's padding machinery, about 0.1 µs on every forwarded request.
+pub fn ip_value(ip: std::net::IpAddr) -> http::HeaderValue {
+    let v4 = match ip {
+        std::net::IpAddr::V4(v4) => v4,
+        std::net::IpAddr::V6(v6) => {
+            return http::HeaderValue::from_str(&v6.to_string())
+                .expect("an IPv6 address is a header value")
+        }
+    };
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    http::HeaderValue::from_bytes(&buf[..n]).expect("digits and dots are a header value")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_values_are_what_display_writes() {
+        let ips = [
+            "0.0.0.0",
+            "1.2.3.4",
+            "9.10.99.100",
+            "10.0.0.1",
+            "127.0.0.1",
+            "192.168.100.7",
+            "199.250.255.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+            "::ffff:10.1.2.3",
+        ];
+        for ip in ips {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip).to_str().unwrap(), ip.to_string(), "{ip}");
+        }
+        for a in (0..=255u8).step_by(7) {
+            let ip = std::net::IpAddr::from([a, 255 - a, a / 3, 100]);
+            assert_eq!(ip_value(ip).to_str().unwrap(), ip.to_string());
+        }
+    }
 
     fn names() -> HeaderNames {
         HeaderNames {

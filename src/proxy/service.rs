@@ -18,7 +18,7 @@ use crate::session::cache::ForwardValues;
 
 use super::access::{self, denial_label, deny_reply, Permit, Verdict};
 use super::endpoints;
-use super::headers::{groups_value, CLAIM_HEADER_PREFIX};
+use super::headers::{self, groups_value, CLAIM_HEADER_PREFIX};
 use super::request;
 use super::respond::Reply;
 use super::state::State;
@@ -134,8 +134,11 @@ impl ProxyHttp for Portcullis {
             upstream.set_uri(uri.clone());
         }
         let names = &state.upstream_headers;
-        upstream.insert_header("x-forwarded-for", fwd.client_ip.to_string())?;
-        upstream.insert_header("x-forwarded-proto", state.scheme())?;
+        upstream.insert_header("x-forwarded-for", headers::ip_value(fwd.client_ip))?;
+        upstream.insert_header(
+            "x-forwarded-proto",
+            http::HeaderValue::from_static(state.scheme()),
+        )?;
         upstream.insert_header("x-forwarded-host", fwd.authority.as_str())?;
         match &fwd.permit {
             Permit::Bypass => {}

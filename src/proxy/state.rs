@@ -45,19 +45,22 @@ pub struct State {
     rr: AtomicUsize,
 }
 
-/// The configured upstream header names as `HeaderName`s.
+/// The configured upstream header names, lower-case and validated, as
+/// shared bytes: Pingora's `insert_header` takes `Bytes` as the name to
+/// send without copying it (a `HeaderName` it would copy on every request).
 pub struct UpstreamHeaders {
-    pub assertion: http::HeaderName,
-    pub email: http::HeaderName,
-    pub groups: Option<http::HeaderName>,
+    pub assertion: bytes::Bytes,
+    pub email: bytes::Bytes,
+    pub groups: Option<bytes::Bytes>,
 }
 
 impl UpstreamHeaders {
     fn new(h: &crate::config::HeaderNames) -> UpstreamHeaders {
         // The config loader validated the names; an invalid one falls back
         // to the default rather than forwarding without identity.
-        let parse = |s: &str, d: &'static str| {
-            http::HeaderName::from_bytes(s.as_bytes()).unwrap_or(http::HeaderName::from_static(d))
+        let parse = |s: &str, d: &'static str| match http::HeaderName::from_bytes(s.as_bytes()) {
+            Ok(n) => bytes::Bytes::copy_from_slice(n.as_str().as_bytes()),
+            Err(_) => bytes::Bytes::from_static(d.as_bytes()),
         };
         UpstreamHeaders {
             assertion: parse(&h.assertion, "cf-access-jwt-assertion"),
