@@ -45,8 +45,12 @@ pub struct Ctx {
     pub app_label: Option<Arc<App>>,
     pub decision: &'static str,
     pub proxy_owned: bool,
-    /// Upstream connection attempts so far (failover across an app's upstreams).
-    pub connect_attempts: usize,
+    /// Connect failures so far (failover across an app's upstreams).
+    pub connect_failures: usize,
+    /// The upstream (index into the app's) last picked, and whether
+    /// connecting to it failed: the retry then goes to the next one.
+    pub upstream: Option<usize>,
+    pub connect_failed: bool,
 }
 
 #[async_trait]
@@ -59,7 +63,9 @@ impl ProxyHttp for Portcullis {
             app_label: None,
             decision: "error",
             proxy_owned: false,
-            connect_attempts: 0,
+            connect_failures: 0,
+            upstream: None,
+            connect_failed: false,
         }
     }
 
@@ -91,11 +97,14 @@ impl ProxyHttp for Portcullis {
             .forward
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "no access permit"))?;
-        let up = self
+        let failed = ctx.upstream.filter(|_| ctx.connect_failed);
+        let i = self
             .state
-            .pick_upstream(&fwd.app)
+            .pick_upstream(&fwd.app, failed)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "app has no upstream"))?;
-        ctx.connect_attempts += 1;
+        ctx.upstream = Some(i);
+        ctx.connect_failed = false;
+        let up = &fwd.app.upstreams[i];
         Ok(Box::new(HttpPeer::new(up.addr, up.tls, up.host.clone())))
     }
 
@@ -109,8 +118,13 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        // Only connect failures count: a retry Pingora makes on its own
+        // (a pooled connection the upstream had closed) must not use up
+        // the failover to the next upstream.
+        ctx.connect_failures += 1;
+        ctx.connect_failed = true;
         if let Some(fwd) = &ctx.forward {
-            if ctx.connect_attempts < fwd.app.upstreams.len() {
+            if ctx.connect_failures < fwd.app.upstreams.len() {
                 tracing::warn!(app.name = %fwd.app.name, upstream = %peer._address, "Upstream connect failed; trying the next one");
                 e.set_retry(true);
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::idp::oidc::Provider;
-use crate::policy::model::{App, Upstream};
+use crate::policy::model::App;
 use crate::policy::reload::PolicyHandle;
 use crate::session::cache::SessionCache;
 use crate::session::keys::KeyRing;
@@ -128,15 +128,12 @@ impl State {
         self.cfg.scheme()
     }
 
-    /// The next upstream of `app`, round-robin.
-    pub fn pick_upstream<'a>(&self, app: &'a App) -> Option<&'a Upstream> {
-        match app.upstreams.len() {
-            0 => None,
-            1 => app.upstreams.first(),
-            n => app
-                .upstreams
-                .get(self.rr.fetch_add(1, Ordering::Relaxed) % n),
-        }
+    /// Which of `app`'s upstreams a new request goes to (round-robin), or
+    /// `after` + 1 when retrying after upstream `after` failed to connect,
+    /// so that a retry always moves on even while other requests turn the
+    /// round-robin. `None` for an app without upstreams.
+    pub fn pick_upstream(&self, app: &App, after: Option<usize>) -> Option<usize> {
+        upstream_index(app.upstreams.len(), after, &self.rr)
     }
 
     /// Identity provider by config name.
@@ -163,5 +160,39 @@ impl State {
     /// The configured prefix of proxy-owned endpoints.
     pub fn prefix(&self) -> &str {
         &self.cfg.endpoint_prefix
+    }
+}
+
+/// [`State::pick_upstream`] for `n` upstreams and the round-robin counter.
+fn upstream_index(n: usize, after: Option<usize>, rr: &AtomicUsize) -> Option<usize> {
+    match (n, after) {
+        (0, _) => None,
+        (1, _) => Some(0),
+        (n, Some(failed)) => Some((failed + 1) % n),
+        (n, None) => Some(rr.fetch_add(1, Ordering::Relaxed) % n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_requests_take_upstreams_in_turn() {
+        let rr = AtomicUsize::new(0);
+        let picks: Vec<_> = (0..6).map(|_| upstream_index(3, None, &rr)).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2].map(Some));
+        assert_eq!(upstream_index(0, None, &rr), None);
+        assert_eq!(upstream_index(1, None, &rr), Some(0));
+    }
+
+    #[test]
+    fn a_retry_moves_to_the_next_upstream_whatever_other_requests_did() {
+        let rr = AtomicUsize::new(0);
+        let first = upstream_index(2, None, &rr).unwrap();
+        // Another request turns the round-robin meanwhile.
+        upstream_index(2, None, &rr);
+        assert_eq!(upstream_index(2, Some(first), &rr), Some(1 - first));
+        assert_eq!(upstream_index(3, Some(2), &rr), Some(0));
     }
 }
