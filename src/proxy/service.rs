@@ -47,10 +47,10 @@ pub struct Ctx {
     pub proxy_owned: bool,
     /// Connect failures so far (failover across an app's upstreams).
     pub connect_failures: usize,
-    /// The upstream (index into the app's) last picked, and whether
-    /// connecting to it failed: the retry then goes to the next one.
+    /// The upstream (index into the app's) last picked.
     pub upstream: Option<usize>,
-    pub connect_failed: bool,
+    /// The upstream that just failed to connect: the retry takes the next.
+    pub failed: Option<usize>,
 }
 
 #[async_trait]
@@ -65,7 +65,7 @@ impl ProxyHttp for Portcullis {
             proxy_owned: false,
             connect_failures: 0,
             upstream: None,
-            connect_failed: false,
+            failed: None,
         }
     }
 
@@ -97,13 +97,11 @@ impl ProxyHttp for Portcullis {
             .forward
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "no access permit"))?;
-        let failed = ctx.upstream.filter(|_| ctx.connect_failed);
         let i = self
             .state
-            .pick_upstream(&fwd.app, failed)
+            .pick_upstream(&fwd.app, ctx.failed.take())
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "app has no upstream"))?;
         ctx.upstream = Some(i);
-        ctx.connect_failed = false;
         let up = &fwd.app.upstreams[i];
         Ok(Box::new(HttpPeer::new(up.addr, up.tls, up.host.clone())))
     }
@@ -122,7 +120,7 @@ impl ProxyHttp for Portcullis {
         // (a pooled connection the upstream had closed) must not use up
         // the failover to the next upstream.
         ctx.connect_failures += 1;
-        ctx.connect_failed = true;
+        ctx.failed = ctx.upstream;
         if let Some(fwd) = &ctx.forward {
             if ctx.connect_failures < fwd.app.upstreams.len() {
                 tracing::warn!(app.name = %fwd.app.name, upstream = %peer._address, "Upstream connect failed; trying the next one");

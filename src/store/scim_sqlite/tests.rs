@@ -27,18 +27,17 @@ fn draft(user_name: &str, external_id: &str, email: &str) -> UserDraft {
     .unwrap()
 }
 
-async fn user(s: &SqliteStore, idp: &str, name: &str) -> UserRecord {
-    match s
-        .scim_create_user(
-            idp,
-            &draft(name, &format!("ext-{name}"), &format!("{name}@example.com")),
-        )
-        .await
-        .unwrap()
-    {
+/// Create a user from `d`; panics unless it was created.
+async fn create(s: &SqliteStore, idp: &str, d: &UserDraft) -> UserRecord {
+    match s.scim_create_user(idp, d).await.unwrap() {
         Outcome::Done(u) => u,
         other => panic!("{other:?}"),
     }
+}
+
+async fn user(s: &SqliteStore, idp: &str, name: &str) -> UserRecord {
+    let d = draft(name, &format!("ext-{name}"), &format!("{name}@example.com"));
+    create(s, idp, &d).await
 }
 
 async fn group(s: &SqliteStore, idp: &str, name: &str, members: &[String]) -> GroupChange {
@@ -459,17 +458,12 @@ fn identity(idp: &str, sub: &str, email: &str, verified: bool) -> Identity {
 async fn link_prefers_external_id_and_falls_back_to_email() {
     let s = mem().await;
     let by_ext = user(&s, "okta", "alice").await; // externalId ext-alice
-    let by_mail = match s
-        .scim_create_user(
-            "okta",
-            &draft("someone", "ext-other", "Alice.B@Example.com"),
-        )
-        .await
-        .unwrap()
-    {
-        Outcome::Done(u) => u,
-        o => panic!("{o:?}"),
-    };
+    let by_mail = create(
+        &s,
+        "okta",
+        &draft("someone", "ext-other", "Alice.B@Example.com"),
+    )
+    .await;
     group(&s, "okta", "eng", std::slice::from_ref(&by_ext.id)).await;
     group(&s, "okta", "sales", std::slice::from_ref(&by_mail.id)).await;
     let l = s
@@ -506,32 +500,22 @@ async fn file_store() -> (tempfile::TempDir, SqliteStore) {
 async fn in_place_link_agrees_with_the_async_link() {
     let (_dir, s) = file_store().await;
     let alice = user(&s, "okta", "alice").await; // externalId ext-alice
-    let Outcome::Done(by_mail) = s
-        .scim_create_user(
-            "okta",
-            &draft("someone", "ext-other", "Alice.B@Example.com"),
-        )
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Outcome::Done(second) = s
-        .scim_create_user(
-            "okta",
-            &draft("alice.b@example.com", "ext-3", "x@example.com"),
-        )
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let by_mail = create(
+        &s,
+        "okta",
+        &draft("someone", "ext-other", "Alice.B@Example.com"),
+    )
+    .await;
+    let second = create(
+        &s,
+        "okta",
+        &draft("alice.b@example.com", "ext-3", "x@example.com"),
+    )
+    .await;
     let bob = user(&s, "azure", "bob").await;
     let mut off = draft("gone", "ext-gone", "gone@example.com");
     off.active = false;
-    let Outcome::Done(gone) = s.scim_create_user("okta", &off).await.unwrap() else {
-        panic!()
-    };
+    let gone = create(&s, "okta", &off).await;
     group(&s, "okta", "eng", &[alice.id.clone(), by_mail.id.clone()]).await;
     group(&s, "okta", "gone-team", std::slice::from_ref(&gone.id)).await;
     group(&s, "okta", "sales", std::slice::from_ref(&by_mail.id)).await;

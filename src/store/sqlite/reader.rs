@@ -6,10 +6,9 @@
 //! worker thread and back (about 30–90 µs on a busy two-core machine, most
 //! of it waiting for the two wake-ups), while the read itself, on a WAL
 //! database whose pages are in the OS cache, takes a few microseconds. So
-//! the miss path reads here,
-//! with rusqlite, on read-only connections kept in a small free list. No
-//! lock is held while SQLite runs: a connection is taken out of the list,
-//! used, and put back.
+//! the miss path reads here, with rusqlite, on read-only connections kept
+//! in a small free list. No lock is held while SQLite runs: a connection is
+//! taken out of the list, used, and put back.
 //!
 //! A reader never blocks on writers in WAL mode; the one case where SQLite
 //! would make it wait (`SQLITE_BUSY`, e.g. while another process recovers
@@ -61,10 +60,8 @@ impl SessionReader {
     /// `None` when the database was locked (read through the async store
     /// instead).
     pub fn get_session(&self, sid: &str) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        match self.read("session", |c| read_row(c, sid))? {
-            Ok(row) => Some(row.map(|row| super::session_record(sid, row)).transpose()),
-            Err(e) => Some(Err(e)),
-        }
+        self.read("session", |c| read_row(c, sid))
+            .map(|read| read?.map(|row| super::session_record(sid, row)).transpose())
     }
 
     /// The SCIM users of `idp` linked to a login and their groups (as
