@@ -3,6 +3,7 @@
 //! loopback ports; plus a browser-like client (cookie jar, no auto
 //! redirects) that resolves `*.localhost` names to the proxy.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,13 +14,23 @@ use portcullis::idp::dev::{self, DevIdp, DevIdpOptions};
 use portcullis::proxy::State;
 use portcullis::server::{build_server, build_state, ServerHandle};
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port (bound, read, released), never one this process
+/// handed out before. Tests run in parallel, and a released port could be
+/// handed to a second test before the first one's server binds it: one
+/// test's requests then reach the other's server (or a port meant to stay
+/// dead gets a listener), and a test fails for no fault of the proxy.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static HANDED_OUT: parking_lot::Mutex<BTreeSet<u16>> = parking_lot::Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if HANDED_OUT.lock().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Poll `f` until it is true or the deadline passes.
