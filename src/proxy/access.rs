@@ -380,7 +380,16 @@ pub fn deny_reply(
                 state.secure_cookies,
             ))
         }
-        Denial::Unauthenticated | Denial::BadServiceToken => Reply::json_error(401, "unauthorized"),
+        // Browsers never get here without a session (they are sent to
+        // login); an invalid service token is answered by `Accept`.
+        Denial::Unauthenticated => Reply::json_error(401, "unauthorized"),
+        Denial::BadServiceToken => Reply::error(
+            info.browser,
+            401,
+            "unauthorized",
+            "Access denied",
+            "The service token was not accepted.",
+        ),
         Denial::Forbidden => Reply::error(
             info.browser,
             403,

@@ -27,20 +27,14 @@ pub async fn serve(
     let on_auth = info.host() == state.auth_host;
     let on_app = on_auth || !apps_on_host(state, info.host()).is_empty();
     if !on_app {
-        return Reply::error(
-            info.browser,
-            404,
-            "not_found",
-            "Not found",
-            "There is no application at this address.",
-        );
+        return not_found(info, "There is no application at this address.");
     }
     let method = req.method.clone();
     match rest {
+        // The OIDC redirect URI exists only on the auth domain.
+        "/callback" if !on_auth => not_found(info, "There is no such page."),
         "/login" if info.method_is_get_or_head => login::login(state, info, req).await,
-        "/callback" if on_auth && info.method_is_get_or_head => {
-            login::callback(state, info, req).await
-        }
+        "/callback" if info.method_is_get_or_head => login::callback(state, info, req).await,
         "/authorized" if info.method_is_get_or_head => login::authorized(state, info, req).await,
         "/logout" if info.method_is_get_or_head || method == http::Method::POST => {
             logout::logout(state, info, req, method == http::Method::POST).await
@@ -49,17 +43,28 @@ pub async fn serve(
         "/certs" if info.method_is_get_or_head => {
             Reply::new(200, "application/json", state.keys.jwks_json().to_string())
         }
-        "/login" | "/callback" | "/authorized" | "/logout" | "/get-identity" | "/certs" => {
-            Reply::json_error(405, "method_not_allowed").with_header("allow", "GET, HEAD".into())
+        "/logout" => method_not_allowed(info, "GET, HEAD, POST"),
+        "/login" | "/callback" | "/authorized" | "/get-identity" | "/certs" => {
+            method_not_allowed(info, "GET, HEAD")
         }
-        _ => Reply::error(
-            info.browser,
-            404,
-            "not_found",
-            "Not found",
-            "There is no such page.",
-        ),
+        _ => not_found(info, "There is no such page."),
     }
+}
+
+fn not_found(info: &RequestInfo<'_>, message: &str) -> Reply {
+    Reply::error(info.browser, 404, "not_found", "Not found", message)
+}
+
+/// 405 naming the methods the endpoint takes (`allow`).
+fn method_not_allowed(info: &RequestInfo<'_>, allow: &'static str) -> Reply {
+    Reply::error(
+        info.browser,
+        405,
+        "method_not_allowed",
+        "Method not allowed",
+        "This address does not take that method.",
+    )
+    .with_header("allow", allow.into())
 }
 
 /// Whether `host` (lower-case, no port) matches an app host pattern.

@@ -79,7 +79,7 @@ pub fn read<'a>(
     let raw_target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let target = path::normalize(raw_target)?;
     let get_or_head = req.method == http::Method::GET || req.method == http::Method::HEAD;
-    let browser = get_or_head && accepts_html(req);
+    let browser = is_browser(req);
     // Also rebuild when Pingora kept raw bytes that differ from the URI it
     // parsed (e.g. non-UTF-8): what is forwarded must be what was matched.
     let rewrite = absolute || matches!(target.path, Cow::Owned(_)) || raw != raw_target.as_bytes();
@@ -154,7 +154,13 @@ fn valid_port(p: &str) -> bool {
         && p.parse::<u16>().is_ok()
 }
 
-/// A browser request: `Accept` lists `text/html` with q > 0.
+/// Whether `req` is a browser request (DESIGN: GET or HEAD whose `Accept`
+/// lists `text/html` with q > 0), also for a request [`read`] refused.
+pub fn is_browser(req: &RequestHeader) -> bool {
+    (req.method == http::Method::GET || req.method == http::Method::HEAD) && accepts_html(req)
+}
+
+/// `Accept` lists `text/html` with q > 0.
 fn accepts_html(req: &RequestHeader) -> bool {
     req.headers
         .get_all(http::header::ACCEPT)

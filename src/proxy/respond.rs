@@ -88,7 +88,10 @@ impl Reply {
         for (k, v) in self.headers {
             h.append_header(k, v)?;
         }
-        h.insert_header("content-length", self.body.len().to_string())?;
+        // RFC 9110 §8.6: no Content-Length on a 204 (SCIM DELETE) or 304.
+        if !matches!(self.status, 204 | 304) {
+            h.insert_header("content-length", self.body.len().to_string())?;
+        }
         h.insert_header("cache-control", "no-store")?;
         h.insert_header("x-content-type-options", "nosniff")?;
         let empty = head || self.body.is_empty();

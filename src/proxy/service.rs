@@ -230,7 +230,7 @@ impl Portcullis {
                 Err(e) => {
                     tracing::debug!(error = %e, "Bad request target");
                     ctx.decision = "bad_request";
-                    return Some(Reply::json_error(400, "bad_request"));
+                    return Some(bad_target(request::is_browser(req)));
                 }
             };
             let path: &str = &info.target.path;
@@ -264,7 +264,7 @@ impl Portcullis {
                                 Ok(u) => Some(u),
                                 Err(_) => {
                                     ctx.decision = "bad_request";
-                                    return Some(Reply::json_error(400, "bad_request"));
+                                    return Some(bad_target(info.browser));
                                 }
                             },
                         };
@@ -306,6 +306,18 @@ impl Portcullis {
 
 /// Upstream header values of an identity, built once per cached session.
 /// A value that is not a valid header value (control bytes) is left out.
+/// 400 for a request target that cannot be routed safely (ambiguous or
+/// unparsable path): a page for a browser, JSON otherwise.
+fn bad_target(browser: bool) -> Reply {
+    Reply::error(
+        browser,
+        400,
+        "bad_request",
+        "Bad request",
+        "The address of this request is not valid.",
+    )
+}
+
 fn forward_values(state: &State, id: &crate::identity::Identity) -> ForwardValues {
     let claims = if state.cfg.headers.forward_claims {
         id.custom

@@ -686,6 +686,13 @@ async fn connection_header_cannot_remove_proxy_added_headers() {
         ["engineering,everyone"]
     );
     assert_eq!(folded_values(s, "cf-access-jwt-assertion"), [token]);
+    // Nor does the nomination travel on: a hop behind the proxy that honours
+    // `Connection` would otherwise drop the identity headers there.
+    assert!(
+        folded_values(s, "connection").is_empty(),
+        "Connection reached upstream: {:?}",
+        s.headers
+    );
 }
 
 /// On a bypass route the upstream gets no identity at all: forged identity
@@ -1474,5 +1481,85 @@ async fn unknown_host_is_404_and_never_forwarded() {
     }
     let (status, _) = raw_http(&env, &raw_get(&env, "evil.example", "/public/x", &[])).await;
     assert_eq!(status, 404);
+    assert!(env.upstream.seen().is_empty());
+}
+
+// ------------------------------------------------------- error bodies and methods
+
+/// What kind of body a reply has: an HTML page or `{"error": code}`.
+fn body_kind(response: &str) -> &'static str {
+    let lower = response.to_ascii_lowercase();
+    if lower.contains("content-type: text/html") {
+        "html"
+    } else if lower.contains("content-type: application/json") && response.contains("\"error\"") {
+        "json"
+    } else {
+        "other"
+    }
+}
+
+/// An unroutable path is 400 with a page for a browser and JSON for any
+/// other client, as DESIGN's status-code table says; nothing is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_path_is_400_page_for_browsers_and_json_otherwise() {
+    let env = env().start().await;
+    for target in ["/a%2fb", "/a\\b", "/a;b=c"] {
+        let (status, text) = raw_http(&env, &raw_get(&env, "app.localhost", target, &[])).await;
+        assert_eq!(
+            (status, body_kind(&text)),
+            (400, "json"),
+            "{target}: {text}"
+        );
+        let browser = raw_get(&env, "app.localhost", target, &[("Accept", "text/html")]);
+        let (status, text) = raw_http(&env, &browser).await;
+        assert_eq!(
+            (status, body_kind(&text)),
+            (400, "html"),
+            "{target}: {text}"
+        );
+    }
+    assert!(env.upstream.seen().is_empty());
+}
+
+/// A bad `redirect_url` on `/login` is 400 JSON for a non-browser GET (curl)
+/// and an HTML page for a browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_error_body_follows_accept() {
+    let env = env().start().await;
+    let target = "/cdn-cgi/access/login?redirect_url=https%3A%2F%2Fevil.example%2F";
+    let (status, text) = raw_http(&env, &raw_get(&env, "app.localhost", target, &[])).await;
+    assert_eq!((status, body_kind(&text)), (400, "json"), "{text}");
+    let browser = raw_get(&env, "app.localhost", target, &[("Accept", "text/html")]);
+    let (status, text) = raw_http(&env, &browser).await;
+    assert_eq!((status, body_kind(&text)), (400, "html"), "{text}");
+}
+
+/// The OIDC callback exists only on the auth domain: on an app host it is
+/// 404 for every method, never a 405 that suggests it is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_off_the_auth_domain_is_404() {
+    let env = env().start().await;
+    let c = env.client();
+    let url = env.url("app.localhost", "/cdn-cgi/access/callback?code=x&state=y");
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 404);
+    assert_eq!(c.post(&url).send().await.unwrap().status(), 404);
+}
+
+/// A proxy-owned endpoint answers a method it does not take with 405 and
+/// an `Allow` header listing the ones it does (POST for `/logout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_405_lists_the_methods_they_take() {
+    let env = env().start().await;
+    let c = env.client();
+    for (path, allow) in [
+        ("/cdn-cgi/access/logout", "GET, HEAD, POST"),
+        ("/cdn-cgi/access/login", "GET, HEAD"),
+        ("/cdn-cgi/access/get-identity", "GET, HEAD"),
+        ("/cdn-cgi/access/certs", "GET, HEAD"),
+    ] {
+        let r = c.put(env.url("app.localhost", path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        assert_eq!(r.headers()["allow"], allow, "{path}");
+    }
     assert!(env.upstream.seen().is_empty());
 }

@@ -344,6 +344,8 @@ async fn okta_group_push_update_rename_delete() {
     let r = scim(&env, Method::DELETE, &format!("/Groups/{gid}"), None).await;
     assert_eq!(r.status, 204);
     assert_eq!(r.body, Value::Null);
+    // RFC 9110 §8.6: a 204 carries no Content-Length.
+    assert!(r.headers.get("content-length").is_none(), "{:?}", r.headers);
     assert_error(
         &scim(&env, Method::GET, &format!("/Groups/{gid}"), None).await,
         404,

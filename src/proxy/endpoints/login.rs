@@ -50,13 +50,7 @@ fn query_param(req: &RequestHeader, name: &str) -> Option<String> {
 }
 
 fn bad_request(info: &RequestInfo<'_>, msg: &str) -> Reply {
-    Reply::error(
-        info.browser || info.method_is_get_or_head,
-        400,
-        "bad_request",
-        "Bad request",
-        msg,
-    )
+    Reply::error(info.browser, 400, "bad_request", "Bad request", msg)
 }
 
 /// Validate a `redirect_url` (SECURITY.md rule 5): WHATWG parse, our scheme,
