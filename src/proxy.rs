@@ -9,6 +9,7 @@ pub mod endpoints;
 pub mod headers;
 pub mod path;
 pub mod request;
+pub mod resolve;
 pub mod respond;
 pub mod service;
 pub mod state;

@@ -62,8 +62,12 @@ pub enum HostPattern {
 pub struct Upstream {
     /// The URL as written, for display.
     pub url: String,
-    /// Resolved socket address.
-    pub addr: SocketAddr,
+    /// The address when the host is an IP literal. A host name is
+    /// resolved when a request is forwarded (`proxy::resolve`), never at
+    /// load, so `check` works offline.
+    pub addr: Option<SocketAddr>,
+    /// `host:port` to resolve (an IPv6 host in brackets).
+    pub authority: std::sync::Arc<str>,
     /// `https://` upstream.
     pub tls: bool,
     /// Host name for SNI and the `Host` header sent upstream.

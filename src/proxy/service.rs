@@ -93,17 +93,40 @@ impl ProxyHttp for Portcullis {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         // Fail closed: without a permit nothing is forwarded.
-        let fwd = ctx
+        let app = ctx
             .forward
             .as_ref()
+            .map(|f| f.app.clone())
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "no access permit"))?;
-        let i = self
-            .state
-            .pick_upstream(&fwd.app, ctx.failed.take())
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "app has no upstream"))?;
-        ctx.upstream = Some(i);
-        let up = &fwd.app.upstreams[i];
-        Ok(Box::new(HttpPeer::new(up.addr, up.tls, up.host.clone())))
+        loop {
+            let i = self
+                .state
+                .pick_upstream(&app, ctx.failed.take())
+                .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "app has no upstream"))?;
+            ctx.upstream = Some(i);
+            let up = &app.upstreams[i];
+            let addr = match up.addr {
+                Some(addr) => addr,
+                None => match self.state.resolver.resolve(&up.authority).await {
+                    Ok(addr) => addr,
+                    // A name that does not resolve counts as a refused
+                    // connect: the next upstream is tried, each once.
+                    Err(e) => {
+                        tracing::warn!(app.name = %app.name, error = %e, "Upstream name did not resolve");
+                        ctx.connect_failures += 1;
+                        if ctx.connect_failures >= app.upstreams.len() {
+                            return Err(Error::explain(
+                                ErrorType::HTTPStatus(502),
+                                "no upstream name resolved",
+                            ));
+                        }
+                        ctx.failed = Some(i);
+                        continue;
+                    }
+                },
+            };
+            return Ok(Box::new(HttpPeer::new(addr, up.tls, up.host.clone())));
+        }
     }
 
     /// Passive health check: a connection failure is retried on the app's

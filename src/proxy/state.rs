@@ -42,6 +42,8 @@ pub struct State {
     pub upstream_headers: UpstreamHeaders,
     /// Some IdP provisions over SCIM: session loads merge SCIM groups.
     pub scim_enabled: bool,
+    /// Lookups of upstream host names (IP literals skip it).
+    pub resolver: crate::proxy::resolve::Resolver,
     rr: AtomicUsize,
 }
 
@@ -115,6 +117,7 @@ impl State {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
+            resolver: crate::proxy::resolve::Resolver::default(),
             rr: AtomicUsize::new(0),
             cfg,
             policies,

@@ -36,30 +36,53 @@ fn check_prints_compiled_table_for_the_example() {
     );
 }
 
-/// `check` reports every error as `file:line:col: key: message` and exits 1.
-#[test]
-fn check_reports_located_errors_and_exits_1() {
+/// `portcullis check` on a config whose only policy file holds `policies`.
+fn check_policies(policies: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(
-        dir.path().join("policies/bad.yaml"),
-        "apps:\n  - name: a\n    domain: a.example.com\n    upstream: http://127.0.0.1:1\n    policies:\n      - name: p\n        decision: allow\n        include: [{ groop: x }]\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("policies/apps.yaml"), policies).unwrap();
     std::fs::write(
         dir.path().join("portcullis.yaml"),
         "listen: [{ addr: 127.0.0.1:0 }]\nauth_domain: auth.example.com\npolicies: policies\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
+    Command::new(BIN)
         .args(["check", "-c"])
         .arg(dir.path().join("portcullis.yaml"))
+        .env("RUST_LOG", "error")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `check` reports every error as `file:line:col: key: message` and exits 1.
+#[test]
+fn check_reports_located_errors_and_exits_1() {
+    let out = check_policies(
+        "apps:\n  - name: a\n    domain: a.example.com\n    upstream: http://127.0.0.1:1\n    policies:\n      - name: p\n        decision: allow\n        include: [{ groop: x }]\n",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("bad.yaml:8:"), "{stderr}");
+    assert!(stderr.contains("apps.yaml:8:"), "{stderr}");
     assert!(stderr.contains("groop"), "{stderr}");
+}
+
+/// `check` works offline: an upstream host name is not resolved, so a
+/// policy naming a host this machine cannot resolve still checks.
+#[test]
+fn check_does_not_resolve_upstream_names() {
+    let out = check_policies(
+        "apps:\n  - name: a\n    domain: a.example.com\n    upstream: http://grafana.no-such-host.invalid:3000\n    policies:\n      - { name: p, decision: allow, include: [{ everyone: true }] }\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("http://grafana.no-such-host.invalid:3000"),
+        "{stdout}"
+    );
 }
 
 /// An unset `${VAR}` is an error naming the variable.

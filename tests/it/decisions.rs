@@ -206,32 +206,79 @@ async fn unknown_host_is_404() {
     assert!(env.upstream.seen().is_empty());
 }
 
-/// With several upstreams, a dead one is skipped: every request still
-/// reaches the live upstream (round-robin with passive failover).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_upstream_is_skipped() {
-    let dead = free_port();
-    let policies = format!(
+/// One bypassed app on `app.localhost` with the upstream list `upstreams`.
+fn pool(upstreams: &str) -> String {
+    format!(
         r#"
 apps:
   - name: pool
     domain: app.localhost
-    upstream: ["http://127.0.0.1:{dead}", "${{UPSTREAM}}"]
+    upstream: {upstreams}
     policies:
       - name: anyone
         decision: bypass
         include: [{{ everyone: true }}]
 "#
-    );
-    let env = env().policies(&policies).start().await;
-    let c = env.client();
-    for i in 0..6 {
-        let r = c
-            .get(env.url("app.localhost", &format!("/r{i}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "request {i}");
+    )
+}
+
+/// Status of a GET of `path` on the pool app.
+async fn pool_get(env: &Env, path: &str) -> u16 {
+    let url = env.url("app.localhost", path);
+    env.client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `n` requests to the pool app all answer 200 and all reach the upstream.
+async fn all_reach_the_upstream(env: &Env, n: usize) {
+    for i in 0..n {
+        assert_eq!(pool_get(env, &format!("/r{i}")).await, 200, "request {i}");
     }
-    assert_eq!(env.upstream.seen().len(), 6);
+    assert_eq!(env.upstream.seen().len(), n);
+}
+
+/// With several upstreams, a dead one is skipped: every request still
+/// reaches the live upstream (round-robin with passive failover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_upstream_is_skipped() {
+    let dead = free_port();
+    let policies = pool(&format!(r#"["http://127.0.0.1:{dead}", "${{UPSTREAM}}"]"#));
+    let env = env().policies(&policies).start().await;
+    all_reach_the_upstream(&env, 6).await;
+}
+
+/// An upstream written as a host name is resolved when the request is
+/// forwarded: `localhost` reaches the upstream on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_host_name_is_resolved_when_forwarding() {
+    let policies = pool(r#"["http://localhost:${UPSTREAM_PORT}"]"#);
+    let env = env().policies(&policies).start().await;
+    assert_eq!(pool_get(&env, "/by-name").await, 200);
+    let seen = env.upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri, "/by-name");
+}
+
+/// A name that does not resolve is skipped like a refused connect: every
+/// request goes to the app's other upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresolvable_upstream_name_is_skipped() {
+    let policies = pool(r#"["http://no-such-host.invalid:80", "${UPSTREAM}"]"#);
+    let env = env().policies(&policies).start().await;
+    all_reach_the_upstream(&env, 4).await;
+}
+
+/// With only names that do not resolve, the request is 502 and nothing is
+/// sent anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_resolvable_upstream_is_502() {
+    let policies = pool(r#"["http://no-such-host.invalid:80"]"#);
+    let env = env().policies(&policies).start().await;
+    assert_eq!(pool_get(&env, "/x").await, 502);
+    assert!(env.upstream.seen().is_empty());
 }

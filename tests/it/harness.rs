@@ -360,7 +360,15 @@ pub async fn login_ok(
 /// `yaml` with `${UPSTREAM}` and `__CI_SECRET_SHA256__` filled in, as
 /// [`EnvBuilder::start`] does for the first policy file.
 pub fn expand_policies(env: &Env, yaml: &str) -> String {
-    yaml.replace("${UPSTREAM}", &format!("http://{}", env.upstream.addr()))
+    expand(yaml, env.upstream.addr())
+}
+
+/// `${UPSTREAM}` is `http://` + the echo upstream's address,
+/// `${UPSTREAM_PORT}` its port alone, `__CI_SECRET_SHA256__` the hash of
+/// the test service token's secret.
+fn expand(yaml: &str, upstream: SocketAddr) -> String {
+    yaml.replace("${UPSTREAM}", &format!("http://{upstream}"))
+        .replace("${UPSTREAM_PORT}", &upstream.port().to_string())
         .replace("__CI_SECRET_SHA256__", &sha256_hex("ci-secret"))
 }
 
@@ -443,10 +451,7 @@ impl EnvBuilder {
             .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
         let policies_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policies_dir).unwrap();
-        let policies = self
-            .policies
-            .replace("${UPSTREAM}", &format!("http://{}", upstream.addr()))
-            .replace("__CI_SECRET_SHA256__", &sha256_hex("ci-secret"));
+        let policies = expand(&self.policies, upstream.addr());
         std::fs::write(policies_dir.join("main.yaml"), policies).unwrap();
         let idps = setup
             .identity_providers

@@ -2,7 +2,7 @@
 //! upstreams resolved to socket addresses, audience tag, session length,
 //! IdP list and policies.
 
-use std::net::ToSocketAddrs;
+use std::net::SocketAddr;
 
 use serde_saphyr::{Location, Spanned};
 use sha2::{Digest, Sha256};
@@ -199,7 +199,8 @@ fn upstreams(cx: &mut Cx<'_>, u: &Spanned<OneOrMany>, key: Key<'_>) -> Option<Ve
     ok.then_some(out)
 }
 
-/// Parse `http(s)://host[:port]` and resolve it once.
+/// Parse `http(s)://host[:port]`. An IP literal is the address; a name is
+/// resolved when a request is forwarded.
 fn upstream(url_text: &str) -> Result<Upstream, String> {
     let url =
         url::Url::parse(url_text).map_err(|e| format!("invalid upstream URL `{url_text}`: {e}"))?;
@@ -229,14 +230,15 @@ fn upstream(url_text: &str) -> Result<Upstream, String> {
         .port_or_known_default()
         .unwrap_or(if tls { 443 } else { 80 });
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addr = (bare, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve upstream host `{bare}`: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve upstream host `{bare}`: no addresses"))?;
+    let addr = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(SocketAddr::new(ip.into(), port)),
+        Some(url::Host::Ipv6(ip)) => Some(SocketAddr::new(ip.into(), port)),
+        _ => None,
+    };
     Ok(Upstream {
         url: url_text.to_string(),
         addr,
+        authority: format!("{host}:{port}").into(),
         tls,
         host: bare.to_string(),
     })

@@ -76,7 +76,8 @@ fn minimal_app_gets_defaults() {
         "cace491b69555e8d0f77747d47ae54e31ce4cc322fe51a7bdcf64402f3676ebf"
     );
     let up = &app.upstreams[0];
-    assert_eq!(up.addr, "127.0.0.1:3000".parse().unwrap());
+    assert_eq!(up.addr, Some("127.0.0.1:3000".parse().unwrap()));
+    assert_eq!(&*up.authority, "127.0.0.1:3000");
     assert!(!up.tls);
     assert_eq!(up.host, "127.0.0.1");
     assert_eq!(up.url, "http://127.0.0.1:3000");
@@ -103,7 +104,9 @@ fn full_app_keeps_every_setting() {
     assert_eq!(app.upstreams.len(), 2);
     assert!(app.upstreams[1].tls);
     assert_eq!(app.upstreams[1].host, "localhost");
-    assert_eq!(app.upstreams[1].addr.port(), 8443);
+    // A name is resolved when a request is forwarded, not at load.
+    assert_eq!(app.upstreams[1].addr, None);
+    assert_eq!(&*app.upstreams[1].authority, "localhost:8443");
     assert_eq!(app.session_duration, Some(Duration::from_secs(5_400)));
     assert_eq!(app.aud, "my-aud-tag");
     assert_eq!(
@@ -369,19 +372,32 @@ fn app_errors_have_exact_messages() {
 }
 
 #[test]
-fn unresolvable_upstream_names_the_host() {
-    let errs = errors(
-        &app_with("      - { name: p, decision: allow, include: [{ everyone: true }] }\n")
-            .replace("http://127.0.0.1:3000", "http://no-such-host.invalid:80"),
-    );
-    assert_eq!(errs.len(), 1);
-    assert!(
-        errs[0].starts_with(
-            "p.yaml:6:15: apps[0].upstream: cannot resolve upstream host `no-such-host.invalid`: "
-        ),
-        "{}",
-        errs[0]
-    );
+fn an_upstream_name_is_not_resolved_at_load() {
+    // `check` works offline: a name that does not resolve here still loads.
+    let set = ok(&app_with(
+        "      - { name: p, decision: allow, include: [{ everyone: true }] }\n",
+    )
+    .replace("http://127.0.0.1:3000", "http://no-such-host.invalid:80"));
+    let up = &set.apps[0].upstreams[0];
+    assert_eq!(up.addr, None);
+    assert_eq!(&*up.authority, "no-such-host.invalid:80");
+    assert_eq!(up.host, "no-such-host.invalid");
+}
+
+#[test]
+fn ip_literal_upstreams_keep_their_address() {
+    let set = ok(&app_with(
+        "      - { name: p, decision: allow, include: [{ everyone: true }] }\n",
+    )
+    .replace(
+        "http://127.0.0.1:3000",
+        "[http://10.1.2.3, 'https://[::1]:8443']",
+    ));
+    let ups = &set.apps[0].upstreams;
+    assert_eq!(ups[0].addr, Some("10.1.2.3:80".parse().unwrap()));
+    assert_eq!(ups[1].addr, Some("[::1]:8443".parse().unwrap()));
+    assert_eq!(&*ups[1].authority, "[::1]:8443");
+    assert_eq!(ups[1].host, "::1");
 }
 
 #[test]
