@@ -6,8 +6,13 @@ use crate::harness::*;
 /// The app cookie set by `/authorized` (read from the trail's Set-Cookie is
 /// not possible through the jar, so log in and read what the upstream got).
 async fn login_and_token(env: &Env, user: &str) -> (reqwest::Client, String) {
+    login_and_token_at(env, &env.url("app.localhost", "/"), user).await
+}
+
+/// [`login_and_token`] starting at `url`.
+async fn login_and_token_at(env: &Env, url: &str, user: &str) -> (reqwest::Client, String) {
     let browser = env.browser();
-    login_ok(env, &browser, &env.url("app.localhost", "/"), user).await;
+    login_ok(env, &browser, url, user).await;
     let seen = env.upstream.seen();
     let token = seen
         .last()
@@ -223,6 +228,67 @@ async fn logout_revokes_session_and_old_cookie_is_refused() {
         "{:?}",
         end.trail
     );
+}
+
+/// An app under a path gets a cookie scoped to that path, which the browser
+/// does not send to the host's `/cdn-cgi/access/logout`; logout there hands
+/// over to the auth domain, which still revokes the whole session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_a_host_with_a_path_scoped_app_revokes_the_session() {
+    let policies = r#"
+apps:
+  - name: team
+    domain: app.localhost
+    path: /team
+    upstream: ${UPSTREAM}
+    policies:
+      - { name: all, decision: allow, include: [{ everyone: true }] }
+  - name: other
+    domain: other.localhost
+    upstream: ${UPSTREAM}
+    policies:
+      - { name: all, decision: allow, include: [{ everyone: true }] }
+"#;
+    let env = env().policies(policies).start().await;
+    let (browser, token) =
+        login_and_token_at(&env, &env.url("app.localhost", "/team/x"), "00ualice").await;
+    let replay = |t: String| {
+        let c = env.client();
+        let url = env.url("app.localhost", "/team/after");
+        async move {
+            c.get(url)
+                .header("cookie", format!("CF_Authorization={t}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(replay(token.clone()).await, 200);
+
+    let r = browser
+        .get(env.url("app.localhost", "/cdn-cgi/access/logout"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let next = location(&r);
+    assert_eq!(next, env.url("auth.localhost", "/cdn-cgi/access/logout"));
+    let cleared = r.headers().get_all("set-cookie").iter().any(|c| {
+        let c = c.to_str().unwrap();
+        c.starts_with("CF_Authorization=;") && c.contains("Path=/team")
+    });
+    assert!(cleared, "the path-scoped app cookie is cleared");
+    let r = browser
+        .get(&next)
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("signed out"));
+    assert_eq!(replay(token).await, 401);
 }
 
 /// Every cookie the proxy sets on the way in is HttpOnly, SameSite=Lax and

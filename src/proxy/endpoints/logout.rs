@@ -1,7 +1,9 @@
 //! `/logout`: revoke the whole session (`sid`) server-side — the auth-domain
 //! session and every app token minted from it — and clear this host's
 //! cookies. A cross-site GET gets a confirmation page with a POST button
-//! instead (logout CSRF).
+//! instead (logout CSRF). A browser whose app cookies did not reach an app
+//! host's `/logout` (they are scoped to the app's path) is sent on to the
+//! auth domain's, which finds the session by its `_sso` cookie.
 
 use pingora::http::RequestHeader;
 
@@ -85,7 +87,14 @@ pub async fn logout(
             }
         }
     }
-    let mut reply = if info.browser || post {
+    let mut reply = if !on_auth && sids.is_empty() && (info.browser || post) {
+        // The app cookie is scoped to its app's path, so on a host whose
+        // apps live under a path the browser sent none here. The session
+        // is still known on the auth domain (`_sso`): continue there, so
+        // the whole session is revoked as DESIGN asks. The target is fixed;
+        // nothing of the request goes into it.
+        Reply::redirect(&format!("{}{}/logout", state.auth_origin, state.prefix()))
+    } else if info.browser || post {
         Reply::page(200, "Signed out", "You have been signed out.")
     } else {
         Reply::json(200, &serde_json::json!({ "logged_out": true }))
