@@ -9,6 +9,18 @@ async fn login_and_token(env: &Env, user: &str) -> (reqwest::Client, String) {
     login_and_token_at(env, &env.url("app.localhost", "/"), user).await
 }
 
+/// Status of a GET of `path` on `app.localhost` with `token` as the app
+/// cookie, from a client that has no other cookie.
+async fn replay(env: &Env, path: &str, token: &str) -> reqwest::StatusCode {
+    env.client()
+        .get(env.url("app.localhost", path))
+        .header("cookie", format!("CF_Authorization={token}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// [`login_and_token`] starting at `url`.
 async fn login_and_token_at(env: &Env, url: &str, user: &str) -> (reqwest::Client, String) {
     let browser = env.browser();
@@ -194,19 +206,7 @@ async fn get_identity_returns_identity_json() {
 async fn logout_revokes_session_and_old_cookie_is_refused() {
     let env = env().start().await;
     let (browser, token) = login_and_token(&env, "00ualice").await;
-    let replay = |t: String| {
-        let c = env.client();
-        let url = env.url("app.localhost", "/after");
-        async move {
-            c.get(url)
-                .header("cookie", format!("CF_Authorization={t}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
-    assert_eq!(replay(token.clone()).await, 200);
+    assert_eq!(replay(&env, "/after", &token).await, 200);
     let r = browser
         .get(env.url("app.localhost", "/cdn-cgi/access/logout"))
         .header("accept", HTML)
@@ -219,7 +219,7 @@ async fn logout_revokes_session_and_old_cookie_is_refused() {
             && c.to_str().unwrap().contains("Max-Age=0")
     });
     assert!(cleared, "app cookie cleared");
-    assert_eq!(replay(token).await, 401);
+    assert_eq!(replay(&env, "/after", &token).await, 401);
     // The auth-domain session is gone too: a new visit goes back to the IdP.
     let end = browse_login(&env, &browser, &env.url("other.localhost", "/"), "00ualice").await;
     let idp = format!("{}", env.idp.addr());
@@ -252,19 +252,7 @@ apps:
     let env = env().policies(policies).start().await;
     let (browser, token) =
         login_and_token_at(&env, &env.url("app.localhost", "/team/x"), "00ualice").await;
-    let replay = |t: String| {
-        let c = env.client();
-        let url = env.url("app.localhost", "/team/after");
-        async move {
-            c.get(url)
-                .header("cookie", format!("CF_Authorization={t}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
-    assert_eq!(replay(token.clone()).await, 200);
+    assert_eq!(replay(&env, "/team/after", &token).await, 200);
 
     let r = browser
         .get(env.url("app.localhost", "/cdn-cgi/access/logout"))
@@ -288,7 +276,7 @@ apps:
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("signed out"));
-    assert_eq!(replay(token).await, 401);
+    assert_eq!(replay(&env, "/team/after", &token).await, 401);
 }
 
 /// Every cookie the proxy sets on the way in is HttpOnly, SameSite=Lax and
