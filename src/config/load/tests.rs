@@ -119,13 +119,24 @@ fn groups_header_can_be_turned_off() {
 }
 
 #[test]
-fn store_urls_resolve_and_keep_postgres() {
+fn store_urls_resolve() {
     let c = ok(&format!("{BASE}store: sqlite:///var/lib/p.db\n"));
     assert_eq!(c.store, "sqlite:///var/lib/p.db");
-    let c = ok(&format!(
-        "{BASE}store: postgres://u:${{PG_PASSWORD}}@db/portcullis\n"
+}
+
+#[test]
+fn postgres_store_is_refused_at_check_without_echoing_the_url() {
+    let errs = errors(&format!(
+        "{BASE}store: postgres://u:${{PG_PASSWORD}}@db.example/portcullis\n"
     ));
-    assert_eq!(c.store, "postgres://u:pw@db/portcullis");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]
+            .contains("store: the PostgreSQL store (fleet mode) is not available in this version"),
+        "{}",
+        errs[0]
+    );
+    assert!(!errs[0].contains("db.example"), "{}", errs[0]);
 }
 
 #[test]
@@ -327,7 +338,7 @@ policies: ''
             "portcullis.yaml:3:10: listen[1].tls.key: required key is missing",
             "portcullis.yaml:4:14: auth_domain: `https://auth.example.com` is a URL; expected a host name with an optional port, e.g. `auth.example.com`",
             "portcullis.yaml:5:10: threads: 0 is out of range: expected 1 to 1024",
-            "portcullis.yaml:7:8: store: unsupported store `mysql:…`: expected `sqlite://PATH` or `postgres://…`",
+            "portcullis.yaml:7:8: store: unsupported store `mysql:…`: expected `sqlite://PATH`",
             "portcullis.yaml:8:25: session.cookie_name: invalid cookie name `bad name`: use letters, digits and `-`, `_`, `.`",
             "portcullis.yaml:8:47: session.duration: invalid duration `10`: expected a number with a unit (d, h, m, s), e.g. `24h`, `1h30m`, `90s`",
             "portcullis.yaml:9:18: endpoint_prefix: `/cdn-cgi/access/` must not end with `/`",

@@ -1,12 +1,12 @@
 //! Validation of the `store` URL: SQLite paths resolved against the config
-//! folder, PostgreSQL URLs kept as written.
+//! folder. A PostgreSQL URL is refused until fleet mode ships.
 
 use std::path::Path;
 
 use super::resolve;
 
-/// Resolve a store URL: `sqlite://rel.db` → `sqlite:///abs/dir/rel.db`;
-/// `postgres://…` unchanged. Errors never echo the URL (it may hold a password).
+/// Resolve a store URL: `sqlite://rel.db` → `sqlite:///abs/dir/rel.db`.
+/// Errors never echo the URL (it may hold a password).
 pub fn store_url(url: &str, base_dir: &Path) -> Result<String, String> {
     let url = url.trim();
     if url == "sqlite::memory:" {
@@ -33,18 +33,16 @@ pub fn store_url(url: &str, base_dir: &Path) -> Result<String, String> {
         }
         return Ok(out);
     }
-    for scheme in ["postgres://", "postgresql://"] {
-        if let Some(rest) = url.strip_prefix(scheme) {
-            if rest.is_empty() {
-                return Err(
-                    "postgres store needs a host, e.g. `postgres://user@host/db`".to_string(),
-                );
-            }
-            return Ok(url.to_string());
-        }
+    // Fleet mode (DESIGN "Store") is not built yet: refuse it here, where
+    // `check` reports it with its location, rather than at start.
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(
+            "the PostgreSQL store (fleet mode) is not available in this version: use `sqlite://PATH`"
+                .to_string(),
+        );
     }
     let scheme = url.split(':').next().unwrap_or("");
     Err(format!(
-        "unsupported store `{scheme}:…`: expected `sqlite://PATH` or `postgres://…`"
+        "unsupported store `{scheme}:…`: expected `sqlite://PATH`"
     ))
 }
