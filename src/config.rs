@@ -30,7 +30,7 @@ pub struct Config {
     pub threads: usize,
     /// Metrics listener address, if any.
     pub metrics: Option<SocketAddr>,
-    /// Store URL (`sqlite://…` with an absolute path, or `postgres://…`).
+    /// Store URL (`sqlite://…` with an absolute path).
     pub store: String,
     pub key_dir: PathBuf,
     pub session: SessionConfig,
@@ -45,6 +45,16 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Seconds to wait for in-flight requests on graceful shutdown.
     pub grace_period_seconds: u64,
+    pub upstream_health: UpstreamHealthConfig,
+}
+
+/// Active health checks of apps with several upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamHealthConfig {
+    /// Time between two checks of an upstream (default 5 s).
+    pub interval: Duration,
+    /// Connect timeout of a check, and of forwarding (default 2 s).
+    pub timeout: Duration,
 }
 
 impl Config {

@@ -7,6 +7,7 @@ pub mod access;
 pub mod cookies;
 pub mod endpoints;
 pub mod headers;
+pub mod health;
 pub mod path;
 pub mod request;
 pub mod resolve;

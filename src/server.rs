@@ -43,7 +43,8 @@ pub enum StartError {
 }
 
 /// Build the state and start its background tasks on the current tokio
-/// runtime: IdP discovery/refresh, policy watcher, revocation poller.
+/// runtime: IdP discovery/refresh, policy watcher, revocation poller,
+/// upstream health checks.
 pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
     let keys = KeyRing::load_or_generate(&cfg.key_dir)?;
     let store = open_store(&cfg.store).await?;
@@ -81,6 +82,7 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
         }
     });
     spawn_revocation_poller(state.clone());
+    crate::proxy::health::spawn_checker(&state, state.cfg.upstream_health);
     crate::scim::on_start(&state).await;
     Ok(state)
 }

@@ -42,6 +42,17 @@ pub struct RawConfig {
     pub cache: Option<RawCache>,
     #[serde(default)]
     pub grace_period_seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub upstream_health: Option<RawUpstreamHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamHealth {
+    #[serde(default)]
+    pub interval: Option<Str>,
+    #[serde(default)]
+    pub timeout: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

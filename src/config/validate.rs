@@ -17,9 +17,11 @@ use super::duration::parse_duration;
 use super::env::expand;
 use super::host::{check_cookie_name, check_header_name, check_path_prefix, parse_host_port};
 use super::load::ConfigError;
-use super::raw::{RawCache, RawConfig, RawHeaders, RawSession, RawSwitchName, Str};
+use super::raw::{
+    RawCache, RawConfig, RawHeaders, RawSession, RawSwitchName, RawUpstreamHealth, Str,
+};
 use super::yaml::line_col;
-use super::{CacheConfig, Config, HeaderNames, SessionConfig};
+use super::{CacheConfig, Config, HeaderNames, SessionConfig, UpstreamHealthConfig};
 
 /// Defaults (DESIGN.md "Config defaults").
 pub const DEFAULT_STORE: &str = "sqlite://portcullis.db";
@@ -33,6 +35,10 @@ pub const DEFAULT_EMAIL_HEADER: &str = "Cf-Access-Authenticated-User-Email";
 pub const DEFAULT_GROUPS_HEADER: &str = "X-Portcullis-Groups";
 pub const DEFAULT_CACHE_MAX_ENTRIES: u64 = 100_000;
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Default `upstream_health.interval`.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Default `upstream_health.timeout`.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 5;
 
 /// Error collector with the file name and the env lookup.
@@ -187,6 +193,7 @@ pub(crate) fn validate(
     }
     let headers = headers(&mut cx, r.headers.as_ref());
     let cache = cache(&mut cx, r.cache.as_ref());
+    let upstream_health = upstream_health(&mut cx, r.upstream_health.as_ref());
     let grace_period_seconds = match &r.grace_period_seconds {
         None => DEFAULT_GRACE_PERIOD_SECONDS,
         Some(g) if g.value <= 3600 => g.value,
@@ -205,8 +212,8 @@ pub(crate) fn validate(
     else {
         return Err(never_empty(cx.errors));
     };
-    let (Some(endpoint_prefix), Some(scim_path), Some(headers), Some(cache)) =
-        (endpoint_prefix, scim_path, headers, cache)
+    let (Some(endpoint_prefix), Some(scim_path), Some(headers), Some(cache), Some(upstream_health)) =
+        (endpoint_prefix, scim_path, headers, cache, upstream_health)
     else {
         return Err(never_empty(cx.errors));
     };
@@ -228,6 +235,7 @@ pub(crate) fn validate(
         headers,
         cache,
         grace_period_seconds,
+        upstream_health,
     })
 }
 
@@ -351,6 +359,28 @@ fn headers(cx: &mut Ctx<'_>, spanned: Option<&Spanned<RawHeaders>>) -> Option<He
         email,
         groups,
         forward_claims: raw.and_then(|h| h.forward_claims).unwrap_or(false),
+    })
+}
+
+fn upstream_health(
+    cx: &mut Ctx<'_>,
+    raw: Option<&RawUpstreamHealth>,
+) -> Option<UpstreamHealthConfig> {
+    let interval = duration(
+        cx,
+        raw.and_then(|h| h.interval.as_ref()),
+        "upstream_health.interval",
+        DEFAULT_HEALTH_INTERVAL,
+    );
+    let timeout = duration(
+        cx,
+        raw.and_then(|h| h.timeout.as_ref()),
+        "upstream_health.timeout",
+        DEFAULT_HEALTH_TIMEOUT,
+    );
+    Some(UpstreamHealthConfig {
+        interval: interval?,
+        timeout: timeout?,
     })
 }
 

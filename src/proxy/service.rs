@@ -113,6 +113,7 @@ impl ProxyHttp for Portcullis {
                     // connect: the next upstream is tried, each once.
                     Err(e) => {
                         tracing::warn!(app.name = %app.name, error = %e, "Upstream name did not resolve");
+                        self.state.health.mark_down(&up.authority);
                         ctx.connect_failures += 1;
                         if ctx.connect_failures >= app.upstreams.len() {
                             return Err(Error::explain(
@@ -125,7 +126,13 @@ impl ProxyHttp for Portcullis {
                     }
                 },
             };
-            return Ok(Box::new(HttpPeer::new(addr, up.tls, up.host.clone())));
+            let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
+            // A blackholed upstream costs this long, not the kernel's
+            // minutes of SYN retries; the failover then moves on.
+            let timeout = self.state.cfg.upstream_health.timeout;
+            peer.options.connection_timeout = Some(timeout);
+            peer.options.total_connection_timeout = Some(timeout * 2);
+            return Ok(Box::new(peer));
         }
     }
 
@@ -144,6 +151,12 @@ impl ProxyHttp for Portcullis {
         // the failover to the next upstream.
         ctx.connect_failures += 1;
         ctx.failed = ctx.upstream;
+        if let (Some(fwd), Some(i)) = (&ctx.forward, ctx.upstream) {
+            // Out of the rotation until a health check connects to it.
+            if self.state.health.mark_down(&fwd.app.upstreams[i].authority) {
+                tracing::warn!(app.name = %fwd.app.name, upstream = %fwd.app.upstreams[i].url, "Upstream is down");
+            }
+        }
         if let Some(fwd) = &ctx.forward {
             if ctx.connect_failures < fwd.app.upstreams.len() {
                 tracing::warn!(app.name = %fwd.app.name, upstream = %peer._address, "Upstream connect failed; trying the next one");

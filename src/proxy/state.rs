@@ -44,6 +44,8 @@ pub struct State {
     pub scim_enabled: bool,
     /// Lookups of upstream host names (IP literals skip it).
     pub resolver: crate::proxy::resolve::Resolver,
+    /// Upstreams marked down by health checks or failed connects.
+    pub health: crate::proxy::health::Health,
     rr: AtomicUsize,
 }
 
@@ -118,6 +120,7 @@ impl State {
                 .time_to_live(Duration::from_secs(600))
                 .build(),
             resolver: crate::proxy::resolve::Resolver::default(),
+            health: crate::proxy::health::Health::default(),
             rr: AtomicUsize::new(0),
             cfg,
             policies,
@@ -134,9 +137,11 @@ impl State {
     /// Which of `app`'s upstreams a new request goes to (round-robin), or
     /// `after` + 1 when retrying after upstream `after` failed to connect,
     /// so that a retry always moves on even while other requests turn the
-    /// round-robin. `None` for an app without upstreams.
+    /// round-robin; an upstream marked down is passed over for the next
+    /// one up (`proxy::health`). `None` for an app without upstreams.
     pub fn pick_upstream(&self, app: &App, after: Option<usize>) -> Option<usize> {
-        upstream_index(app.upstreams.len(), after, &self.rr)
+        let i = upstream_index(app.upstreams.len(), after, &self.rr)?;
+        Some(self.health.first_up_from(&app.upstreams, i))
     }
 
     /// Identity provider by config name.

@@ -1,7 +1,12 @@
 //! Policy decisions over real sockets: allow by group, by email domain,
 //! require mfa, exclude, block, bypass, service tokens, no app.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use portcullis::idp::dev::DevUser;
+use tokio::io::AsyncReadExt;
 
 use crate::harness::*;
 
@@ -236,10 +241,15 @@ async fn pool_get(env: &Env, path: &str) -> u16 {
 
 /// `n` requests to the pool app all answer 200 and all reach the upstream.
 async fn all_reach_the_upstream(env: &Env, n: usize) {
+    all_reach_the_upstream_after(env, n, 0).await;
+}
+
+/// [`all_reach_the_upstream`] when it has seen `before` requests already.
+async fn all_reach_the_upstream_after(env: &Env, n: usize, before: usize) {
     for i in 0..n {
         assert_eq!(pool_get(env, &format!("/r{i}")).await, 200, "request {i}");
     }
-    assert_eq!(env.upstream.seen().len(), n);
+    assert_eq!(env.upstream.seen().len(), before + n);
 }
 
 /// With several upstreams, a dead one is skipped: every request still
@@ -281,4 +291,88 @@ async fn no_resolvable_upstream_is_502() {
     let env = env().policies(&policies).start().await;
     assert_eq!(pool_get(&env, "/x").await, 502);
     assert!(env.upstream.seen().is_empty());
+}
+
+/// Connections to a port that carried a request (sent at least one byte).
+async fn count_requests_on(listener: tokio::net::TcpListener) -> Arc<AtomicUsize> {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1];
+                if let Ok(1) = conn.read(&mut buf).await {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    hits
+}
+
+/// An upstream that refused a connect is out of the rotation: later
+/// requests all go to the live one, none even connects to it, also once
+/// something listens on its port again (until a health check sees it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_refused_is_not_tried_again() {
+    let dead = free_port();
+    let policies = pool(&format!(r#"["http://127.0.0.1:{dead}", "${{UPSTREAM}}"]"#));
+    // No active check during the test: only the failed connect marks it.
+    let env = env()
+        .policies(&policies)
+        .config("upstream_health: { interval: 1h }\n")
+        .start()
+        .await;
+    assert_eq!(pool_get(&env, "/first").await, 200);
+    assert!(env.state.health.is_down(&format!("127.0.0.1:{dead}")));
+    let hits = count_requests_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", dead))
+            .await
+            .unwrap(),
+    )
+    .await;
+    all_reach_the_upstream_after(&env, 6, 1).await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a down upstream got requests"
+    );
+}
+
+/// Active checks: an upstream that stops listening is marked down and
+/// skipped; when it listens again it is marked up and gets its turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_take_an_upstream_out_and_back() {
+    let second = portcullis::demo::echo::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = second.addr();
+    let policies = pool(&format!(r#"["${{UPSTREAM}}", "http://{addr}"]"#));
+    let env = env()
+        .policies(&policies)
+        .config("upstream_health: { interval: 1s, timeout: 1s }\n")
+        .start()
+        .await;
+    let authority = addr.to_string();
+    drop(second);
+    eventually(
+        "the stopped upstream marked down",
+        Duration::from_secs(10),
+        async || env.state.health.is_down(&authority),
+    )
+    .await;
+    all_reach_the_upstream(&env, 6).await;
+
+    let back = portcullis::demo::echo::start(addr).await.unwrap();
+    eventually(
+        "the upstream marked up again",
+        Duration::from_secs(10),
+        async || !env.state.health.is_down(&authority),
+    )
+    .await;
+    for i in 0..4 {
+        assert_eq!(pool_get(&env, &format!("/again{i}")).await, 200);
+    }
+    assert_eq!(back.seen().len(), 2, "round-robin includes it again");
 }

@@ -143,6 +143,7 @@ pub struct EnvBuilder {
     policies: String,
     dir: Option<tempfile::TempDir>,
     idp_extra: String,
+    config_extra: String,
 }
 
 pub fn env() -> EnvBuilder {
@@ -152,6 +153,7 @@ pub fn env() -> EnvBuilder {
         policies: POLICIES.to_string(),
         dir: None,
         idp_extra: String::new(),
+        config_extra: String::new(),
     }
 }
 
@@ -180,6 +182,12 @@ impl EnvBuilder {
 
     /// Serve the proxy listener over TLS with a fresh self-signed certificate
     /// for every test host.
+    /// Extra top-level lines of `portcullis.yaml`.
+    pub fn config(mut self, lines: &str) -> Self {
+        self.config_extra.push_str(lines);
+        self
+    }
+
     pub fn tls(mut self) -> Self {
         self.tls = true;
         self
@@ -488,9 +496,10 @@ headers: {{ forward_claims: {forward} }}
 identity_providers:
 {idps}
 policies: {data}/policies
-"#,
+{extra}"#,
             data = dir.path().display(),
             forward = setup.forward_claims,
+            extra = self.config_extra,
         );
         let cfg_path = dir.path().join("portcullis.yaml");
         std::fs::write(&cfg_path, &config).unwrap();

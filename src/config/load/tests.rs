@@ -69,6 +69,8 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.cache.max_entries, 100_000);
     assert_eq!(c.cache.ttl, Duration::from_secs(300));
     assert_eq!(c.grace_period_seconds, 5);
+    assert_eq!(c.upstream_health.interval, Duration::from_secs(5));
+    assert_eq!(c.upstream_health.timeout, Duration::from_secs(2));
     assert!(c.identity_providers.is_empty());
 }
 
@@ -504,5 +506,21 @@ fn two_idps_may_not_share_a_scim_secret() {
     assert_eq!(
         errs,
         ["portcullis.yaml:8:145: identity_providers[1].scim_config.secret: same SCIM secret as identity provider `one`: each provider needs its own"]
+    );
+}
+
+#[test]
+fn upstream_health_settings_are_read_and_checked() {
+    let c = ok(&format!(
+        "{BASE}upstream_health: {{ interval: 30s, timeout: 3s }}\n"
+    ));
+    assert_eq!(c.upstream_health.interval, Duration::from_secs(30));
+    assert_eq!(c.upstream_health.timeout, Duration::from_secs(3));
+    let errs = errors(&format!("{BASE}upstream_health: {{ interval: 0s }}\n"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("upstream_health.interval: duration must be greater than zero"),
+        "{}",
+        errs[0]
     );
 }
