@@ -28,7 +28,8 @@
 //!   SCIM on, so a miss also reads the groups of the linked SCIM user (five
 //!   groups), as with Okta provisioning.
 //! - `path/*`: path normalisation of clean and dirty targets.
-//! - `policy_compile/*`: `compile_sources` of the 50-app and 1,000-app sets.
+//! - `policy_compile/*`: `compile_sources` of the 50-app and 1,000-app sets,
+//!   and a reload of 1,000 apps in 100 files after one file changed.
 //!
 //! Results of the last recorded run are in `BENCHMARKS.md`.
 
@@ -380,6 +381,24 @@ fn compile(c: &mut Criterion) {
             })
         });
     }
+    // A reload of 1,000 apps kept in 100 files after one file changed:
+    // the other 100 files' parses are reused (`ParsedFiles`).
+    let upstream = "http://127.0.0.1:9";
+    let mut sources = fixtures::policy_folder(1000, 100, upstream, 0);
+    let mut other = fixtures::policy_folder(1000, 100, upstream, 1)
+        .swap_remove(0)
+        .1;
+    let mut cache = portcullis::policy::ParsedFiles::default();
+    portcullis::policy::compile_sources_cached(&sources, &mut cache).expect("compiles");
+    g.bench_function("1000_apps_100_files_one_changed", |b| {
+        b.iter(|| {
+            std::mem::swap(&mut sources[0].1, &mut other);
+            black_box(
+                portcullis::policy::compile_sources_cached(black_box(&sources), &mut cache)
+                    .expect("compiles"),
+            )
+        })
+    });
     g.finish();
 }
 

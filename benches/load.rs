@@ -7,7 +7,7 @@
 //! `--warmup 4` (s per warm-up pass), `--connections 32`, `--wrk-threads 2`,
 //! `--sessions 10000`, `--apps 1000`, `--variants bare,auth,bypass`,
 //! `--groups-header off` (no `X-Portcullis-Groups` upstream),
-//! `--skip-reload`, `--out DIR`.
+//! `--policy-files 1`, `--skip-reload`, `--out DIR`.
 //! Needs `wrk` on the PATH; without it the bench says so and exits 0.
 //! Under `cargo test` (no `--bench` argument) it runs a smoke test of the
 //! same setup with a few sessions and plain HTTP requests, without wrk.
@@ -40,8 +40,11 @@
 //! policy file (1,000 apps) rewritten every second so the watcher reloads
 //! it (it polls every 500 ms and waits until a change has been stable for
 //! 100 ms, so a file rewritten faster than that would never reload), then
-//! with `PolicyHandle::reload` called back to back on another thread (a
-//! stress case: compiling 1,000 apps also takes one of the two cores).
+//! with the file rewritten and `PolicyHandle::reload` called back to back
+//! on another thread (a stress case: compiling 1,000 apps also takes one
+//! of the two cores; the watcher reloads the changing file too, about
+//! every 2 s). With `--policy-files N` the apps are spread over N files
+//! and only the first is rewritten: the other files' parses are reused.
 //!
 //! Printed per run: requests/s, p50/p99 latency, errors, and the CPU time
 //! of the proxy's and the upstream's threads per request (from
@@ -107,6 +110,9 @@ struct Opts {
     variants: Vec<String>,
     /// Send `X-Portcullis-Groups` upstream (`--groups-header off`: not).
     groups_header: bool,
+    /// Policy files the apps are spread over (`--policy-files N`, default
+    /// 1): the reload phase rewrites the first.
+    policy_files: usize,
 }
 
 impl Opts {
@@ -123,6 +129,7 @@ impl Opts {
             reload: true,
             variants: vec!["bare".into(), "auth".into(), "bypass".into()],
             groups_header: true,
+            policy_files: 1,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -140,6 +147,7 @@ impl Opts {
                 "--wrk-threads" => o.wrk_threads = num(i),
                 "--sessions" => o.sessions = num(i),
                 "--apps" => o.apps = num(i),
+                "--policy-files" => o.policy_files = num(i).max(1),
                 "--out" => o.out = args.get(i + 1).map(PathBuf::from),
                 "--groups-header" => {
                     o.groups_header = args.get(i + 1).map(String::as_str) != Some("off")
@@ -262,6 +270,8 @@ fn start_bare(upstream: SocketAddr) -> (u16, ServerHandle) {
 /// A running portcullis with its sessions.
 struct Portcullis {
     state: Arc<State>,
+    apps: usize,
+    policy_files: usize,
     port: u16,
     dir: tempfile::TempDir,
     tokens_file: PathBuf,
@@ -271,8 +281,33 @@ struct Portcullis {
 }
 
 impl Portcullis {
+    /// The policy file the reload phase rewrites: the only one, or the
+    /// first of a folder.
     fn policy_file(&self) -> PathBuf {
-        self.dir.path().join("policies").join("main.yaml")
+        let name = if self.policy_files == 1 {
+            "main.yaml"
+        } else {
+            "apps-000.yaml"
+        };
+        self.dir.path().join("policies").join(name)
+    }
+
+    /// Rewrite [`policy_file`](Self::policy_file) at `revision` (a real
+    /// change of the same size), through a rename so the watcher never
+    /// reads half a file.
+    fn rewrite_policy(&self, revision: u64) {
+        let upstream = format!("http://{}", self.upstream);
+        let text = if self.policy_files == 1 {
+            fixtures::policy_yaml(self.apps, &upstream, revision)
+        } else {
+            fixtures::policy_folder(self.apps, self.policy_files, &upstream, revision)
+                .swap_remove(0)
+                .1
+        };
+        let file = self.policy_file();
+        let tmp = file.with_file_name(".rewrite.yaml.tmp");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, &file).expect("rename");
     }
 }
 
@@ -281,6 +316,7 @@ impl Portcullis {
 async fn start_portcullis(
     upstream: SocketAddr,
     apps: usize,
+    policy_files: usize,
     sessions: usize,
     groups_header: bool,
 ) -> Portcullis {
@@ -295,11 +331,18 @@ async fn start_portcullis(
     .expect("dev idp");
     let policies = dir.path().join("policies");
     std::fs::create_dir_all(&policies).expect("policies dir");
-    std::fs::write(
-        policies.join("main.yaml"),
-        fixtures::policy_yaml(apps, &format!("http://{upstream}"), 0),
-    )
-    .expect("write policies");
+    let upstream_url = format!("http://{upstream}");
+    if policy_files == 1 {
+        std::fs::write(
+            policies.join("main.yaml"),
+            fixtures::policy_yaml(apps, &upstream_url, 0),
+        )
+        .expect("write policies");
+    } else {
+        for (name, text) in fixtures::policy_folder(apps, policy_files, &upstream_url, 0) {
+            std::fs::write(policies.join(name), text).expect("write policies");
+        }
+    }
     let config = format!(
         r#"
 listen:
@@ -350,6 +393,8 @@ policies: {data}/policies
     std::fs::write(&tokens_file, text).expect("write tokens");
     Portcullis {
         state,
+        apps,
+        policy_files,
         port,
         dir,
         tokens_file,
@@ -600,7 +645,7 @@ fn bench(o: &Opts) {
     };
     log.say(format!("load average before: {}", loadavg()));
     log.say(format!(
-        "options: rounds {} × {} s, warm-up {} s, wrk -t{} -c{}, {} sessions, {} apps, groups header {}; proxies threads: 1",
+        "options: rounds {} × {} s, warm-up {} s, wrk -t{} -c{}, {} sessions, {} apps in {} policy file(s), groups header {}; proxies threads: 1",
         o.rounds,
         o.duration,
         o.warmup,
@@ -608,6 +653,7 @@ fn bench(o: &Opts) {
         o.connections,
         o.sessions,
         o.apps,
+        o.policy_files,
         if o.groups_header { "on" } else { "off" }
     ));
     let upstream = start_upstream();
@@ -616,6 +662,7 @@ fn bench(o: &Opts) {
     let px = rt.block_on(start_portcullis(
         upstream,
         o.apps,
+        o.policy_files,
         o.sessions,
         o.groups_header,
     ));
@@ -794,11 +841,10 @@ fn reload_phase(
         host: AUTH_HOST,
         threads: "portcullis",
     };
-    let upstream = format!("http://{}", px.upstream);
     let ok0 = || counter(&metrics().policy_reloads_total, "success");
     let err0 = || counter(&metrics().policy_reloads_total, "error");
     let start_errors = err0();
-    let revision = Arc::new(AtomicU64::new(1));
+    let revision = AtomicU64::new(1);
     for round in 1..=o.rounds {
         // Steady.
         let mut r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
@@ -807,33 +853,22 @@ fn reload_phase(
         runs.push(r);
 
         // The watcher reloads the rewritten file.
-        let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let (stop, file, upstream, revision) = (
-                stop.clone(),
-                px.policy_file(),
-                upstream.clone(),
-                revision.clone(),
-            );
-            let apps = o.apps;
+        let stop = AtomicBool::new(false);
+        let before = ok0();
+        let mut r = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("bench-writer".into())
-                .spawn(move || {
+                .spawn_scoped(scope, || {
                     while !stop.load(Ordering::Relaxed) {
-                        let rev = revision.fetch_add(1, Ordering::Relaxed);
-                        let tmp = file.with_file_name(".main.yaml.tmp");
-                        std::fs::write(&tmp, fixtures::policy_yaml(apps, &upstream, rev))
-                            .expect("write");
-                        std::fs::rename(&tmp, &file).expect("rename");
+                        px.rewrite_policy(revision.fetch_add(1, Ordering::Relaxed));
                         std::thread::sleep(WRITE_EVERY);
                     }
                 })
-                .expect("writer thread")
-        };
-        let before = ok0();
-        let mut r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
-        stop.store(true, Ordering::Relaxed);
-        writer.join().expect("writer");
+                .expect("writer thread");
+            let r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
+            stop.store(true, Ordering::Relaxed);
+            r
+        });
         (r.phase, r.round, r.variant, r.reloads) =
             ("reload", round, "file-reloads", ok0() - before);
         show(log, &r);
@@ -841,28 +876,27 @@ fn reload_phase(
         // Let the watcher settle on the last file before the next run.
         std::thread::sleep(Duration::from_millis(1500));
 
-        // Back-to-back reloads on another thread.
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicU64::new(0));
-        let busy = Arc::new(AtomicU64::new(0));
-        let reloader = {
-            let (stop, count, busy, state) =
-                (stop.clone(), count.clone(), busy.clone(), px.state.clone());
+        // Back-to-back reloads on another thread, each after a rewrite (a
+        // reload of unchanged files parses nothing again).
+        let stop = AtomicBool::new(false);
+        let (count, busy) = (AtomicU64::new(0), AtomicU64::new(0));
+        let mut r = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("bench-reloader".into())
-                .spawn(move || {
+                .spawn_scoped(scope, || {
                     while !stop.load(Ordering::Relaxed) {
+                        px.rewrite_policy(revision.fetch_add(1, Ordering::Relaxed));
                         let t0 = Instant::now();
-                        state.policies.reload().expect("reload");
+                        px.state.policies.reload().expect("reload");
                         busy.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
                         count.fetch_add(1, Ordering::Relaxed);
                     }
                 })
-                .expect("reloader thread")
-        };
-        let mut r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
-        stop.store(true, Ordering::Relaxed);
-        reloader.join().expect("reloader");
+                .expect("reloader thread");
+            let r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
+            stop.store(true, Ordering::Relaxed);
+            r
+        });
         let n = count.load(Ordering::Relaxed);
         (r.phase, r.round, r.variant, r.reloads) = ("reload", round, "continuous", n);
         show(log, &r);
@@ -934,7 +968,7 @@ fn smoke() {
         .expect("runtime");
     let upstream = start_upstream();
     let (bare_port, bare) = start_bare(upstream);
-    let px = rt.block_on(start_portcullis(upstream, 20, 5, true));
+    let px = rt.block_on(start_portcullis(upstream, 20, 1, 5, true));
     rt.block_on(preflight(&px, bare_port));
     drop(bare);
     println!("load bench smoke test: bare, auth and bypass answered as expected");

@@ -17,6 +17,9 @@ pub mod route;
 
 pub use eval::{evaluate, policy_matches, Outcome, Phase, RequestView, Subject};
 pub use explain::{check_table, explain, ExplainError, ExplainSubject};
-pub use load::{compile_sources, load_path, PolicyError, PolicyErrors};
+pub use load::{
+    compile_sources, compile_sources_cached, load_path, load_path_cached, ParsedFiles, PolicyError,
+    PolicyErrors,
+};
 pub use model::{App, Decision, HostPattern, Policy, PolicySet, Selector, ServiceToken, Upstream};
 pub use reload::{spawn_watcher, PolicyHandle};

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, Guard};
+use parking_lot::Mutex;
 
-use crate::policy::load::{load_path, policy_files, PolicyErrors};
+use crate::policy::load::{load_path_cached, policy_files, ParsedFiles, PolicyErrors};
 use crate::policy::model::PolicySet;
 
 /// How often the policy files are checked for changes.
@@ -37,13 +38,20 @@ pub const COMPILE_NICE: i32 = 10;
 pub struct PolicyHandle {
     path: PathBuf,
     set: ArcSwap<PolicySet>,
+    /// Parsed files of the last reload: only changed files are parsed
+    /// again. Locked for a whole reload, which also keeps two reloads from
+    /// running at once; never touched on the request path.
+    parsed: Mutex<ParsedFiles>,
 }
 
 impl PolicyHandle {
     /// Load `path` (a file or folder); fails when it does not compile.
     pub fn load(path: PathBuf) -> Result<PolicyHandle, PolicyErrors> {
-        let set = load_path(&path)?;
-        Ok(PolicyHandle::new(path, set))
+        let mut parsed = ParsedFiles::default();
+        let set = load_path_cached(&path, &mut parsed)?;
+        let handle = PolicyHandle::new(path, set);
+        *handle.parsed.lock() = parsed;
+        Ok(handle)
     }
 
     /// A handle over an already compiled set (tests, `demo`).
@@ -51,6 +59,7 @@ impl PolicyHandle {
         PolicyHandle {
             path,
             set: ArcSwap::from_pointee(set),
+            parsed: Mutex::default(),
         }
     }
 
@@ -70,8 +79,9 @@ impl PolicyHandle {
     }
 
     /// Recompile from disk and swap on success; on failure the current set
-    /// stays. Blocking (file reads, upstream name resolution): call it from
-    /// a blocking context, as the watcher does.
+    /// stays. Files whose text did not change since the last reload are not
+    /// parsed again. Blocking (file reads, the compile): call it from a
+    /// blocking context, as the watcher does.
     pub fn reload(&self) -> Result<(), PolicyErrors> {
         free_when_unshared(self.replace()?);
         Ok(())
@@ -81,7 +91,7 @@ impl PolicyHandle {
     /// returned, for the caller to free with `free_when_unshared` once it
     /// has reported the result.
     fn replace(&self) -> Result<Arc<PolicySet>, PolicyErrors> {
-        let set = load_path(&self.path)?;
+        let set = load_path_cached(&self.path, &mut self.parsed.lock())?;
         Ok(self.set.swap(Arc::new(set)))
     }
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::identity::GroupId;
-use crate::policy::load::{compile_sources, load_path, PolicyErrors};
+use crate::policy::load::{
+    compile_sources, compile_sources_cached, load_path, ParsedFiles, PolicyErrors,
+};
 use crate::policy::model::{Decision, HostPattern, PolicySet, Selector};
 
 const TOKEN_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -593,4 +595,83 @@ fn keys_render_as_paths_into_the_file() {
         "apps[3].policies[2].include[0].group"
     );
     assert_eq!(apps.to_string(), "apps");
+}
+
+// ---------------------------------------------------------------- parse cache
+
+/// `(name, text)` sources of apps `names`, one file per app.
+fn one_file_per_app(names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|n| {
+            (
+                format!("{n}.yaml"),
+                format!(
+                    "apps:\n  - name: {n}\n    domain: {n}.example.com\n    upstream: http://127.0.0.1:1\n    policies:\n      - {{ name: p, decision: allow, include: [{{ group: g-{n} }}] }}\n"
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_cached_compile_equals_a_fresh_one() {
+    let mut cache = ParsedFiles::default();
+    let mut sources = one_file_per_app(&["a", "b", "c"]);
+    compile_sources_cached(&sources, &mut cache).unwrap();
+    sources[1].1 = sources[1].1.replace("g-b", "g-changed");
+    let warm = compile_sources_cached(&sources, &mut cache).unwrap();
+    let fresh = compile_sources(&sources).unwrap();
+    // (The router is built from the apps; its maps' order is random.)
+    let shown = |s: &PolicySet| format!("{:?} {:?}", s.apps, s.service_tokens);
+    assert_eq!(shown(&warm), shown(&fresh));
+    assert!(shown(&warm).contains("g-changed"));
+}
+
+#[test]
+fn only_changed_files_are_parsed_again() {
+    let mut cache = ParsedFiles::default();
+    let mut sources = one_file_per_app(&["a", "b"]);
+    compile_sources_cached(&sources, &mut cache).unwrap();
+    let before = |c: &ParsedFiles, f: &str| c.files[f].1.clone();
+    let (a0, b0) = (before(&cache, "a.yaml"), before(&cache, "b.yaml"));
+    sources[1].1.push_str("# edited\n");
+    compile_sources_cached(&sources, &mut cache).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&a0, &cache.files["a.yaml"].1),
+        "a reused"
+    );
+    assert!(
+        !std::sync::Arc::ptr_eq(&b0, &cache.files["b.yaml"].1),
+        "b parsed again"
+    );
+}
+
+#[test]
+fn removed_files_leave_the_cache() {
+    let mut cache = ParsedFiles::default();
+    let sources = one_file_per_app(&["a", "b"]);
+    compile_sources_cached(&sources, &mut cache).unwrap();
+    assert_eq!(cache.len(), 2);
+    compile_sources_cached(&sources[..1], &mut cache).unwrap();
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn errors_are_the_same_with_a_warm_cache() {
+    let mut cache = ParsedFiles::default();
+    let mut sources = one_file_per_app(&["a", "b"]);
+    compile_sources_cached(&sources, &mut cache).unwrap();
+    // A cross-file error (same domain twice) in files that parsed before,
+    // and a parse error in a third file.
+    sources[1].1 = sources[1].1.replace("b.example.com", "a.example.com");
+    sources.push(("c.yaml".to_string(), "apps: [".to_string()));
+    let warm = compile_sources_cached(&sources, &mut cache)
+        .unwrap_err()
+        .to_string();
+    let fresh = compile_sources(&sources).unwrap_err().to_string();
+    assert_eq!(warm, fresh);
+    assert_eq!(warm.lines().count(), 2, "{warm}");
+    // A file that did not parse is not kept.
+    assert!(!cache.files.contains_key("c.yaml"));
 }
