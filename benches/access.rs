@@ -385,9 +385,7 @@ fn compile(c: &mut Criterion) {
     // the other 100 files' parses are reused (`ParsedFiles`).
     let upstream = "http://127.0.0.1:9";
     let mut sources = fixtures::policy_folder(1000, 100, upstream, 0);
-    let mut other = fixtures::policy_folder(1000, 100, upstream, 1)
-        .swap_remove(0)
-        .1;
+    let mut other = fixtures::policy_folder_file(1000, 100, 0, upstream, 1).1;
     let mut cache = portcullis::policy::ParsedFiles::default();
     portcullis::policy::compile_sources_cached(&sources, &mut cache).expect("compiles");
     g.bench_function("1000_apps_100_files_one_changed", |b| {

@@ -300,9 +300,7 @@ impl Portcullis {
         let text = if self.policy_files == 1 {
             fixtures::policy_yaml(self.apps, &upstream, revision)
         } else {
-            fixtures::policy_folder(self.apps, self.policy_files, &upstream, revision)
-                .swap_remove(0)
-                .1
+            fixtures::policy_folder_file(self.apps, self.policy_files, 0, &upstream, revision).1
         };
         let file = self.policy_file();
         let tmp = file.with_file_name(".rewrite.yaml.tmp");

@@ -138,25 +138,34 @@ pub fn policy_folder(
     upstream: &str,
     revision: u64,
 ) -> Vec<(String, String)> {
-    let per_file = n_apps.div_ceil(files.max(1));
     let mut out: Vec<(String, String)> = (0..files)
-        .map(|k| {
-            let mut text = format!("# revision {}\napps:\n", if k == 0 { revision } else { 0 });
-            let first = k * per_file;
-            push_apps(
-                &mut text,
-                first..(first + per_file).min(n_apps),
-                upstream,
-                revision,
-            );
-            (format!("apps-{k:03}.yaml"), text)
-        })
+        .map(|k| policy_folder_file(n_apps, files, k, upstream, revision))
         .collect();
     out.push((
         "shared.yaml".to_string(),
         format!("apps:\n{}", shared_tail(upstream)),
     ));
     out
+}
+
+/// File `k` of [`policy_folder`] alone, with its name.
+pub fn policy_folder_file(
+    n_apps: usize,
+    files: usize,
+    k: usize,
+    upstream: &str,
+    revision: u64,
+) -> (String, String) {
+    let per_file = n_apps.div_ceil(files.max(1));
+    let mut text = format!("# revision {}\napps:\n", if k == 0 { revision } else { 0 });
+    let first = k * per_file;
+    push_apps(
+        &mut text,
+        first..(first + per_file).min(n_apps),
+        upstream,
+        revision,
+    );
+    (format!("apps-{k:03}.yaml"), text)
 }
 
 /// Generated apps `range`; app 0's first policy name carries `revision`.
