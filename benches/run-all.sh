@@ -24,5 +24,7 @@ cargo bench --bench alloc 2>&1 | tee "$out/alloc.txt"
 cargo bench --bench memory 2>&1 | tee "$out/memory.txt"
 cargo bench --bench load -- --out "$out" 2>&1 | tee "$out/load.txt"
 cargo bench --bench load -- --skip-reload --groups-header off 2>&1 | tee "$out/load-groups-off.txt"
+# The reload phase again with the apps in 100 files, one rewritten per reload.
+cargo bench --bench load -- --variants auth --policy-files 100 --out "$out/policy-files-100" 2>&1 | tee "$out/load-policy-files-100.txt"
 echo "load average after: $(cat /proc/loadavg)" >> "$out/machine.txt"
 echo "results in $out"
