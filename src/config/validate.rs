@@ -366,17 +366,26 @@ fn upstream_health(
     cx: &mut Ctx<'_>,
     raw: Option<&RawUpstreamHealth>,
 ) -> Option<UpstreamHealthConfig> {
-    let interval = duration(
-        cx,
+    let mut bounded = |s: Option<&Str>, key: &str, default: Duration, max: (Duration, &str)| {
+        let d = duration(cx, s, key, default)?;
+        if d > max.0 {
+            let at = s.map_or(Location::UNKNOWN, |s| s.referenced);
+            cx.err(&at, key, format!("must be at most {}", max.1));
+            return None;
+        }
+        Some(d)
+    };
+    let interval = bounded(
         raw.and_then(|h| h.interval.as_ref()),
         "upstream_health.interval",
         DEFAULT_HEALTH_INTERVAL,
+        (Duration::from_secs(86_400), "24h"),
     );
-    let timeout = duration(
-        cx,
+    let timeout = bounded(
         raw.and_then(|h| h.timeout.as_ref()),
         "upstream_health.timeout",
         DEFAULT_HEALTH_TIMEOUT,
+        (Duration::from_secs(300), "5m"),
     );
     Some(UpstreamHealthConfig {
         interval: interval?,

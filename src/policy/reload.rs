@@ -91,7 +91,10 @@ impl PolicyHandle {
     /// returned, for the caller to free with `free_when_unshared` once it
     /// has reported the result.
     fn replace(&self) -> Result<Arc<PolicySet>, PolicyErrors> {
-        let set = load_path_cached(&self.path, &mut self.parsed.lock())?;
+        // Held until the swap, so that of two reloads the later compile
+        // is the one that stays.
+        let mut parsed = self.parsed.lock();
+        let set = load_path_cached(&self.path, &mut parsed)?;
         Ok(self.set.swap(Arc::new(set)))
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
@@ -25,10 +25,10 @@ use crate::policy::model::Upstream;
 
 use super::state::State;
 
-/// Upstreams currently marked down, by `host:port`.
+/// Upstreams currently marked down, by `host:port`, with when.
 #[derive(Debug, Default)]
 pub struct Health {
-    down: RwLock<HashSet<Arc<str>>>,
+    down: RwLock<HashMap<Arc<str>, Instant>>,
     /// `down.len()`, readable without the lock.
     count: AtomicUsize,
 }
@@ -36,40 +36,50 @@ pub struct Health {
 impl Health {
     /// Whether `authority` is marked down.
     pub fn is_down(&self, authority: &str) -> bool {
-        self.count.load(Ordering::Acquire) != 0 && self.down.read().contains(authority)
+        self.count.load(Ordering::Acquire) != 0 && self.down.read().contains_key(authority)
     }
 
     /// Mark `authority` down (until a check connects to it). True when it
     /// was up.
     pub fn mark_down(&self, authority: &Arc<str>) -> bool {
         let mut down = self.down.write();
-        let changed = down.insert(authority.clone());
+        let changed = down.insert(authority.clone(), Instant::now()).is_none();
         self.count.store(down.len(), Ordering::Release);
         changed
     }
 
-    /// Mark `authority` up. True when it was down.
-    pub fn mark_up(&self, authority: &str) -> bool {
+    /// Mark `authority` up after a check that started at `checked`: a mark
+    /// made after that (a connect that failed meanwhile) stands. True when
+    /// it was down.
+    pub fn mark_up(&self, authority: &str, checked: Instant) -> bool {
         if !self.is_down(authority) {
             return false;
         }
         let mut down = self.down.write();
-        let changed = down.remove(authority);
+        let stale = down.get(authority).is_some_and(|&at| at <= checked);
+        if stale {
+            down.remove(authority);
+        }
         self.count.store(down.len(), Ordering::Release);
-        changed
+        stale
     }
 
-    /// Index `i` of `ups` if that upstream is up, else the next one in
-    /// order that is; `i` when all are down.
-    pub fn first_up_from(&self, ups: &[Upstream], i: usize) -> usize {
-        if ups.len() < 2 || self.count.load(Ordering::Acquire) == 0 {
-            return i;
+    /// Which of `ups` a request tries: see [`pick`]. `turn` is the shared
+    /// round-robin counter's value (used for a new request only).
+    pub fn pick(
+        &self,
+        ups: &[Upstream],
+        turn: usize,
+        last: Option<usize>,
+        tried: u64,
+    ) -> Option<usize> {
+        if last.is_none() && self.count.load(Ordering::Acquire) == 0 {
+            return (!ups.is_empty()).then(|| turn % ups.len());
         }
         let down = self.down.read();
-        (0..ups.len())
-            .map(|k| (i + k) % ups.len())
-            .find(|&j| !down.contains(&*ups[j].authority))
-            .unwrap_or(i)
+        pick(ups.len(), turn, last, tried, |i| {
+            down.contains_key(&*ups[i].authority)
+        })
     }
 
     /// Forget upstreams no app has any more.
@@ -78,8 +88,57 @@ impl Health {
             return;
         }
         let mut down = self.down.write();
-        down.retain(|a| live.contains(a));
+        down.retain(|a, _| live.contains(a));
         self.count.store(down.len(), Ordering::Release);
+    }
+}
+
+/// Which of `n` upstreams a request tries.
+///
+/// - A new request (`last` is `None`) takes the `turn`-th of the upstreams
+///   that are up, so a down upstream's share spreads evenly over the rest;
+///   with every upstream down (or none), the `turn`-th of all.
+/// - A retry after upstream `last` failed takes the first upstream after
+///   it that this request has not tried (`tried` has bit `i` set for each
+///   one tried; upstreams past the 64th are never counted as tried),
+///   preferring one that is up; `None` once every upstream was tried.
+pub fn pick(
+    n: usize,
+    turn: usize,
+    last: Option<usize>,
+    tried: u64,
+    is_down: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    if n == 0 {
+        return None;
+    }
+    match last {
+        None => {
+            let up = (0..n).filter(|&i| !is_down(i)).count();
+            if up == 0 || up == n {
+                return Some(turn % n);
+            }
+            (0..n).filter(|&i| !is_down(i)).nth(turn % up)
+        }
+        Some(last) => {
+            let untried = || {
+                (1..=n)
+                    .map(move |k| (last + k) % n)
+                    .filter(move |&i| i >= 64 || tried & (1 << i) == 0)
+            };
+            untried()
+                .find(|&i| !is_down(i))
+                .or_else(|| untried().next())
+        }
+    }
+}
+
+/// Bit of upstream `i` in a `tried` mask (none past the 64th).
+pub fn tried_bit(i: usize) -> u64 {
+    if i < 64 {
+        1 << i
+    } else {
+        0
     }
 }
 
@@ -88,7 +147,10 @@ impl Health {
 pub fn spawn_checker(state: &Arc<State>, cfg: UpstreamHealthConfig) {
     let weak: Weak<State> = Arc::downgrade(state);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(cfg.interval);
+        // The first round after one interval: until then only failed
+        // connects mark upstreams down.
+        let first = tokio::time::Instant::now() + cfg.interval;
+        let mut tick = tokio::time::interval_at(first, cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -118,10 +180,11 @@ async fn check_all(state: &Arc<State>, timeout: Duration) {
     for (authority, up) in targets {
         let state = state.clone();
         checks.spawn(async move {
+            let started = Instant::now();
             let result = connect(&state, &up, timeout).await;
             match result {
                 Ok(()) => {
-                    if state.health.mark_up(&authority) {
+                    if state.health.mark_up(&authority, started) {
                         tracing::info!(upstream = %up.url, "Upstream is up again");
                     }
                 }
@@ -136,7 +199,8 @@ async fn check_all(state: &Arc<State>, timeout: Duration) {
     while checks.join_next().await.is_some() {}
 }
 
-/// A TCP connect to `up` within `timeout`.
+/// A TCP connect to `up` within `timeout` (the name lookup is bounded by
+/// the resolver's own timeout).
 async fn connect(state: &State, up: &Upstream, timeout: Duration) -> Result<(), String> {
     let addr = match up.addr {
         Some(addr) => addr,
@@ -170,40 +234,62 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn with_all_up_the_pick_stands() {
-        let h = Health::default();
-        let u = ups(&["a:1", "b:1", "c:1"]);
-        assert_eq!(
-            (0..3).map(|i| h.first_up_from(&u, i)).collect::<Vec<_>>(),
-            [0, 1, 2]
-        );
+    /// Picks of `n` new requests over `ups` with `down` marked down.
+    fn new_picks(h: &Health, ups: &[Upstream], n: usize) -> Vec<usize> {
+        (0..n).map(|t| h.pick(ups, t, None, 0).unwrap()).collect()
     }
 
     #[test]
-    fn a_down_upstream_is_passed_over_for_the_next_up_one() {
+    fn new_requests_take_upstreams_in_turn() {
+        let h = Health::default();
+        let u = ups(&["a:1", "b:1", "c:1"]);
+        assert_eq!(new_picks(&h, &u, 6), [0, 1, 2, 0, 1, 2]);
+        assert_eq!(h.pick(&[], 0, None, 0), None);
+        assert_eq!(h.pick(&u[..1], 5, None, 0), Some(0));
+    }
+
+    #[test]
+    fn a_down_upstreams_share_spreads_evenly_over_the_rest() {
         let h = Health::default();
         let u = ups(&["a:1", "b:1", "c:1"]);
         h.mark_down(&u[1].authority);
-        assert_eq!(
-            (0..3).map(|i| h.first_up_from(&u, i)).collect::<Vec<_>>(),
-            [0, 2, 2]
-        );
-        h.mark_down(&u[2].authority);
-        assert_eq!(
-            (0..3).map(|i| h.first_up_from(&u, i)).collect::<Vec<_>>(),
-            [0, 0, 0]
-        );
+        assert_eq!(new_picks(&h, &u, 6), [0, 2, 0, 2, 0, 2]);
     }
 
     #[test]
-    fn with_all_down_the_pick_stands() {
+    fn with_all_down_new_requests_still_take_turns() {
         let h = Health::default();
         let u = ups(&["a:1", "b:1"]);
         for up in &u {
             h.mark_down(&up.authority);
         }
-        assert_eq!(h.first_up_from(&u, 1), 1);
+        assert_eq!(new_picks(&h, &u, 4), [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn a_retry_takes_the_next_untried_upstream_preferring_one_up() {
+        let down = |d: &'static [usize]| move |i: usize| d.contains(&i);
+        // After 0 failed: 1 is next.
+        assert_eq!(pick(3, 0, Some(0), 0b001, down(&[0])), Some(1));
+        // 1 is down: 2 first, then 1 (untried) before giving up.
+        assert_eq!(pick(3, 0, Some(0), 0b001, down(&[0, 1])), Some(2));
+        assert_eq!(pick(3, 0, Some(2), 0b101, down(&[0, 1, 2])), Some(1));
+        // Every upstream tried: none left.
+        assert_eq!(pick(3, 0, Some(1), 0b111, down(&[])), None);
+    }
+
+    #[test]
+    fn a_retry_never_returns_to_a_tried_upstream_while_one_is_untried() {
+        // B was marked down by a blip but is up; A then C failed.
+        let all_down = |_: usize| true;
+        assert_eq!(pick(3, 0, Some(2), 0b101, all_down), Some(1));
+    }
+
+    #[test]
+    fn a_retry_ignores_the_round_robin_turn() {
+        for turn in 0..4 {
+            assert_eq!(pick(2, turn, Some(0), 0b01, |_| false), Some(1));
+        }
     }
 
     #[test]
@@ -214,9 +300,19 @@ mod tests {
         assert!(h.mark_down(&a));
         assert!(!h.mark_down(&a));
         assert!(h.is_down(&a));
-        assert!(h.mark_up(&a));
-        assert!(!h.mark_up(&a));
+        assert!(h.mark_up(&a, Instant::now()));
+        assert!(!h.mark_up(&a, Instant::now()));
         assert!(!h.is_down(&a));
+    }
+
+    #[test]
+    fn a_check_older_than_a_failure_does_not_undo_it() {
+        let h = Health::default();
+        let a: Arc<str> = Arc::from("a:1");
+        let check_started = Instant::now();
+        h.mark_down(&a);
+        assert!(!h.mark_up(&a, check_started));
+        assert!(h.is_down(&a));
     }
 
     #[test]
@@ -225,7 +321,7 @@ mod tests {
         let one = ups(&["shared:1", "x:1"]);
         let two = ups(&["y:1", "shared:1"]);
         h.mark_down(&one[0].authority);
-        assert_eq!(h.first_up_from(&two, 1), 0);
+        assert_eq!(new_picks(&h, &two, 3), [0, 0, 0]);
     }
 
     #[test]

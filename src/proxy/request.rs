@@ -161,7 +161,7 @@ pub fn is_browser(req: &RequestHeader) -> bool {
 }
 
 /// `Accept` lists `text/html` with q > 0.
-fn accepts_html(req: &RequestHeader) -> bool {
+pub(crate) fn accepts_html(req: &RequestHeader) -> bool {
     req.headers
         .get_all(http::header::ACCEPT)
         .iter()

@@ -5,16 +5,21 @@
 //!
 //! An upstream written as an IP literal never comes here (its address is
 //! fixed at load). A name is looked up with the system resolver
-//! (`getaddrinfo`, on tokio's blocking pool), cached per `host:port`, and
-//! concurrent requests for a name that is not cached share one lookup.
-//! Failed lookups are not cached. Of the addresses a name has, the first
+//! (`getaddrinfo`, on tokio's blocking pool), within a time limit, cached
+//! per `host:port`, and concurrent requests for a name that is not cached
+//! share one lookup. When a lookup fails or times out, the name's last
+//! good address is used (and cached like a fresh one), so a DNS outage does
+//! not take down upstreams that resolved before; a name that never
+//! resolved is an error, not cached. Of the addresses a name has, the first
 //! IPv4 one is used, else the first IPv6 one.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
+use parking_lot::RwLock;
 
 /// How long a resolved address is used before the name is looked up again.
 pub const TTL: Duration = Duration::from_secs(30);
@@ -34,22 +39,23 @@ pub enum ResolveError {
 /// Cached lookups of upstream `host:port` authorities.
 pub struct Resolver {
     cache: Cache<Arc<str>, SocketAddr>,
-}
-
-impl Default for Resolver {
-    fn default() -> Self {
-        Resolver::new(TTL)
-    }
+    /// The last address each name resolved to, for when DNS fails. Holds
+    /// only names from the policy files, so it stays small.
+    last_good: RwLock<HashMap<Arc<str>, SocketAddr>>,
+    lookup_timeout: Duration,
 }
 
 impl Resolver {
-    /// Addresses are kept for `ttl`.
-    pub fn new(ttl: Duration) -> Resolver {
+    /// Addresses are kept for `ttl`; a lookup gives up after
+    /// `lookup_timeout`.
+    pub fn new(ttl: Duration, lookup_timeout: Duration) -> Resolver {
         Resolver {
             cache: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(ttl)
                 .build(),
+            last_good: RwLock::default(),
+            lookup_timeout,
         }
     }
 
@@ -57,19 +63,38 @@ impl Resolver {
     /// host in brackets).
     pub async fn resolve(&self, authority: &Arc<str>) -> Result<SocketAddr, Arc<ResolveError>> {
         self.cache
-            .try_get_with(authority.clone(), lookup(authority.clone()))
+            .try_get_with(authority.clone(), self.refresh(authority.clone()))
             .await
+    }
+
+    /// A fresh lookup, or the last good address when it fails.
+    async fn refresh(&self, authority: Arc<str>) -> Result<SocketAddr, ResolveError> {
+        match lookup(authority.clone(), self.lookup_timeout).await {
+            Ok(addr) => {
+                self.last_good.write().insert(authority, addr);
+                Ok(addr)
+            }
+            Err(e) => match self.last_good.read().get(&authority) {
+                Some(&stale) => {
+                    tracing::warn!(error = %e, address = %stale, "Upstream name lookup failed; using its last address");
+                    Ok(stale)
+                }
+                None => Err(e),
+            },
+        }
     }
 }
 
-async fn lookup(authority: Arc<str>) -> Result<SocketAddr, ResolveError> {
-    let found = tokio::net::lookup_host(&*authority)
+async fn lookup(authority: Arc<str>, limit: Duration) -> Result<SocketAddr, ResolveError> {
+    let failed = |reason: String| ResolveError::Lookup {
+        authority: authority.clone(),
+        reason,
+    };
+    let found = tokio::time::timeout(limit, tokio::net::lookup_host(&*authority))
         .await
-        .map_err(|e| ResolveError::Lookup {
-            authority: authority.clone(),
-            reason: e.to_string(),
-        })?;
-    pick(found).ok_or(ResolveError::NoAddress(authority))
+        .map_err(|_| failed(format!("no answer within {limit:?}")))?
+        .map_err(|e| failed(e.to_string()))?;
+    pick(found).ok_or_else(|| ResolveError::NoAddress(authority.clone()))
 }
 
 /// The first IPv4 address, else the first address.
@@ -109,9 +134,13 @@ mod tests {
         assert_eq!(pick([]), None);
     }
 
+    fn resolver() -> Resolver {
+        Resolver::new(TTL, Duration::from_secs(5))
+    }
+
     #[tokio::test]
     async fn localhost_resolves_to_loopback_with_its_port() {
-        let r = Resolver::default();
+        let r = resolver();
         let got = r.resolve(&Arc::from("localhost:8081")).await.unwrap();
         assert!(got.ip().is_loopback(), "{got}");
         assert_eq!(got.port(), 8081);
@@ -119,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_name_is_an_error_naming_it() {
-        let r = Resolver::default();
+        let r = resolver();
         let err = r
             .resolve(&Arc::from("no-such-host.invalid:80"))
             .await
@@ -129,5 +158,23 @@ mod tests {
                 .contains("cannot resolve upstream `no-such-host.invalid:80`"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_falls_back_to_the_last_good_address() {
+        // No TTL to speak of: every resolve looks the name up again.
+        let r = Resolver::new(Duration::from_millis(1), Duration::from_secs(5));
+        let name: Arc<str> = Arc::from("no-such-host.invalid:80");
+        let known: SocketAddr = "192.0.2.7:80".parse().unwrap();
+        r.last_good.write().insert(name.clone(), known);
+        assert_eq!(r.resolve(&name).await.unwrap(), known);
+    }
+
+    #[tokio::test]
+    async fn a_good_lookup_is_remembered_for_later_failures() {
+        let r = resolver();
+        let name: Arc<str> = Arc::from("localhost:81");
+        let addr = r.resolve(&name).await.unwrap();
+        assert_eq!(r.last_good.read().get(&name), Some(&addr));
     }
 }

@@ -51,6 +51,8 @@ pub struct Ctx {
     pub upstream: Option<usize>,
     /// The upstream that just failed to connect: the retry takes the next.
     pub failed: Option<usize>,
+    /// Upstreams this request tried, a bit each (`health::tried_bit`).
+    pub tried: u64,
 }
 
 #[async_trait]
@@ -66,6 +68,7 @@ impl ProxyHttp for Portcullis {
             connect_failures: 0,
             upstream: None,
             failed: None,
+            tried: 0,
         }
     }
 
@@ -101,9 +104,10 @@ impl ProxyHttp for Portcullis {
         loop {
             let i = self
                 .state
-                .pick_upstream(&app, ctx.failed.take())
-                .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "app has no upstream"))?;
+                .pick_upstream(&app, ctx.failed.take(), ctx.tried)
+                .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no upstream to try"))?;
             ctx.upstream = Some(i);
+            ctx.tried |= crate::proxy::health::tried_bit(i);
             let up = &app.upstreams[i];
             let addr = match up.addr {
                 Some(addr) => addr,
@@ -131,7 +135,7 @@ impl ProxyHttp for Portcullis {
             // minutes of SYN retries; the failover then moves on.
             let timeout = self.state.cfg.upstream_health.timeout;
             peer.options.connection_timeout = Some(timeout);
-            peer.options.total_connection_timeout = Some(timeout * 2);
+            peer.options.total_connection_timeout = Some(timeout.saturating_mul(2));
             return Ok(Box::new(peer));
         }
     }

@@ -119,7 +119,10 @@ impl State {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
-            resolver: crate::proxy::resolve::Resolver::default(),
+            resolver: crate::proxy::resolve::Resolver::new(
+                crate::proxy::resolve::TTL,
+                cfg.upstream_health.timeout,
+            ),
             health: crate::proxy::health::Health::default(),
             rr: AtomicUsize::new(0),
             cfg,
@@ -134,14 +137,17 @@ impl State {
         self.cfg.scheme()
     }
 
-    /// Which of `app`'s upstreams a new request goes to (round-robin), or
-    /// `after` + 1 when retrying after upstream `after` failed to connect,
-    /// so that a retry always moves on even while other requests turn the
-    /// round-robin; an upstream marked down is passed over for the next
-    /// one up (`proxy::health`). `None` for an app without upstreams.
-    pub fn pick_upstream(&self, app: &App, after: Option<usize>) -> Option<usize> {
-        let i = upstream_index(app.upstreams.len(), after, &self.rr)?;
-        Some(self.health.first_up_from(&app.upstreams, i))
+    /// Which of `app`'s upstreams to try: for a new request (`last` is
+    /// `None`) the next in round-robin among those up; for a retry after
+    /// upstream `last` failed, the next one this request has not tried
+    /// (`tried`, bit per upstream), whatever other requests did meanwhile.
+    /// `None` when there is none (`proxy::health::pick`).
+    pub fn pick_upstream(&self, app: &App, last: Option<usize>, tried: u64) -> Option<usize> {
+        let turn = match (app.upstreams.len(), last) {
+            (0 | 1, _) | (_, Some(_)) => 0,
+            (_, None) => self.rr.fetch_add(1, Ordering::Relaxed),
+        };
+        self.health.pick(&app.upstreams, turn, last, tried)
     }
 
     /// Identity provider by config name.
@@ -168,39 +174,5 @@ impl State {
     /// The configured prefix of proxy-owned endpoints.
     pub fn prefix(&self) -> &str {
         &self.cfg.endpoint_prefix
-    }
-}
-
-/// [`State::pick_upstream`] for `n` upstreams and the round-robin counter.
-fn upstream_index(n: usize, after: Option<usize>, rr: &AtomicUsize) -> Option<usize> {
-    match (n, after) {
-        (0, _) => None,
-        (1, _) => Some(0),
-        (n, Some(failed)) => Some((failed + 1) % n),
-        (n, None) => Some(rr.fetch_add(1, Ordering::Relaxed) % n),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn new_requests_take_upstreams_in_turn() {
-        let rr = AtomicUsize::new(0);
-        let picks: Vec<_> = (0..6).map(|_| upstream_index(3, None, &rr)).collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2].map(Some));
-        assert_eq!(upstream_index(0, None, &rr), None);
-        assert_eq!(upstream_index(1, None, &rr), Some(0));
-    }
-
-    #[test]
-    fn a_retry_moves_to_the_next_upstream_whatever_other_requests_did() {
-        let rr = AtomicUsize::new(0);
-        let first = upstream_index(2, None, &rr).unwrap();
-        // Another request turns the round-robin meanwhile.
-        upstream_index(2, None, &rr);
-        assert_eq!(upstream_index(2, Some(first), &rr), Some(1 - first));
-        assert_eq!(upstream_index(3, Some(2), &rr), Some(0));
     }
 }

@@ -279,8 +279,15 @@ async fn upstream_host_name_is_resolved_when_forwarding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unresolvable_upstream_name_is_skipped() {
     let policies = pool(r#"["http://no-such-host.invalid:80", "${UPSTREAM}"]"#);
-    let env = env().policies(&policies).start().await;
+    // No active check during the test (the first runs after an interval):
+    // only the failed lookup can mark the name down.
+    let env = env()
+        .policies(&policies)
+        .config("upstream_health: { interval: 1h }\n")
+        .start()
+        .await;
     all_reach_the_upstream(&env, 4).await;
+    assert!(env.state.health.is_down("no-such-host.invalid:80"));
 }
 
 /// With only names that do not resolve, the request is 502 and nothing is
@@ -318,7 +325,8 @@ async fn count_requests_on(listener: tokio::net::TcpListener) -> Arc<AtomicUsize
 async fn an_upstream_that_refused_is_not_tried_again() {
     let dead = free_port();
     let policies = pool(&format!(r#"["http://127.0.0.1:{dead}", "${{UPSTREAM}}"]"#));
-    // No active check during the test: only the failed connect marks it.
+    // No active check during the test (the first runs after an interval):
+    // only the failed connect can mark it down.
     let env = env()
         .policies(&policies)
         .config("upstream_health: { interval: 1h }\n")

@@ -523,4 +523,10 @@ fn upstream_health_settings_are_read_and_checked() {
         "{}",
         errs[0]
     );
+    let errs = errors(&format!(
+        "{BASE}upstream_health: {{ timeout: 9300000000000000000s, interval: 25h }}\n"
+    ));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].contains("upstream_health.interval: must be at most 24h"), "{errs:?}");
+    assert!(errs[1].contains("upstream_health.timeout: must be at most 5m"), "{errs:?}");
 }

@@ -87,7 +87,9 @@ pub async fn logout(
             }
         }
     }
-    let mut reply = if !on_auth && sids.is_empty() && (info.browser || post) {
+    // A browser: a page GET, or the confirmation form's POST.
+    let browser = info.browser || (post && crate::proxy::request::accepts_html(req));
+    let mut reply = if !on_auth && sids.is_empty() && browser {
         // The app cookie is scoped to its app's path, so on a host whose
         // apps live under a path the browser sent none here. The session
         // is still known on the auth domain (`_sso`): continue there, so
