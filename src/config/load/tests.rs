@@ -527,6 +527,13 @@ fn upstream_health_settings_are_read_and_checked() {
         "{BASE}upstream_health: {{ timeout: 9300000000000000000s, interval: 25h }}\n"
     ));
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].contains("upstream_health.interval: must be at most 24h"), "{errs:?}");
-    assert!(errs[1].contains("upstream_health.timeout: must be at most 5m"), "{errs:?}");
+    // In file order: `timeout` comes first on the line.
+    assert!(
+        errs[1].contains("upstream_health.interval: must be at most 24h"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[0].contains("upstream_health.timeout: must be at most 5m"),
+        "{errs:?}"
+    );
 }
