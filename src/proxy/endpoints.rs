@@ -51,6 +51,7 @@ pub async fn serve(
     }
 }
 
+/// 404: a page for a browser, JSON otherwise.
 fn not_found(info: &RequestInfo<'_>, message: &str) -> Reply {
     Reply::error(info.browser, 404, "not_found", "Not found", message)
 }

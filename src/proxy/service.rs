@@ -344,8 +344,6 @@ impl Portcullis {
     }
 }
 
-/// Upstream header values of an identity, built once per cached session.
-/// A value that is not a valid header value (control bytes) is left out.
 /// 400 for a request target that cannot be routed safely (ambiguous or
 /// unparsable path): a page for a browser, JSON otherwise.
 fn bad_target(browser: bool) -> Reply {
@@ -358,6 +356,8 @@ fn bad_target(browser: bool) -> Reply {
     )
 }
 
+/// Upstream header values of an identity, built once per cached session.
+/// A value that is not a valid header value (control bytes) is left out.
 fn forward_values(state: &State, id: &crate::identity::Identity) -> ForwardValues {
     let claims = if state.cfg.headers.forward_claims {
         id.custom
