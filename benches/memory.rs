@@ -14,7 +14,10 @@
 //! - `10-groups`: a typical user (10 groups, 2 custom claims);
 //! - `100-groups`: the benchmark user of `access.rs` (100 groups);
 //! - `shared-identity`: every entry points at one identity, which isolates
-//!   the cost of key + claims + cache bookkeeping.
+//!   the cost of key + claims + cache bookkeeping;
+//! - `10-groups-fwd`, `100-groups-fwd`: as the first two, after the session
+//!   was forwarded once, so that it also holds the upstream header values
+//!   (email, comma-separated groups) built on first use.
 //!
 //! Afterwards it checks, on the filled cache, that a revoked session and a
 //! session past its expiry are not served (the unit tests
@@ -29,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis::identity::Identity;
+use portcullis::proxy::service::forward_values;
 use portcullis::session::cache::{CachedSession, SessionCache};
 use portcullis::session::keys::KeyRing;
 use portcullis::session::token::{now_unix, SessionClaims};
@@ -38,7 +42,13 @@ use portcullis::session::token::{now_unix, SessionClaims};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const SCENARIOS: &[&str] = &["10-groups", "100-groups", "shared-identity"];
+const SCENARIOS: &[&str] = &[
+    "10-groups",
+    "100-groups",
+    "shared-identity",
+    "10-groups-fwd",
+    "100-groups-fwd",
+];
 
 fn claims(n: usize, id: &Identity, aud: &str, expires_in: i64) -> SessionClaims {
     let now = now_unix();
@@ -68,9 +78,12 @@ fn scenario(name: &str, n: usize) {
     let keys = KeyRing::generate_ephemeral();
     let aud = portcullis::policy::load::default_aud(&fixtures::app_name(fixtures::TARGET_APP));
     let groups = match name {
-        "10-groups" => 10,
+        "10-groups" | "10-groups-fwd" => 10,
         _ => fixtures::GROUPS_PER_USER,
     };
+    // A session that has been forwarded once also holds its upstream
+    // header values (email, groups), built on first use.
+    let forwarded = name.ends_with("-fwd");
     let shared = Arc::new(fixtures::identity(0, groups));
     // Tokens first: the test's input, not cache memory.
     let mut all_claims = Vec::with_capacity(n);
@@ -93,6 +106,11 @@ fn scenario(name: &str, n: usize) {
             };
             let expires_at = c.exp;
             let session = CachedSession::new(c, identity, expires_at);
+            if forwarded {
+                session
+                    .forward
+                    .get_or_init(|| forward_values(&session.identity, false));
+            }
             cache.insert(token, Arc::new(session)).await;
         }
         cache.run_pending_tasks().await;

@@ -209,9 +209,9 @@ impl ProxyHttp for Portcullis {
                         Error::explain(ErrorType::HTTPStatus(403), "session token vanished")
                     })?;
                 upstream.insert_header(names.assertion.clone(), token)?;
-                let values = cached
-                    .forward
-                    .get_or_init(|| forward_values(state, &cached.identity));
+                let values = cached.forward.get_or_init(|| {
+                    forward_values(&cached.identity, state.cfg.headers.forward_claims)
+                });
                 if let Some(email) = &values.email {
                     upstream.insert_header(names.email.clone(), email.clone())?;
                 }
@@ -356,10 +356,11 @@ fn bad_target(browser: bool) -> Reply {
     )
 }
 
-/// Upstream header values of an identity, built once per cached session.
-/// A value that is not a valid header value (control bytes) is left out.
-fn forward_values(state: &State, id: &crate::identity::Identity) -> ForwardValues {
-    let claims = if state.cfg.headers.forward_claims {
+/// Upstream header values of an identity, built once per cached session
+/// (`headers.forward_claims` adds the custom claims). A value that is not a
+/// valid header value (control bytes) is left out.
+pub fn forward_values(id: &crate::identity::Identity, forward_claims: bool) -> ForwardValues {
+    let claims = if forward_claims {
         id.custom
             .iter()
             .filter_map(|(k, v)| {
