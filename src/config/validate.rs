@@ -3,6 +3,7 @@
 //! the config folder and collecting every problem.
 
 mod idp;
+pub(crate) use idp::DEFAULT_SCOPES;
 mod listen;
 mod store;
 

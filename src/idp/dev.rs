@@ -168,6 +168,13 @@ impl DevIdp {
         self.state.set_offline(offline);
     }
 
+    /// Issue ID tokens with `sub` and the protocol claims only, leaving
+    /// email, groups and the rest to UserInfo, as node-oidc-provider does
+    /// by default for the code flow (OIDC Core 5.4).
+    pub fn set_minimal_id_token(&self, minimal: bool) {
+        self.state.set_minimal_id_token(minimal);
+    }
+
     /// Sign with the other key from now on and publish both keys (new one
     /// first), as Okta does during a rotation.
     pub fn rotate_key(&self) {

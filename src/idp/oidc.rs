@@ -37,6 +37,47 @@
 //! `email_verified`.
 
 mod claims;
+
+/// The scopes to ask for besides `openid`: those configured; but when the
+/// list is the default one, only those the server lists in
+/// `scopes_supported` (when it publishes the list).
+fn requested_scopes<'a>(configured: &'a [String], supported: Option<&[&str]>) -> Vec<&'a str> {
+    let defaulted = configured == crate::config::validate::DEFAULT_SCOPES;
+    configured
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "openid")
+        .filter(|s| !defaulted || supported.is_none_or(|l| l.contains(s)))
+        .collect()
+}
+
+/// Whether the client secret goes in the token request's body: only when
+/// the server lists its methods, without `client_secret_basic` and with
+/// `client_secret_post`.
+fn secret_in_body(methods: Option<&Vec<CoreClientAuthMethod>>) -> bool {
+    methods.is_some_and(|l| {
+        !l.contains(&CoreClientAuthMethod::ClientSecretBasic)
+            && l.contains(&CoreClientAuthMethod::ClientSecretPost)
+    })
+}
+
+/// Add the UserInfo claims the ID token lacks; the ID token's own claims
+/// stand. UserInfo must be about the same subject (OIDC Core 5.3.2).
+fn merge_userinfo(
+    claims: &mut Map<String, Value>,
+    info: Map<String, Value>,
+) -> Result<(), IdpError> {
+    if info.get("sub") != claims.get("sub") {
+        return Err(IdpError::InvalidToken(
+            "the userinfo sub is not the id token's".into(),
+        ));
+    }
+    for (k, v) in info {
+        claims.entry(k).or_insert(v);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -48,13 +89,13 @@ use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreIdToken, CoreIdTokenVerifier,
-    CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreIdToken,
+    CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    reqwest, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    reqwest, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
     EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKey, JsonWebKeyUse, JwsSigningAlgorithm, Nonce,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+    OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
 };
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
@@ -383,6 +424,13 @@ impl Provider {
             self.client_id.clone(),
             Some(self.client_secret.clone()),
         );
+        // HTTP Basic unless the server says it takes only the secret in the
+        // form body (`client_secret_post`).
+        let client = if secret_in_body(metadata.token_endpoint_auth_methods_supported()) {
+            client.set_auth_type(AuthType::RequestBody)
+        } else {
+            client
+        };
         let discovered = Arc::new(Discovered {
             issuer: metadata.issuer().clone(),
             metadata,
@@ -414,8 +462,17 @@ impl Provider {
                 move || Nonce::new(nonce),
             )
             .set_redirect_uri(Cow::Owned(redirect));
-        for scope in self.cfg.scopes.iter().filter(|s| *s != "openid") {
-            req = req.add_scope(Scope::new(scope.clone()));
+        // The default scopes ask for `groups`, which many servers do not
+        // define (Keycloak, an Okta custom authorization server) and
+        // refuse with `invalid_scope`: of the defaults, only those the
+        // server lists in `scopes_supported` are asked for. Scopes set in
+        // the config are sent as written.
+        let supported = d
+            .metadata
+            .scopes_supported()
+            .map(|l| l.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        for scope in requested_scopes(&self.cfg.scopes, supported.as_deref()) {
+            req = req.add_scope(Scope::new(scope.to_string()));
         }
         if let Some(challenge) = pkce_challenge_s256 {
             req = req
@@ -424,6 +481,12 @@ impl Provider {
         }
         let (url, _, _) = req.url();
         Ok(url.to_string())
+    }
+
+    /// Whether `iss`, the issuer an authorization response named (RFC
+    /// 9207), is this provider's. False before discovery.
+    pub fn is_issuer(&self, iss: &str) -> bool {
+        self.discovered().is_ok_and(|d| d.issuer.as_str() == iss)
     }
 
     /// Redeem an authorization code and verify the ID token it brings;
@@ -457,7 +520,18 @@ impl Provider {
         let id_token = resp
             .id_token()
             .ok_or_else(|| IdpError::InvalidToken("the token response has no id_token".into()))?;
-        let claims = self.verify_id_token(d, id_token, nonce).await?;
+        let mut claims = self.verify_id_token(d.clone(), id_token, nonce).await?;
+        // With the code flow, an OP may send the scope claims (email,
+        // groups, …) only from UserInfo (OIDC Core 5.4; node-oidc-provider's
+        // default). Without the email in the ID token, ask UserInfo.
+        if !claims.contains_key(self.cfg.email_claim_name.as_str()) {
+            if let Some(endpoint) = d.metadata.userinfo_endpoint() {
+                let info = self
+                    .userinfo(endpoint.url(), resp.access_token().secret())
+                    .await?;
+                merge_userinfo(&mut claims, info)?;
+            }
+        }
         let mut identity = claims::identity(&self.cfg, &claims)?;
         if let (IdpKind::Okta, Some(token), Some(account)) = (
             self.cfg.kind,
@@ -471,6 +545,55 @@ impl Provider {
             identity.groups = Groups::from_names(groups?);
         }
         Ok(identity)
+    }
+
+    /// The UserInfo claims for `access_token` (plain JSON; a signed
+    /// `application/jwt` answer is refused).
+    async fn userinfo(
+        &self,
+        url: &url::Url,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, IdpError> {
+        let started = Instant::now();
+        let resp = self
+            .http
+            .get(url.clone())
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await;
+        self.observe("userinfo", started.elapsed());
+        let resp =
+            resp.map_err(|e| IdpError::Unavailable(format!("userinfo request failed: {e}")))?;
+        let status = resp.status();
+        if status.is_server_error() {
+            return Err(IdpError::Unavailable(format!("userinfo answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(IdpError::Rejected(format!("userinfo answered {status}")));
+        }
+        let json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
+        if !json {
+            return Err(IdpError::InvalidToken(
+                "the userinfo answer is not application/json (signed userinfo is not supported)"
+                    .into(),
+            ));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| IdpError::Unavailable(format!("userinfo read failed: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            IdpError::InvalidToken(format!("the userinfo answer is not a JSON object: {e}"))
+        })
     }
 
     /// Verify `token` and return its (now trusted) claims as JSON.

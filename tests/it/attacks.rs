@@ -1079,12 +1079,7 @@ async fn transfer_token_from_another_browser_is_refused() {
     assert_eq!(r.status(), 400, "someone else's nonce cookie");
     assert!(!sets_cookie(&r, "CF_Authorization"));
 
-    let r = browser
-        .get(&url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = html_get(&browser, &url).await;
     assert_eq!(
         r.status(),
         302,
@@ -1110,21 +1105,11 @@ async fn replayed_transfer_token_is_refused() {
     .await;
     let (name, nonce) = jar_cookie(&jar, &url, "CF_Authorization_nonce");
 
-    let r = browser
-        .get(&url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = html_get(&browser, &url).await;
     assert_eq!(r.status(), 302, "first use");
     assert!(sets_cookie(&r, "CF_Authorization"));
 
-    let r = browser
-        .get(&url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = html_get(&browser, &url).await;
     assert_eq!(r.status(), 400, "second use in the same browser");
     assert!(!sets_cookie(&r, "CF_Authorization"));
     let r = env
@@ -1145,31 +1130,62 @@ async fn replayed_transfer_token_is_refused() {
 async fn replayed_callback_is_refused() {
     let env = env().start().await;
     let browser = env.browser();
-    let url = walk_until(
-        &env,
-        &browser,
+    let url = callback_url(&env, &browser).await;
+    let r = html_get(&browser, &url).await;
+    assert_eq!(r.status(), 302, "first use");
+    assert!(is_authorized(&location(&r)), "{}", location(&r));
+
+    let r = html_get(&browser, &url).await;
+    assert_eq!(r.status(), 400);
+    assert!(!sets_cookie(&r, "CF_Authorization_sso"));
+}
+
+/// A browser's page GET of `url`.
+async fn html_get(browser: &reqwest::Client, url: &str) -> reqwest::Response {
+    browser
+        .get(url)
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The callback URL of alice's login at `app.localhost/`, not yet visited.
+async fn callback_url(env: &Env, browser: &reqwest::Client) -> String {
+    walk_until(
+        env,
+        browser,
         &env.url("app.localhost", "/"),
         "00ualice",
         is_callback,
     )
-    .await;
-    let r = browser
-        .get(&url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302, "first use");
-    assert!(is_authorized(&location(&r)), "{}", location(&r));
+    .await
+}
 
-    let r = browser
-        .get(&url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(!sets_cookie(&r, "CF_Authorization_sso"));
+/// An authorization response naming another issuer (RFC 9207 `iss`) is
+/// refused; the same response naming ours, or none, signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_naming_another_issuer_is_refused() {
+    let env = env().start().await;
+    for (iss, expect) in [
+        (Some("https://evil.example/oauth2/default".to_string()), 400),
+        (Some(env.idp.issuer()), 302),
+    ] {
+        let browser = env.browser();
+        let url = callback_url(&env, &browser).await;
+        let url = match &iss {
+            Some(i) => format!("{url}&iss={}", urlencoding(i)),
+            None => url,
+        };
+        let r = html_get(&browser, &url).await;
+        assert_eq!(r.status(), expect, "iss {iss:?}");
+        assert_eq!(sets_cookie(&r, "CF_Authorization_sso"), expect == 302);
+    }
+}
+
+/// `s` percent-encoded for a query value.
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// A callback URL replayed together with its (captured) state cookie is
@@ -1179,21 +1195,9 @@ async fn replayed_callback_is_refused() {
 async fn replayed_callback_with_its_state_cookie_is_refused() {
     let env = env().start().await;
     let (browser, jar) = jar_browser(&env);
-    let url = walk_until(
-        &env,
-        &browser,
-        &env.url("app.localhost", "/"),
-        "00ualice",
-        is_callback,
-    )
-    .await;
+    let url = callback_url(&env, &browser).await;
     let (name, value) = jar_cookie(&jar, &url, "CF_Authorization_state_");
-    let r = browser
-        .get(&url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = html_get(&browser, &url).await;
     assert_eq!(r.status(), 302, "first use");
 
     let r = env
@@ -1215,14 +1219,7 @@ async fn replayed_callback_with_its_state_cookie_is_refused() {
 async fn callback_with_mismatched_state_is_refused() {
     let env = env().start().await;
     let browser = env.browser();
-    let url = walk_until(
-        &env,
-        &browser,
-        &env.url("app.localhost", "/"),
-        "00ualice",
-        is_callback,
-    )
-    .await;
+    let url = callback_url(&env, &browser).await;
     let mut forged = url::Url::parse(&url).unwrap();
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
@@ -1250,12 +1247,7 @@ async fn callback_with_mismatched_state_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 400, "mismatched state");
     assert!(!sets_cookie(&r, "CF_Authorization_sso"));
-    let r = browser
-        .get(&url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = html_get(&browser, &url).await;
     assert_eq!(r.status(), 302, "control: the genuine callback");
 }
 
@@ -1266,14 +1258,7 @@ async fn callback_with_mismatched_state_is_refused() {
 async fn callback_without_state_cookie_is_refused() {
     let env = env().start().await;
     let browser = env.browser();
-    let url = walk_until(
-        &env,
-        &browser,
-        &env.url("app.localhost", "/"),
-        "00ualice",
-        is_callback,
-    )
-    .await;
+    let url = callback_url(&env, &browser).await;
     let r = env
         .client()
         .get(&url)
@@ -1283,12 +1268,7 @@ async fn callback_without_state_cookie_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(!sets_cookie(&r, "CF_Authorization_sso"));
-    let r = browser
-        .get(&url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = html_get(&browser, &url).await;
     assert_eq!(
         r.status(),
         302,

@@ -21,6 +21,11 @@ async fn replay(env: &Env, path: &str, token: &str) -> reqwest::StatusCode {
         .status()
 }
 
+/// The JSON body of a GET of `url`.
+async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// [`login_and_token`] starting at `url`.
 async fn login_and_token_at(env: &Env, url: &str, user: &str) -> (reqwest::Client, String) {
     let browser = env.browser();
@@ -92,14 +97,10 @@ async fn browser_login_reaches_upstream_with_identity_headers() {
 async fn upstream_assertion_verifies_with_published_jwks() {
     let env = env().start().await;
     let (browser, token) = login_and_token(&env, "00ualice").await;
-    let jwks: jsonwebtoken::jwk::JwkSet = browser
-        .get(env.url("app.localhost", "/cdn-cgi/access/certs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(
+        get_json(&browser, env.url("app.localhost", "/cdn-cgi/access/certs")).await,
+    )
+    .unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
     let jwk = jwks
@@ -277,6 +278,37 @@ apps:
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("signed out"));
     assert_eq!(replay(&env, "/team/after", &token).await, 401);
+}
+
+/// An OP that sends email, name and groups only from UserInfo (OIDC Core
+/// 5.4; node-oidc-provider's default for the code flow): the login asks
+/// UserInfo with the access token, and the identity is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_missing_from_the_id_token_come_from_userinfo() {
+    let env = env().start().await;
+    env.idp.set_minimal_id_token(true);
+    let (browser, _) = login_and_token(&env, "00ualice").await;
+    let seen = env.upstream.seen();
+    let s = seen.last().unwrap();
+    assert_eq!(
+        s.header("cf-access-authenticated-user-email"),
+        Some("alice@example.com")
+    );
+    let identity = get_json(
+        &browser,
+        env.url("app.localhost", "/cdn-cgi/access/get-identity"),
+    )
+    .await;
+    assert_eq!(identity["email"], "alice@example.com");
+    assert_eq!(identity["name"], "Alice Anderson");
+    assert!(
+        identity["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "engineering"),
+        "{identity}"
+    );
 }
 
 /// Every cookie the proxy sets on the way in is HttpOnly, SameSite=Lax and

@@ -78,6 +78,9 @@ pub(super) struct State {
     active_key: AtomicUsize,
     publish_both: AtomicBool,
     offline: AtomicBool,
+    /// ID tokens carry `sub` and the protocol claims only; scope claims
+    /// come from UserInfo (node-oidc-provider's default).
+    minimal_id_token: AtomicBool,
     tamper: Mutex<Option<Tamper>>,
     code_ttl: Mutex<Duration>,
     groups_api_requests: AtomicUsize,
@@ -111,6 +114,7 @@ impl State {
             active_key: AtomicUsize::new(0),
             publish_both: AtomicBool::new(false),
             offline: AtomicBool::new(false),
+            minimal_id_token: AtomicBool::new(false),
             tamper: Mutex::new(None),
             code_ttl: Mutex::new(Duration::from_secs(60)),
             groups_api_requests: AtomicUsize::new(0),
@@ -120,6 +124,12 @@ impl State {
 
     pub fn issuer(&self) -> String {
         format!("{}/oauth2/{}", self.base, self.auth_server_id)
+    }
+
+    /// ID tokens with `sub` and protocol claims only (`true`), or with
+    /// the scope claims too (`false`, the default).
+    pub fn set_minimal_id_token(&self, minimal: bool) {
+        self.minimal_id_token.store(minimal, Ordering::Relaxed);
     }
 
     pub fn set_offline(&self, offline: bool) {
@@ -679,8 +689,12 @@ fn id_token(state: &State, grant: &CodeGrant, user: &DevUser) -> String {
     if let Some(nonce) = &grant.nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
-    claims.extend(user_claims(user, &grant.scope));
-    claims.extend(user.custom.clone());
+    if state.minimal_id_token.load(Ordering::Relaxed) {
+        claims.insert("sub".into(), json!(user.id));
+    } else {
+        claims.extend(user_claims(user, &grant.scope));
+        claims.extend(user.custom.clone());
+    }
 
     let tamper = state.tamper.lock().take();
     match tamper {

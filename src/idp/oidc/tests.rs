@@ -558,3 +558,66 @@ async fn observer_sees_each_endpoint() {
     login(&p, "00ualice").await.unwrap();
     assert_eq!(*seen.lock(), ["discovery", "jwks", "token", "groups"]);
 }
+
+#[test]
+fn userinfo_about_another_subject_is_refused() {
+    let mut claims = serde_json::json!({"sub": "00ualice"});
+    let info = serde_json::json!({"sub": "00ubob", "email": "bob@example.com"});
+    let err = super::merge_userinfo(
+        claims.as_object_mut().unwrap(),
+        info.as_object().unwrap().clone(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("userinfo sub"), "{err}");
+}
+
+#[test]
+fn id_token_claims_stand_over_userinfo() {
+    let mut claims = serde_json::json!({"sub": "00ualice", "name": "From Token"});
+    let info =
+        serde_json::json!({"sub": "00ualice", "name": "From Userinfo", "email": "a@example.com"});
+    super::merge_userinfo(
+        claims.as_object_mut().unwrap(),
+        info.as_object().unwrap().clone(),
+    )
+    .unwrap();
+    assert_eq!(claims["name"], "From Token");
+    assert_eq!(claims["email"], "a@example.com");
+}
+
+#[test]
+fn default_scopes_the_server_does_not_list_are_not_asked_for() {
+    let default: Vec<String> = crate::config::validate::DEFAULT_SCOPES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let keycloak = ["openid", "email", "profile", "roles"];
+    assert_eq!(
+        super::requested_scopes(&default, Some(&keycloak)),
+        ["email", "profile"]
+    );
+    assert_eq!(
+        super::requested_scopes(&default, None),
+        ["email", "profile", "groups"]
+    );
+}
+
+#[test]
+fn configured_scopes_are_sent_as_written() {
+    let configured = vec!["openid".to_string(), "groups".to_string()];
+    assert_eq!(
+        super::requested_scopes(&configured, Some(&["openid"])),
+        ["groups"]
+    );
+}
+
+#[test]
+fn the_secret_goes_in_the_body_only_when_basic_is_not_offered() {
+    use openidconnect::core::CoreClientAuthMethod::{ClientSecretBasic, ClientSecretPost};
+    assert!(!super::secret_in_body(None));
+    assert!(!super::secret_in_body(Some(&vec![
+        ClientSecretBasic,
+        ClientSecretPost
+    ])));
+    assert!(super::secret_in_body(Some(&vec![ClientSecretPost])));
+}

@@ -377,8 +377,21 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
     let Some(provider) = state.idp(&login.idp).cloned() else {
         return bad_request(info, "Unknown sign-in method.");
     };
+    // RFC 9207: a response that names its issuer must name the provider
+    // this login went to (mix-up defence with several providers).
+    if let Some(iss) = query_param(req, "iss") {
+        if !provider.is_issuer(&iss) {
+            tracing::warn!(idp = %provider.name(), "Authorization response names another issuer");
+            return bad_request(
+                info,
+                "The sign-in response came from another identity provider.",
+            )
+            .with_cookie(clear_state);
+        }
+    }
     if let Some(err) = query_param(req, "error") {
-        tracing::info!(idp = %provider.name(), error = %err, "Identity provider refused the login");
+        let description = query_param(req, "error_description").unwrap_or_default();
+        tracing::info!(idp = %provider.name(), error = %err, description = %description, "Identity provider refused the login");
         metrics()
             .logins_total
             .with_label_values(&[provider.name(), "denied"])
