@@ -38,46 +38,6 @@
 
 mod claims;
 
-/// The scopes to ask for besides `openid`: those configured; but when the
-/// list is the default one, only those the server lists in
-/// `scopes_supported` (when it publishes the list).
-fn requested_scopes<'a>(configured: &'a [String], supported: Option<&[&str]>) -> Vec<&'a str> {
-    let defaulted = configured == crate::config::validate::DEFAULT_SCOPES;
-    configured
-        .iter()
-        .map(String::as_str)
-        .filter(|s| *s != "openid")
-        .filter(|s| !defaulted || supported.is_none_or(|l| l.contains(s)))
-        .collect()
-}
-
-/// Whether the client secret goes in the token request's body: only when
-/// the server lists its methods, without `client_secret_basic` and with
-/// `client_secret_post`.
-fn secret_in_body(methods: Option<&Vec<CoreClientAuthMethod>>) -> bool {
-    methods.is_some_and(|l| {
-        !l.contains(&CoreClientAuthMethod::ClientSecretBasic)
-            && l.contains(&CoreClientAuthMethod::ClientSecretPost)
-    })
-}
-
-/// Add the UserInfo claims the ID token lacks; the ID token's own claims
-/// stand. UserInfo must be about the same subject (OIDC Core 5.3.2).
-fn merge_userinfo(
-    claims: &mut Map<String, Value>,
-    info: Map<String, Value>,
-) -> Result<(), IdpError> {
-    if info.get("sub") != claims.get("sub") {
-        return Err(IdpError::InvalidToken(
-            "the userinfo sub is not the id token's".into(),
-        ));
-    }
-    for (k, v) in info {
-        claims.entry(k).or_insert(v);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests;
 
@@ -591,6 +551,11 @@ impl Provider {
             .bytes()
             .await
             .map_err(|e| IdpError::Unavailable(format!("userinfo read failed: {e}")))?;
+        if body.len() > MAX_USERINFO_BYTES {
+            return Err(IdpError::InvalidToken(format!(
+                "the userinfo answer is over {MAX_USERINFO_BYTES} bytes"
+            )));
+        }
         serde_json::from_slice(&body).map_err(|e| {
             IdpError::InvalidToken(format!("the userinfo answer is not a JSON object: {e}"))
         })
@@ -863,4 +828,71 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The scopes to ask for besides `openid`: those configured; but when the
+/// list is the default one, only those the server lists in
+/// `scopes_supported` (when it publishes the list).
+fn requested_scopes<'a>(configured: &'a [String], supported: Option<&[&str]>) -> Vec<&'a str> {
+    let defaulted = configured == crate::config::validate::DEFAULT_SCOPES;
+    configured
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "openid")
+        .filter(|s| !defaulted || supported.is_none_or(|l| l.contains(s)))
+        .collect()
+}
+
+/// Whether the client secret goes in the token request's body: only when
+/// the server lists its methods, without `client_secret_basic` and with
+/// `client_secret_post`.
+fn secret_in_body(methods: Option<&Vec<CoreClientAuthMethod>>) -> bool {
+    methods.is_some_and(|l| {
+        !l.contains(&CoreClientAuthMethod::ClientSecretBasic)
+            && l.contains(&CoreClientAuthMethod::ClientSecretPost)
+    })
+}
+
+/// Largest UserInfo answer accepted (a user in thousands of groups fits).
+const MAX_USERINFO_BYTES: usize = 1 << 20;
+
+/// Claims that describe the token or the authentication event: they count
+/// only from the verified ID token, never from UserInfo.
+const ID_TOKEN_ONLY: &[&str] = &[
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "azp",
+    "auth_time",
+    "acr",
+    "amr",
+    "at_hash",
+    "c_hash",
+    "sid",
+    "jti",
+];
+
+/// Add the UserInfo claims the ID token lacks (profile, email, groups,
+/// custom claims); the ID token's own claims stand, and the claims of
+/// [`ID_TOKEN_ONLY`] are never taken from UserInfo (an `amr` there could
+/// otherwise satisfy an `auth_method: mfa` rule). UserInfo must be about
+/// the same subject (OIDC Core 5.3.2).
+fn merge_userinfo(
+    claims: &mut Map<String, Value>,
+    info: Map<String, Value>,
+) -> Result<(), IdpError> {
+    if info.get("sub") != claims.get("sub") {
+        return Err(IdpError::InvalidToken(
+            "the userinfo sub is not the id token's".into(),
+        ));
+    }
+    for (k, v) in info {
+        if !ID_TOKEN_ONLY.contains(&k.as_str()) {
+            claims.entry(k).or_insert(v);
+        }
+    }
+    Ok(())
 }

@@ -621,3 +621,17 @@ fn the_secret_goes_in_the_body_only_when_basic_is_not_offered() {
     ])));
     assert!(super::secret_in_body(Some(&vec![ClientSecretPost])));
 }
+
+#[test]
+fn authentication_claims_never_come_from_userinfo() {
+    let mut claims = serde_json::json!({"sub": "00ualice"});
+    let info = serde_json::json!({"sub": "00ualice", "amr": ["mfa"], "acr": "2", "groups": ["g"]});
+    super::merge_userinfo(
+        claims.as_object_mut().unwrap(),
+        info.as_object().unwrap().clone(),
+    )
+    .unwrap();
+    assert!(claims.get("amr").is_none());
+    assert!(claims.get("acr").is_none());
+    assert_eq!(claims["groups"], serde_json::json!(["g"]));
+}
