@@ -180,18 +180,6 @@ impl fmt::Debug for ParsedFiles {
     }
 }
 
-impl ParsedFiles {
-    /// Number of files kept.
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    /// True when no file is kept.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-}
-
 /// Load a policy file or a folder of `*.yaml`/`*.yml` files (lexical order).
 pub fn load_path(path: &Path) -> Result<PolicySet, PolicyErrors> {
     load_path_cached(path, &mut ParsedFiles::default())

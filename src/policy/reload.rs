@@ -49,9 +49,11 @@ impl PolicyHandle {
     pub fn load(path: PathBuf) -> Result<PolicyHandle, PolicyErrors> {
         let mut parsed = ParsedFiles::default();
         let set = load_path_cached(&path, &mut parsed)?;
-        let handle = PolicyHandle::new(path, set);
-        *handle.parsed.lock() = parsed;
-        Ok(handle)
+        Ok(PolicyHandle {
+            path,
+            set: ArcSwap::from_pointee(set),
+            parsed: Mutex::new(parsed),
+        })
     }
 
     /// A handle over an already compiled set (tests, `demo`).

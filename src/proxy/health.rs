@@ -124,7 +124,7 @@ pub fn pick(
             let untried = || {
                 (1..=n)
                     .map(move |k| (last + k) % n)
-                    .filter(move |&i| i >= 64 || tried & (1 << i) == 0)
+                    .filter(move |&i| tried & tried_bit(i) == 0)
             };
             untried()
                 .find(|&i| !is_down(i))

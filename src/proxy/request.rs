@@ -79,7 +79,7 @@ pub fn read<'a>(
     let raw_target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let target = path::normalize(raw_target)?;
     let get_or_head = req.method == http::Method::GET || req.method == http::Method::HEAD;
-    let browser = is_browser(req);
+    let browser = get_or_head && accepts_html(req);
     // Also rebuild when Pingora kept raw bytes that differ from the URI it
     // parsed (e.g. non-UTF-8): what is forwarded must be what was matched.
     let rewrite = absolute || matches!(target.path, Cow::Owned(_)) || raw != raw_target.as_bytes();

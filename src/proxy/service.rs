@@ -19,6 +19,7 @@ use crate::session::cache::ForwardValues;
 use super::access::{self, denial_label, deny_reply, Permit, Verdict};
 use super::endpoints;
 use super::headers::{self, groups_value, CLAIM_HEADER_PREFIX};
+use super::health::{self, Health};
 use super::request;
 use super::respond::Reply;
 use super::state::State;
@@ -53,6 +54,21 @@ pub struct Ctx {
     pub failed: Option<usize>,
     /// Upstreams this request tried, a bit each (`health::tried_bit`).
     pub tried: u64,
+}
+
+impl Ctx {
+    /// Upstream `i` of `app` failed (a refused connect, or a name that did
+    /// not resolve): it leaves the rotation until a health check connects
+    /// to it, the failure counts against the failover budget, and the retry
+    /// moves past it. True when an upstream is left to try.
+    fn upstream_failed(&mut self, health: &Health, app: &App, i: usize) -> bool {
+        self.connect_failures += 1;
+        self.failed = Some(i);
+        if health.mark_down(&app.upstreams[i].authority) {
+            tracing::warn!(app.name = %app.name, upstream = %app.upstreams[i].url, "Upstream is down");
+        }
+        self.connect_failures < app.upstreams.len()
+    }
 }
 
 #[async_trait]
@@ -107,7 +123,7 @@ impl ProxyHttp for Portcullis {
                 .pick_upstream(&app, ctx.failed.take(), ctx.tried)
                 .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no upstream to try"))?;
             ctx.upstream = Some(i);
-            ctx.tried |= crate::proxy::health::tried_bit(i);
+            ctx.tried |= health::tried_bit(i);
             let up = &app.upstreams[i];
             let addr = match up.addr {
                 Some(addr) => addr,
@@ -117,15 +133,12 @@ impl ProxyHttp for Portcullis {
                     // connect: the next upstream is tried, each once.
                     Err(e) => {
                         tracing::warn!(app.name = %app.name, error = %e, "Upstream name did not resolve");
-                        self.state.health.mark_down(&up.authority);
-                        ctx.connect_failures += 1;
-                        if ctx.connect_failures >= app.upstreams.len() {
+                        if !ctx.upstream_failed(&self.state.health, &app, i) {
                             return Err(Error::explain(
                                 ErrorType::HTTPStatus(502),
                                 "no upstream name resolved",
                             ));
                         }
-                        ctx.failed = Some(i);
                         continue;
                     }
                 },
@@ -153,19 +166,13 @@ impl ProxyHttp for Portcullis {
         // Only connect failures count: a retry Pingora makes on its own
         // (a pooled connection the upstream had closed) must not use up
         // the failover to the next upstream.
-        ctx.connect_failures += 1;
-        ctx.failed = ctx.upstream;
-        if let (Some(fwd), Some(i)) = (&ctx.forward, ctx.upstream) {
-            // Out of the rotation until a health check connects to it.
-            if self.state.health.mark_down(&fwd.app.upstreams[i].authority) {
-                tracing::warn!(app.name = %fwd.app.name, upstream = %fwd.app.upstreams[i].url, "Upstream is down");
-            }
-        }
-        if let Some(fwd) = &ctx.forward {
-            if ctx.connect_failures < fwd.app.upstreams.len() {
-                tracing::warn!(app.name = %fwd.app.name, upstream = %peer._address, "Upstream connect failed; trying the next one");
-                e.set_retry(true);
-            }
+        let (Some(app), Some(i)) = (ctx.forward.as_ref().map(|f| f.app.clone()), ctx.upstream)
+        else {
+            return e;
+        };
+        if ctx.upstream_failed(&self.state.health, &app, i) {
+            tracing::warn!(app.name = %app.name, upstream = %peer._address, "Upstream connect failed; trying the next one");
+            e.set_retry(true);
         }
         e
     }

@@ -15,7 +15,7 @@ use portcullis::session::token::{now_unix, SessionClaims};
 use reqwest::cookie::{CookieStore as _, Jar};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::harness::{browse_login, env, location, login_ok, Env, HOSTS, HTML};
+use crate::harness::{browse_login, env, html_get, location, login_ok, Env, HOSTS, HTML};
 
 // ---------------------------------------------------------------- helpers
 
@@ -1138,16 +1138,6 @@ async fn replayed_callback_is_refused() {
     let r = html_get(&browser, &url).await;
     assert_eq!(r.status(), 400);
     assert!(!sets_cookie(&r, "CF_Authorization_sso"));
-}
-
-/// A browser's page GET of `url`.
-async fn html_get(browser: &reqwest::Client, url: &str) -> reqwest::Response {
-    browser
-        .get(url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap()
 }
 
 /// The callback URL of alice's login at `app.localhost/`, not yet visited.

@@ -289,6 +289,25 @@ impl Drop for Env {
 /// `Accept` header of a browser navigation.
 pub const HTML: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
 
+/// A browser's page GET of `url`.
+pub async fn html_get(browser: &reqwest::Client, url: &str) -> reqwest::Response {
+    browser
+        .get(url)
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Whether `r` clears a cookie (`Max-Age=0`) whose `Set-Cookie` starts
+/// with `prefix` and contains `part`.
+pub fn clears_cookie(r: &reqwest::Response, prefix: &str, part: &str) -> bool {
+    r.headers().get_all("set-cookie").iter().any(|c| {
+        let c = c.to_str().unwrap();
+        c.starts_with(prefix) && c.contains("Max-Age=0") && c.contains(part)
+    })
+}
+
 pub fn location(r: &reqwest::Response) -> String {
     r.headers()
         .get("location")

@@ -208,18 +208,16 @@ async fn logout_revokes_session_and_old_cookie_is_refused() {
     let env = env().start().await;
     let (browser, token) = login_and_token(&env, "00ualice").await;
     assert_eq!(replay(&env, "/after", &token).await, 200);
-    let r = browser
-        .get(env.url("app.localhost", "/cdn-cgi/access/logout"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = html_get(
+        &browser,
+        &env.url("app.localhost", "/cdn-cgi/access/logout"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    let cleared = r.headers().get_all("set-cookie").iter().any(|c| {
-        c.to_str().unwrap().starts_with("CF_Authorization=;")
-            && c.to_str().unwrap().contains("Max-Age=0")
-    });
-    assert!(cleared, "app cookie cleared");
+    assert!(
+        clears_cookie(&r, "CF_Authorization=;", ""),
+        "app cookie cleared"
+    );
     assert_eq!(replay(&env, "/after", &token).await, 401);
     // The auth-domain session is gone too: a new visit goes back to the IdP.
     let end = browse_login(&env, &browser, &env.url("other.localhost", "/"), "00ualice").await;
@@ -255,26 +253,19 @@ apps:
         login_and_token_at(&env, &env.url("app.localhost", "/team/x"), "00ualice").await;
     assert_eq!(replay(&env, "/team/after", &token).await, 200);
 
-    let r = browser
-        .get(env.url("app.localhost", "/cdn-cgi/access/logout"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = html_get(
+        &browser,
+        &env.url("app.localhost", "/cdn-cgi/access/logout"),
+    )
+    .await;
     assert_eq!(r.status(), 302);
     let next = location(&r);
     assert_eq!(next, env.url("auth.localhost", "/cdn-cgi/access/logout"));
-    let cleared = r.headers().get_all("set-cookie").iter().any(|c| {
-        let c = c.to_str().unwrap();
-        c.starts_with("CF_Authorization=;") && c.contains("Path=/team")
-    });
-    assert!(cleared, "the path-scoped app cookie is cleared");
-    let r = browser
-        .get(&next)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    assert!(
+        clears_cookie(&r, "CF_Authorization=;", "Path=/team"),
+        "the path-scoped app cookie is cleared"
+    );
+    let r = html_get(&browser, &next).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("signed out"));
     assert_eq!(replay(&env, "/team/after", &token).await, 401);

@@ -652,9 +652,9 @@ fn removed_files_leave_the_cache() {
     let mut cache = ParsedFiles::default();
     let sources = one_file_per_app(&["a", "b"]);
     compile_sources_cached(&sources, &mut cache).unwrap();
-    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.files.len(), 2);
     compile_sources_cached(&sources[..1], &mut cache).unwrap();
-    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.files.len(), 1);
 }
 
 #[test]
