@@ -10,7 +10,17 @@ use crate::proxy::respond::Reply;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Most bytes of a refused body read and thrown away before the refusal is
+/// sent, and how long that may take.
+const DRAIN_MAX: usize = 16 * MAX_BODY;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Read the whole body, refusing more than [`MAX_BODY`] bytes.
+///
+/// A refused body is first read to its end (at most [`DRAIN_MAX`] bytes,
+/// for at most [`DRAIN_TIME`]): a server that answers and closes while the
+/// client is still sending makes the kernel reset the connection, and the
+/// client then sees the reset instead of the 400.
 pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, ScimError> {
     let too_large =
         || ScimError::invalid_syntax(format!("the request body is larger than {MAX_BODY} bytes"));
@@ -21,6 +31,7 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        drain(session, 0).await;
         return Err(too_large());
     }
     let mut buf = BytesMut::new();
@@ -28,6 +39,7 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > MAX_BODY {
+                    drain(session, buf.len() + chunk.len()).await;
                     return Err(too_large());
                 }
                 buf.extend_from_slice(&chunk);
@@ -41,6 +53,21 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
             }
         }
     }
+}
+
+/// Read and discard the rest of a refused body, within the drain bounds;
+/// `read` bytes of it were read already.
+async fn drain(session: &mut pingora::proxy::Session, mut read: usize) {
+    let rest = async {
+        while read <= DRAIN_MAX {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    };
+    // Past either bound the connection is closed after the answer.
+    let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
 }
 
 /// Whether a `Content-Type` is JSON: `application/scim+json`,

@@ -269,11 +269,37 @@ impl KeyRing {
 
     /// Verify `token` and decode its claims. See the module doc for what is
     /// checked; any failure is an error, never a partial result.
-    pub fn verify<T: DeserializeOwned>(
+    ///
+    /// The claims are decoded once, straight into `T` (whose integer times
+    /// refuse floats and strings). Only a validly signed token that does
+    /// not fit `T` takes the slower [`classify`](Self::classify) path, to
+    /// name the claim at fault; that path never accepts.
+    pub fn verify<T: DeserializeOwned + Registered>(
         &self,
         token: &str,
         expect: &Expect<'_>,
     ) -> Result<T, TokenError> {
+        let (key, v) = self.prepare(token, expect)?;
+        let claims = match jsonwebtoken::decode::<T>(token, &key.decoding, &v) {
+            Ok(data) => data.claims,
+            Err(e) if matches!(e.kind(), ErrorKind::Json(_)) => {
+                let why = e.to_string();
+                return Err(match self.classify(token, key, &v, expect) {
+                    Err(e) => e,
+                    Ok(()) => TokenError::Invalid(Rejection::Shape(why)),
+                });
+            }
+            Err(e) => return Err(map_jwt_error(e)),
+        };
+        check_times(claims.iat(), claims.nbf(), claims.exp())?;
+        if claims.typ() != expect.typ {
+            return Err(TokenError::Invalid(Rejection::Type));
+        }
+        Ok(claims)
+    }
+
+    /// The key named by `token`'s header and the validation for `expect`.
+    fn prepare(&self, token: &str, expect: &Expect<'_>) -> Result<(&Key, Validation), TokenError> {
         let invalid = |r| Err(TokenError::Invalid(r));
         if token.len() > MAX_TOKEN_LEN {
             return invalid(Rejection::Malformed);
@@ -299,14 +325,27 @@ impl KeyRing {
         if let Some(aud) = expect.aud {
             v.set_audience(&[aud]);
         }
+        Ok((key, v))
+    }
+
+    /// Why a validly signed `token` does not decode as the expected claims:
+    /// the registered claims checked one by one on a generic JSON object.
+    /// `Ok` when they all pass (the fault is elsewhere in the shape).
+    fn classify(
+        &self,
+        token: &str,
+        key: &Key,
+        v: &Validation,
+        expect: &Expect<'_>,
+    ) -> Result<(), TokenError> {
+        let invalid = |r| Err(TokenError::Invalid(r));
         let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
             token,
             &key.decoding,
-            &v,
+            v,
         )
         .map_err(map_jwt_error)?;
         let claims = data.claims;
-
         // Registered times must be integers (jsonwebtoken also takes floats).
         let int = |name: &str| {
             claims
@@ -314,25 +353,37 @@ impl KeyRing {
                 .and_then(serde_json::Value::as_i64)
                 .ok_or_else(|| TokenError::Invalid(Rejection::Claim(name.to_string())))
         };
-        let now = now_unix();
-        let leeway = LEEWAY_SECS as i64;
-        let exp = int("exp")?;
-        let iat = int("iat")?;
-        let nbf = int("nbf")?;
-        if exp <= now {
-            return Err(TokenError::Expired);
-        }
-        if iat > now + leeway || nbf > now + leeway {
-            return invalid(Rejection::NotYetValid);
-        }
+        check_times(int("iat")?, int("nbf")?, int("exp")?)?;
         match claims.get("type") {
-            Some(serde_json::Value::String(t)) if t == expect.typ => {}
-            Some(serde_json::Value::String(_)) => return invalid(Rejection::Type),
-            _ => return invalid(Rejection::Claim("type".into())),
+            Some(serde_json::Value::String(t)) if t == expect.typ => Ok(()),
+            Some(serde_json::Value::String(_)) => invalid(Rejection::Type),
+            _ => invalid(Rejection::Claim("type".into())),
         }
-        serde_json::from_value(serde_json::Value::Object(claims))
-            .map_err(|e| TokenError::Invalid(Rejection::Shape(e.to_string())))
     }
+}
+
+/// The registered claims every proxy-signed token carries, which
+/// [`KeyRing::verify`] checks after decoding.
+pub trait Registered {
+    fn iat(&self) -> i64;
+    fn nbf(&self) -> i64;
+    fn exp(&self) -> i64;
+    /// The `type` claim: which kind of proxy token this is.
+    fn typ(&self) -> &str;
+}
+
+/// `exp` in the future (no leeway), `iat` and `nbf` not ahead of now by
+/// more than the leeway.
+fn check_times(iat: i64, nbf: i64, exp: i64) -> Result<(), TokenError> {
+    let now = now_unix();
+    let leeway = LEEWAY_SECS as i64;
+    if exp <= now {
+        return Err(TokenError::Expired);
+    }
+    if iat > now + leeway || nbf > now + leeway {
+        return Err(TokenError::Invalid(Rejection::NotYetValid));
+    }
+    Ok(())
 }
 
 fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {

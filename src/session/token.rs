@@ -134,6 +134,28 @@ pub struct LoginState {
 /// precise clock by at most one scheduler tick (well under a second). Falls
 /// back to [`now_unix`] where the coarse clock is unavailable. Callers that
 /// must never act past a deadline compare against this value plus one
+/// The registered claims [`KeyRing::verify`](super::keys::KeyRing::verify)
+/// checks, for each kind of token it verifies.
+macro_rules! registered {
+    ($($t:ty),*) => {$(
+        impl super::keys::Registered for $t {
+            fn iat(&self) -> i64 {
+                self.iat
+            }
+            fn nbf(&self) -> i64 {
+                self.nbf
+            }
+            fn exp(&self) -> i64 {
+                self.exp
+            }
+            fn typ(&self) -> &str {
+                &self.typ
+            }
+        }
+    )*};
+}
+registered!(SessionClaims, TransferClaims, LoginState);
+
 /// second (see `SessionCache`).
 pub fn now_unix_coarse() -> i64 {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME_COARSE) {

@@ -374,6 +374,35 @@ fn missing_app_claim_is_refused() {
     ));
 }
 
+/// Claims whose JSON names one member twice (a generic JSON object would
+/// keep the last; the claims struct refuses the duplicate).
+struct Duplicated(Value, &'static str, Value);
+
+impl serde::Serialize for Duplicated {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let obj = self.0.as_object().unwrap();
+        let mut m = s.serialize_map(Some(obj.len() + 1))?;
+        for (k, v) in obj {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry(self.1, &self.2)?;
+        m.end()
+    }
+}
+
+#[test]
+fn duplicated_claim_is_refused_even_though_each_value_is_valid() {
+    let ring = KeyRing::generate_ephemeral();
+    let token = ring
+        .sign(&Duplicated(session_json(), "sid", json!("sid-2")))
+        .unwrap();
+    assert!(matches!(
+        rejection(ring.verify(&token, &expect_app())),
+        Rejection::Shape(_)
+    ));
+}
+
 #[test]
 fn garbage_is_refused_as_malformed() {
     let ring = KeyRing::generate_ephemeral();

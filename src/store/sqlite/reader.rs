@@ -143,9 +143,23 @@ fn read_link(
     verified_email: Option<&str>,
 ) -> rusqlite::Result<ScimLink> {
     let email = verified_email.map(str::to_ascii_lowercase);
-    // One read transaction for both queries: one snapshot, one lock.
-    let tx = conn.unchecked_transaction()?;
-    let mut stmt = tx.prepare_cached(scim_sql::LINK_USERS)?;
+    // One read transaction for both queries: one snapshot, one lock. BEGIN
+    // and COMMIT are cached statements (rusqlite's `Transaction` prepares
+    // both on every use, a fifth of this read). A connection left inside
+    // the transaction by an error is not reused (`SessionReader::read`).
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let link = link_queries(conn, idp, sub, email.as_deref())?;
+    conn.prepare_cached("COMMIT")?.execute([])?;
+    Ok(link)
+}
+
+fn link_queries(
+    conn: &Connection,
+    idp: &str,
+    sub: &str,
+    email: Option<&str>,
+) -> rusqlite::Result<ScimLink> {
+    let mut stmt = conn.prepare_cached(scim_sql::LINK_USERS)?;
     let rows = stmt
         .query_map(params![idp, sub, email], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -155,7 +169,7 @@ fn read_link(
     if users.is_empty() {
         return Ok(ScimLink::default());
     }
-    let mut stmt = tx.prepare_cached(&scim_sql::link_groups_sql(users.len()))?;
+    let mut stmt = conn.prepare_cached(&scim_sql::link_groups_sql(users.len()))?;
     let groups = stmt
         .query_map(params_from_iter(users.iter().map(|(id, _)| id)), |r| {
             r.get(0)
