@@ -39,7 +39,9 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > MAX_BODY {
-                    drain(session, buf.len() + chunk.len()).await;
+                    let read = buf.len() + chunk.len();
+                    drop(buf);
+                    drain(session, read).await;
                     return Err(too_large());
                 }
                 buf.extend_from_slice(&chunk);
@@ -56,18 +58,36 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
 }
 
 /// Read and discard the rest of a refused body, within the drain bounds;
-/// `read` bytes of it were read already.
+/// `read` bytes of it were read already. A client that waits for
+/// `100 Continue` has sent no body and gets the answer at once. Past
+/// either bound the connection is closed after the answer (otherwise
+/// Pingora would go on draining it, without a bound, to reuse it).
 async fn drain(session: &mut pingora::proxy::Session, mut read: usize) {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        session.set_keepalive(None);
+        return;
+    }
     let rest = async {
         while read <= DRAIN_MAX {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => read += chunk.len(),
-                Ok(None) | Err(_) => return,
+                Ok(None) => return true,
+                Err(_) => return false,
             }
         }
+        false
     };
-    // Past either bound the connection is closed after the answer.
-    let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
+    let done = tokio::time::timeout(DRAIN_TIME, rest)
+        .await
+        .unwrap_or(false);
+    if !done {
+        session.set_keepalive(None);
+    }
 }
 
 /// Whether a `Content-Type` is JSON: `application/scim+json`,

@@ -129,11 +129,6 @@ pub struct LoginState {
     pub typ: String,
 }
 
-/// Unix seconds from the kernel's coarse clock (`CLOCK_REALTIME_COARSE`):
-/// a quarter of the cost of [`now_unix`] on the cached path, and behind the
-/// precise clock by at most one scheduler tick (well under a second). Falls
-/// back to [`now_unix`] where the coarse clock is unavailable. Callers that
-/// must never act past a deadline compare against this value plus one
 /// The registered claims [`KeyRing::verify`](super::keys::KeyRing::verify)
 /// checks, for each kind of token it verifies.
 macro_rules! registered {
@@ -156,6 +151,11 @@ macro_rules! registered {
 }
 registered!(SessionClaims, TransferClaims, LoginState);
 
+/// Unix seconds from the kernel's coarse clock (`CLOCK_REALTIME_COARSE`):
+/// a quarter of the cost of [`now_unix`] on the cached path, and behind the
+/// precise clock by at most one scheduler tick (well under a second). Falls
+/// back to [`now_unix`] where the coarse clock is unavailable. Callers that
+/// must never act past a deadline compare against this value plus one
 /// second (see `SessionCache`).
 pub fn now_unix_coarse() -> i64 {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME_COARSE) {

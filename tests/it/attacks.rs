@@ -13,9 +13,8 @@ use base64::Engine as _;
 use portcullis::idp::dev::{self, Tamper};
 use portcullis::session::token::{now_unix, SessionClaims};
 use reqwest::cookie::{CookieStore as _, Jar};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::harness::{browse_login, env, html_get, location, login_ok, Env, HOSTS, HTML};
+use crate::harness::{browse_login, env, html_get, location, login_ok, raw_http, Env, HOSTS, HTML};
 
 // ---------------------------------------------------------------- helpers
 
@@ -216,66 +215,6 @@ fn is_callback(u: &str) -> bool {
 
 fn is_authorized(u: &str) -> bool {
     u.contains("/cdn-cgi/access/authorized?")
-}
-
-/// A raw HTTP/1.1 exchange over a new TCP connection: `head` is sent as is
-/// (request line and headers, CRLF-terminated, without the blank line).
-/// Returns the status and the whole response text.
-async fn raw_http(env: &Env, head: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
-        .await
-        .unwrap();
-    let mut req = head.to_string();
-    if !head.to_ascii_lowercase().contains("\r\nconnection:") {
-        req.push_str("Connection: close\r\n");
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let read = async {
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = stream.read(&mut chunk).await.unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if response_complete(&buf) {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), read)
-        .await
-        .unwrap_or_else(|_| panic!("no complete response to {head:?}"));
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?} for {head:?}"));
-    (status, text)
-}
-
-/// Whether `buf` holds a whole response (by Content-Length or chunked end).
-fn response_complete(buf: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(buf);
-    let Some(end) = text.find("\r\n\r\n") else {
-        return false;
-    };
-    let head = text[..end].to_ascii_lowercase();
-    let body = &buf[end + 4..];
-    if let Some(len) = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-    {
-        return body.len() >= len;
-    }
-    if head.contains("transfer-encoding: chunked") {
-        return body.ends_with(b"0\r\n\r\n");
-    }
-    false
 }
 
 /// A GET head for raw TCP with the given extra header lines.

@@ -580,6 +580,29 @@ async fn malformed_requests_are_400() {
     assert!(r.body["detail"].as_str().unwrap().contains("userName"));
 }
 
+/// A client that announces a body over the limit and waits for
+/// `100 Continue` gets the 400 at once, without sending the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_announced_with_expect_continue_is_refused_without_waiting() {
+    let env = env().scim(false, false, false).start().await;
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: auth.localhost:{}\r\n\
+         Authorization: Bearer {SCIM_SECRET}\r\nContent-Type: application/scim+json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n",
+        env.port,
+        2 << 20
+    );
+    let started = std::time::Instant::now();
+    let (status, text) = raw_http(&env, &head).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("larger than"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the refusal waited for a body that was never sent"
+    );
+}
+
 /// With `user_deprovision`, a logged-in user deactivated over SCIM is
 /// refused on the very next request, and a new login gets the 403 page;
 /// with `seat_deprovision` their seat goes too.

@@ -148,9 +148,20 @@ fn read_link(
     // both on every use, a fifth of this read). A connection left inside
     // the transaction by an error is not reused (`SessionReader::read`).
     conn.prepare_cached("BEGIN")?.execute([])?;
-    let link = link_queries(conn, idp, sub, email.as_deref())?;
-    conn.prepare_cached("COMMIT")?.execute([])?;
-    Ok(link)
+    match link_queries(conn, idp, sub, email.as_deref()) {
+        Ok(link) => {
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(link)
+        }
+        Err(e) => {
+            // Keeps the connection reusable after a busy database; if the
+            // rollback fails too, `read` drops the connection.
+            let _ = conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]));
+            Err(e)
+        }
+    }
 }
 
 fn link_queries(
