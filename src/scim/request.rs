@@ -34,6 +34,17 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
         drain(session, 0).await;
         return Err(too_large());
     }
+    if expects_continue(session) {
+        // The client holds the body back until told to send it (curl
+        // waits a second, then sends anyway); Pingora does not answer
+        // `Expect` by itself.
+        if let Err(e) = session.write_continue_response().await {
+            tracing::debug!(error = %e, "100 Continue could not be sent");
+            return Err(ScimError::invalid_syntax(
+                "the request body could not be read",
+            ));
+        }
+    }
     let mut buf = BytesMut::new();
     loop {
         match session.read_request_body().await {
@@ -63,12 +74,7 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
 /// either bound the connection is closed after the answer (otherwise
 /// Pingora would go on draining it, without a bound, to reuse it).
 async fn drain(session: &mut pingora::proxy::Session, mut read: usize) {
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
+    if expects_continue(session) {
         session.set_keepalive(None);
         return;
     }
@@ -88,6 +94,15 @@ async fn drain(session: &mut pingora::proxy::Session, mut read: usize) {
     if !done {
         session.set_keepalive(None);
     }
+}
+
+/// Whether the client sent `Expect: 100-continue` (RFC 9110 §10.1.1).
+fn expects_continue(session: &pingora::proxy::Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Whether a `Content-Type` is JSON: `application/scim+json`,

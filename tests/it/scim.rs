@@ -603,6 +603,56 @@ async fn oversized_body_announced_with_expect_continue_is_refused_without_waitin
     );
 }
 
+/// A client that waits for `100 Continue` before sending a body within the
+/// limit is told to go on, and its request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_held_back_for_expect_continue_is_asked_for_and_served() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let env = env().scim(false, false, false).start().await;
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "erin@example.com",
+        "active": true
+    })
+    .to_string();
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: auth.localhost:{}\r\n\
+         Authorization: Bearer {SCIM_SECRET}\r\nContent-Type: application/scim+json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        env.port,
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut interim))
+        .await
+        .expect("an interim answer before the body is sent")
+        .unwrap();
+    let interim = String::from_utf8_lossy(&interim[..n]).into_owned();
+    assert!(
+        interim.starts_with("HTTP/1.1 100 Continue\r\n"),
+        "{interim:?}"
+    );
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the final answer")
+    .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains("HTTP/1.1 201") || interim.contains("HTTP/1.1 201"),
+        "{interim}{rest}"
+    );
+    assert!(rest.contains("erin@example.com"), "{rest}");
+}
+
 /// With `user_deprovision`, a logged-in user deactivated over SCIM is
 /// refused on the very next request, and a new login gets the 403 page;
 /// with `seat_deprovision` their seat goes too.
