@@ -24,6 +24,8 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, ScimError> {
     let too_large =
         || ScimError::invalid_syntax(format!("the request body is larger than {MAX_BODY} bytes"));
+    let unreadable = || ScimError::invalid_syntax("the request body could not be read");
+    let waits_for_continue = expects_continue(session);
     let declared = session
         .req_header()
         .headers
@@ -31,18 +33,16 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        drain(session, 0).await;
+        drain(session, 0, waits_for_continue).await;
         return Err(too_large());
     }
-    if expects_continue(session) {
+    if waits_for_continue {
         // The client holds the body back until told to send it (curl
         // waits a second, then sends anyway); Pingora does not answer
         // `Expect` by itself.
         if let Err(e) = session.write_continue_response().await {
             tracing::debug!(error = %e, "100 Continue could not be sent");
-            return Err(ScimError::invalid_syntax(
-                "the request body could not be read",
-            ));
+            return Err(unreadable());
         }
     }
     let mut buf = BytesMut::new();
@@ -52,7 +52,7 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
                 if buf.len() + chunk.len() > MAX_BODY {
                     let read = buf.len() + chunk.len();
                     drop(buf);
-                    drain(session, read).await;
+                    drain(session, read, waits_for_continue).await;
                     return Err(too_large());
                 }
                 buf.extend_from_slice(&chunk);
@@ -60,9 +60,7 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
             Ok(None) => return Ok(buf.freeze()),
             Err(e) => {
                 tracing::debug!(error = %e, "SCIM request body could not be read");
-                return Err(ScimError::invalid_syntax(
-                    "the request body could not be read",
-                ));
+                return Err(unreadable());
             }
         }
     }
@@ -73,8 +71,8 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
 /// `100 Continue` has sent no body and gets the answer at once. Past
 /// either bound the connection is closed after the answer (otherwise
 /// Pingora would go on draining it, without a bound, to reuse it).
-async fn drain(session: &mut pingora::proxy::Session, mut read: usize) {
-    if expects_continue(session) {
+async fn drain(session: &mut pingora::proxy::Session, mut read: usize, waits_for_continue: bool) {
+    if waits_for_continue {
         session.set_keepalive(None);
         return;
     }
