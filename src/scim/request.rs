@@ -25,7 +25,7 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
     let too_large =
         || ScimError::invalid_syntax(format!("the request body is larger than {MAX_BODY} bytes"));
     let unreadable = || ScimError::invalid_syntax("the request body could not be read");
-    let waits_for_continue = expects_continue(session);
+    let held_back = expects_continue(session);
     let declared = session
         .req_header()
         .headers
@@ -33,10 +33,10 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        drain(session, 0, waits_for_continue).await;
+        drain(session, 0, held_back).await;
         return Err(too_large());
     }
-    if waits_for_continue {
+    if held_back {
         // The client holds the body back until told to send it (curl
         // waits a second, then sends anyway); Pingora does not answer
         // `Expect` by itself.
@@ -52,7 +52,9 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
                 if buf.len() + chunk.len() > MAX_BODY {
                     let read = buf.len() + chunk.len();
                     drop(buf);
-                    drain(session, read, waits_for_continue).await;
+                    // The body is on its way (after `100 Continue` if it
+                    // was asked for): read the rest of it.
+                    drain(session, read, false).await;
                     return Err(too_large());
                 }
                 buf.extend_from_slice(&chunk);
@@ -67,12 +69,13 @@ pub async fn read_body(session: &mut pingora::proxy::Session) -> Result<Bytes, S
 }
 
 /// Read and discard the rest of a refused body, within the drain bounds;
-/// `read` bytes of it were read already. A client that waits for
-/// `100 Continue` has sent no body and gets the answer at once. Past
+/// `read` bytes of it were read already. A client that still holds its
+/// body back (`held_back`: it waits for `100 Continue`, which was not sent)
+/// has sent nothing and gets the answer at once. Past
 /// either bound the connection is closed after the answer (otherwise
 /// Pingora would go on draining it, without a bound, to reuse it).
-async fn drain(session: &mut pingora::proxy::Session, mut read: usize, waits_for_continue: bool) {
-    if waits_for_continue {
+async fn drain(session: &mut pingora::proxy::Session, mut read: usize, held_back: bool) {
+    if held_back {
         session.set_keepalive(None);
         return;
     }

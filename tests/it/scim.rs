@@ -4,8 +4,11 @@
 //! durability across a restart, and concurrent membership changes.
 //! See: issue 4.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::harness::*;
 
@@ -603,31 +606,28 @@ async fn oversized_body_announced_with_expect_continue_is_refused_without_waitin
     );
 }
 
-/// A client that waits for `100 Continue` before sending a body within the
-/// limit is told to go on, and its request is served.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn body_held_back_for_expect_continue_is_asked_for_and_served() {
+/// Open a connection and send a SCIM user creation that announces
+/// `Expect: 100-continue` with `framing` (`Content-Length: N` or
+/// `Transfer-Encoding: chunked`), then read the interim answer, which must
+/// be `100 Continue`. Returns both halves and the text read so far.
+async fn post_user_awaiting_continue(
+    env: &Env,
+    framing: &str,
+) -> (OwnedReadHalf, OwnedWriteHalf, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let env = env().scim(false, false, false).start().await;
-    let body = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": "erin@example.com",
-        "active": true
-    })
-    .to_string();
     let head = format!(
         "POST /scim/v2/Users HTTP/1.1\r\nHost: auth.localhost:{}\r\n\
          Authorization: Bearer {SCIM_SECRET}\r\nContent-Type: application/scim+json\r\n\
-         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
-        env.port,
-        body.len()
+         {framing}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        env.port
     );
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
         .await
         .unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
     let mut interim = [0u8; 64];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut interim))
+    let n = tokio::time::timeout(Duration::from_secs(5), rd.read(&mut interim))
         .await
         .expect("an interim answer before the body is sent")
         .unwrap();
@@ -636,21 +636,69 @@ async fn body_held_back_for_expect_continue_is_asked_for_and_served() {
         interim.starts_with("HTTP/1.1 100 Continue\r\n"),
         "{interim:?}"
     );
-    stream.write_all(body.as_bytes()).await.unwrap();
+    (rd, wr, interim)
+}
+
+/// Read the rest of the answer; a reset fails the test.
+async fn read_answer(rd: &mut OwnedReadHalf) -> String {
+    use tokio::io::AsyncReadExt as _;
     let mut rest = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        stream.read_to_end(&mut rest),
-    )
-    .await
-    .expect("the final answer")
-    .unwrap();
-    let rest = String::from_utf8_lossy(&rest);
+    tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut rest))
+        .await
+        .expect("the final answer")
+        .expect("the answer, not a reset");
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+/// A client that waits for `100 Continue` before sending a body within the
+/// limit is told to go on, and its request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_held_back_for_expect_continue_is_asked_for_and_served() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = env().scim(false, false, false).start().await;
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "erin@example.com",
+        "active": true
+    })
+    .to_string();
+    let (mut rd, mut wr, interim) =
+        post_user_awaiting_continue(&env, &format!("Content-Length: {}", body.len())).await;
+    wr.write_all(body.as_bytes()).await.unwrap();
+    let rest = read_answer(&mut rd).await;
     assert!(
         rest.contains("HTTP/1.1 201") || interim.contains("HTTP/1.1 201"),
         "{interim}{rest}"
     );
     assert!(rest.contains("erin@example.com"), "{rest}");
+}
+
+/// A client told `100 Continue` that then streams a chunked body over the
+/// limit has the whole body read (within the drain bound) before the 400:
+/// its upload completes and the refusal arrives, rather than a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_chunked_body_sent_after_continue_is_drained_before_the_400() {
+    use tokio::io::AsyncWriteExt as _;
+    let env = env().scim(false, false, false).start().await;
+    let (mut rd, mut wr, _) = post_user_awaiting_continue(&env, "Transfer-Encoding: chunked").await;
+    // 12 MiB: more than the two sockets' buffers hold, so a server that
+    // stopped reading and closed would fail this upload.
+    let upload = tokio::spawn(async move {
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..12 {
+            wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            wr.write_all(&chunk).await?;
+            wr.write_all(b"\r\n").await?;
+        }
+        wr.write_all(b"0\r\n\r\n").await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let rest = read_answer(&mut rd).await;
+    let uploaded = upload.await.unwrap();
+    assert!(uploaded.is_ok(), "upload cut off: {uploaded:?}");
+    assert!(rest.starts_with("HTTP/1.1 400"), "{rest}");
+    assert!(rest.contains("larger than"), "{rest}");
 }
 
 /// With `user_deprovision`, a logged-in user deactivated over SCIM is
