@@ -196,6 +196,16 @@ async fn handle(
         ))
     };
     let is = |name: &str| endpoint.eq_ignore_ascii_case(name);
+    let discovery = ["ServiceProviderConfig", "ResourceTypes", "Schemas"];
+    if cx.params.filter.is_some() && discovery.iter().any(|d| is(d)) {
+        // RFC 7644 §4: a client must not take a filtered discovery
+        // document for a match.
+        return Err(ScimError::new(
+            403,
+            None,
+            format!("/{endpoint} cannot be filtered"),
+        ));
+    }
     match (id, method) {
         _ if is("Users") => match id {
             None if get => users::list(&cx).await,

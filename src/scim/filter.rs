@@ -466,10 +466,21 @@ fn valid_name(s: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// `s` without `prefix` when it starts with it, ASCII case ignored. Safe on
+/// any text: bytes are compared, never a `str` cut inside a character.
+pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.as_bytes().get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix.as_bytes()) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
 /// Split `[urn:…:]name[.sub]`.
 fn attr_path(word: &str, at: usize) -> Result<AttrPath, FilterError> {
     let bad = |m: String| FilterError { at, message: m };
-    let (uri, rest) = if word.len() > 4 && word[..4].eq_ignore_ascii_case("urn:") {
+    let (uri, rest) = if strip_prefix_ci(word, "urn:").is_some_and(|r| !r.is_empty()) {
         match word.rfind(':') {
             Some(i) if i + 1 < word.len() => (Some(word[..i].to_string()), &word[i + 1..]),
             _ => return Err(bad(format!("`{word}` names a schema but no attribute"))),

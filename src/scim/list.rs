@@ -49,7 +49,12 @@ pub fn parse(query: Option<&str>) -> Result<Params, ScimError> {
         }
         seen.push(key.clone());
         match key.as_str() {
-            "filter" => p.filter = Some(v.into_owned()).filter(|f| !f.trim().is_empty()),
+            // An empty filter is refused, never read as "everything"
+            // (OKTA-SCIM.md §4.3).
+            "filter" if v.trim().is_empty() => {
+                return Err(ScimError::invalid_filter("the filter is empty"))
+            }
+            "filter" => p.filter = Some(v.into_owned()),
             "startindex" => p.start_index = integer("startIndex", &v)?.max(1),
             "count" => p.count = integer("count", &v)?.clamp(0, MAX_RESULTS),
             "attributes" => p.attributes = Some(v.into_owned()),
@@ -116,6 +121,14 @@ mod tests {
                 limit: 100
             }
         );
+    }
+
+    #[test]
+    fn empty_filter_is_invalid_filter() {
+        for q in ["filter=", "filter=%20%20", "filter=+&count=0"] {
+            let e = parse(Some(q)).unwrap_err();
+            assert_eq!((e.status, e.scim_type), (400, Some("invalidFilter")), "{q}");
+        }
     }
 
     #[test]

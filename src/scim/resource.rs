@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::error::ScimError;
-use super::filter::get_ci;
+use super::filter::{get_ci, strip_prefix_ci};
 use super::model::{GroupDraft, GroupRecord, MemberRef, UserDraft, UserRecord};
 use super::query::Kind;
 
@@ -164,14 +164,24 @@ fn canonical_attrs(
     Ok(out)
 }
 
-/// A user from a POST or PUT body: read-only `id`, `meta`, `schemas`,
-/// `groups` and the write-only `password` are ignored.
+/// A new user from a POST body: read-only `id`, `meta`, `schemas`,
+/// `groups` and the write-only `password` are ignored; no `active` means
+/// active.
 pub fn user_from_body(body: &Value) -> Result<UserDraft, ScimError> {
-    user_draft(canonical_attrs(Kind::User, body, USER_DROPPED)?)
+    user_draft(user_attrs(body)?, true)
 }
 
-/// Validate user attributes (after a PATCH too) and derive the indexed fields.
-pub fn user_draft(mut attrs: Map<String, Value>) -> Result<UserDraft, ScimError> {
+/// A user body's attributes under their canonical names, without the
+/// read-only and write-only ones (validated by [`user_draft`]).
+pub fn user_attrs(body: &Value) -> Result<Map<String, Value>, ScimError> {
+    canonical_attrs(Kind::User, body, USER_DROPPED)
+}
+
+/// Validate user attributes (after a PATCH too) and derive the indexed
+/// fields. `active` stands for a missing (or null) `active`: `true` for a
+/// new user, the current value on an update, so a PUT that leaves it out
+/// or a PATCH that removes it never re-activates a deactivated user.
+pub fn user_draft(mut attrs: Map<String, Value>, active: bool) -> Result<UserDraft, ScimError> {
     for k in USER_DROPPED {
         attrs.remove(*k);
     }
@@ -189,7 +199,7 @@ pub fn user_draft(mut attrs: Map<String, Value>) -> Result<UserDraft, ScimError>
         )));
     }
     let active = match attrs.get("active") {
-        None => true,
+        None => active,
         Some(Value::Bool(b)) => *b,
         // Some clients (Azure AD) send "True" / "False".
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
@@ -446,17 +456,14 @@ pub fn project(v: &mut Value, attributes: Option<&str>, excluded: Option<&str>) 
             .map(|a| {
                 let a = a.trim();
                 // `urn:…:User:name.givenName` → `name`
-                let a = if a.len() > 4
-                    && a[..4].eq_ignore_ascii_case("urn:")
+                let a = if strip_prefix_ci(a, "urn:").is_some_and(|r| !r.is_empty())
                     && !a.eq_ignore_ascii_case(ENTERPRISE_SCHEMA)
                 {
-                    let core = [USER_SCHEMA, GROUP_SCHEMA]
+                    [USER_SCHEMA, GROUP_SCHEMA]
                         .iter()
-                        .find(|s| a.len() > s.len() && a[..s.len()].eq_ignore_ascii_case(s));
-                    match core {
-                        Some(s) => &a[s.len() + 1..],
-                        None => a,
-                    }
+                        .find_map(|s| strip_prefix_ci(a, s)?.strip_prefix(':'))
+                        .filter(|rest| !rest.is_empty())
+                        .unwrap_or(a)
                 } else {
                     a
                 };

@@ -10,7 +10,7 @@ use super::model::{Outcome, UserRecord};
 use super::patch;
 use super::query::{plan_filter, Kind};
 use super::request::{check_version, json_reply, resource_reply};
-use super::resource::{project, user_draft, user_from_body, user_json};
+use super::resource::{project, user_attrs, user_draft, user_from_body, user_json};
 use super::Cx;
 use crate::proxy::respond::Reply;
 
@@ -108,11 +108,13 @@ pub async fn create(cx: &Cx<'_>, body: &Value) -> Result<Reply, ScimError> {
 
 /// PUT: the body replaces every attribute (read-only ones ignored).
 pub async fn replace(cx: &Cx<'_>, id: &str, body: &Value) -> Result<Reply, ScimError> {
-    let draft = user_from_body(body)?;
+    let attrs = user_attrs(body)?;
+    // Refuse a bad body before the write transaction opens.
+    user_draft(attrs.clone(), true)?;
     let wanted = cx.if_match;
     let edit = move |cur: &UserRecord| {
         check_version(wanted, cur.version)?;
-        Ok(draft.clone())
+        user_draft(attrs.clone(), cur.active)
     };
     write(cx, id, &edit).await
 }
@@ -123,7 +125,7 @@ pub async fn patch(cx: &Cx<'_>, id: &str, body: &Value) -> Result<Reply, ScimErr
     let wanted = cx.if_match;
     let edit = move |cur: &UserRecord| {
         check_version(wanted, cur.version)?;
-        user_draft(patch::apply_all(&cur.attrs, &ops, Kind::User)?)
+        user_draft(patch::apply_all(&cur.attrs, &ops, Kind::User)?, cur.active)
     };
     write(cx, id, &edit).await
 }

@@ -783,6 +783,87 @@ async fn deactivated_user_is_refused_at_once_and_at_login() {
     .await;
 }
 
+/// A deactivated user stays deactivated when an update leaves `active`
+/// out: a PATCH that removes it, a PATCH that sets it to null and a PUT
+/// without it all keep `active: false`, and a login is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_without_active_never_reactivates_a_user() {
+    let env = env().scim(true, false, false).start().await;
+    let id = create_user(&env, "bob@example.com", "00ubob").await;
+    let user = format!("/Users/{id}");
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &user,
+        Some(patch(
+            json!([{"op": "replace", "value": {"active": false}}]),
+        )),
+    )
+    .await;
+    assert_eq!(r.body["active"], json!(false));
+    for ops in [
+        json!([{"op": "remove", "path": "active"}]),
+        json!([{"op": "replace", "path": "active", "value": null}]),
+    ] {
+        let r = scim(&env, Method::PATCH, &user, Some(patch(ops.clone()))).await;
+        assert_eq!(
+            (r.status.as_u16(), &r.body["active"]),
+            (200, &json!(false)),
+            "{ops}"
+        );
+    }
+    let r = scim(
+        &env,
+        Method::PUT,
+        &user,
+        Some(json!({"userName": "bob@example.com", "name": {"givenName": "Bob"}})),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), &r.body["active"]), (200, &json!(false)));
+    let end = browse_login(
+        &env,
+        &env.browser(),
+        &env.url("app.localhost", "/"),
+        "00ubob",
+    )
+    .await;
+    assert_eq!(end.response.status(), 403, "{:?}", end.trail);
+}
+
+/// Discovery documents refuse a filter (RFC 7644 §4), lists refuse an
+/// empty one instead of listing everything, and attribute names that are
+/// not ASCII get an answer rather than a dropped connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_query_parameters_get_scim_errors() {
+    let env = env().scim(false, false, false).start().await;
+    create_user(&env, "bob@example.com", "00ubob").await;
+    for path in ["/ServiceProviderConfig", "/Schemas", "/ResourceTypes"] {
+        let r = scim(
+            &env,
+            Method::GET,
+            &format!("{path}?filter=id%20eq%20%22x%22"),
+            None,
+        )
+        .await;
+        assert_error(&r, 403);
+    }
+    for q in ["filter=", "filter=%20%20&count=0"] {
+        let r = scim(&env, Method::GET, &format!("/Users?{q}"), None).await;
+        assert_error(&r, 400);
+        assert_eq!(r.body["scimType"], "invalidFilter", "{q}");
+    }
+    let r = scim(
+        &env,
+        Method::GET,
+        "/Users?excludedAttributes=urn%C3%A9",
+        None,
+    )
+    .await;
+    assert_list(&r, 1);
+    let r = scim(&env, Method::GET, "/Users?attributes=abc%C3%A9", None).await;
+    assert_list(&r, 1);
+}
+
 /// Deleting a user linked only by email also revokes its sessions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_user_linked_by_email_revokes_sessions() {

@@ -266,3 +266,18 @@ fn member_value_filter_matches_member_object() {
     assert!(f.matches(&json!({"value": "23a35c27", "display": "x"})));
     assert!(!f.matches(&json!({"value": "other"})));
 }
+
+#[test]
+fn non_ascii_attribute_names_are_refused_not_a_panic() {
+    for f in [r#"abcé eq "x""#, r#"urné eq "x""#, r#"é eq "x""#] {
+        assert!(parse(f).is_err(), "{f}");
+    }
+}
+
+#[test]
+fn strip_prefix_ci_never_cuts_inside_a_character() {
+    assert_eq!(strip_prefix_ci("URN:x", "urn:"), Some("x"));
+    assert_eq!(strip_prefix_ci("abcé", "urn:"), None);
+    assert_eq!(strip_prefix_ci("ab", "urn:"), None);
+    assert_eq!(strip_prefix_ci("éé", "urn"), None);
+}

@@ -45,7 +45,7 @@ fn op_names_are_case_insensitive() {
     )
     .unwrap();
     assert_eq!(out["active"], json!("False"), "coerced later by validation");
-    assert!(!crate::scim::resource::user_draft(out).unwrap().active);
+    assert!(!crate::scim::resource::user_draft(out, true).unwrap().active);
 }
 
 #[test]
@@ -336,4 +336,21 @@ fn unsupported_member_paths_are_invalid_path() {
         ops(json!([{"op": "replace", "path": "members[value eq \"a\"].display", "value": "x"}]));
     let err = split_group_ops(&parse_request(&body).unwrap()).unwrap_err();
     assert_eq!(err.scim_type, Some("invalidPath"));
+}
+
+#[test]
+fn non_ascii_paths_are_refused_not_a_panic() {
+    for path in ["abcé", "urné", "é", "urn:é"] {
+        let e = run(
+            ops(json!([{"op": "replace", "path": path, "value": "x"}])),
+            &user(),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400, "{path}");
+    }
+    let out = run(
+        ops(json!([{"op": "replace", "value": {"abcé": "x"}}])),
+        &user(),
+    );
+    assert_eq!(out.unwrap_err().scim_type, Some("invalidPath"));
 }

@@ -99,6 +99,42 @@ fn active_accepts_strings_and_defaults_to_true() {
 }
 
 #[test]
+fn missing_active_on_an_update_keeps_the_current_value() {
+    let attrs = user_attrs(&json!({"userName": "a"})).unwrap();
+    assert!(!user_draft(attrs.clone(), false).unwrap().active);
+    assert!(user_draft(attrs, true).unwrap().active);
+    let null = user_attrs(&json!({"userName": "a", "active": null})).unwrap();
+    assert!(!user_draft(null, false).unwrap().active);
+}
+
+#[test]
+fn projection_of_non_ascii_attribute_names_is_safe() {
+    for names in [
+        "urné",
+        "abcé",
+        "urn:ietf:params:scim:schemas:core:2.0:Useré",
+        "é",
+    ] {
+        let mut v = json!({"id": "1", "userName": "a", "schemas": [], "meta": {}});
+        project(&mut v, Some(names), None);
+        project(&mut v, None, Some(names));
+        assert_eq!(v["id"], "1", "{names}");
+    }
+}
+
+#[test]
+fn projection_strips_a_core_schema_urn() {
+    let mut v = json!({"id": "1", "userName": "a", "displayName": "A", "schemas": [], "meta": {}});
+    project(
+        &mut v,
+        Some("urn:ietf:params:scim:schemas:core:2.0:User:userName"),
+        None,
+    );
+    assert_eq!(v["userName"], "a");
+    assert!(v.get("displayName").is_none(), "{v}");
+}
+
+#[test]
 fn bad_shapes_are_invalid_value() {
     for body in [
         json!({"userName": "a", "emails": "x"}),

@@ -105,7 +105,7 @@ async fn duplicate_user_name_conflicts_case_insensitively_within_an_idp() {
 async fn edit_bumps_version_only_when_something_changed() {
     let s = mem().await;
     let u = user(&s, "okta", "alice").await;
-    let same = |cur: &UserRecord| crate::scim::resource::user_draft(cur.attrs.clone());
+    let same = |cur: &UserRecord| crate::scim::resource::user_draft(cur.attrs.clone(), cur.active);
     let Outcome::Done(c) = s.scim_modify_user("okta", &u.id, &same).await.unwrap() else {
         panic!()
     };
@@ -114,7 +114,7 @@ async fn edit_bumps_version_only_when_something_changed() {
     let deactivate = |cur: &UserRecord| {
         let mut a = cur.attrs.clone();
         a.insert("active".into(), json!(false));
-        crate::scim::resource::user_draft(a)
+        crate::scim::resource::user_draft(a, cur.active)
     };
     let Outcome::Done(c) = s
         .scim_modify_user("okta", &u.id, &deactivate)
