@@ -364,6 +364,11 @@ pub async fn browse_login(env: &Env, browser: &reqwest::Client, url: &str, user:
     }
 }
 
+/// A new browser logs in as `user` at `app.localhost/`: where it ends.
+pub async fn fresh_login(env: &Env, user: &str) -> LoginEnd {
+    browse_login(env, &env.browser(), &env.url("app.localhost", "/"), user).await
+}
+
 /// Log in `user` at `url` and expect to land on the upstream (200).
 pub async fn login_ok(
     env: &Env,

@@ -387,13 +387,7 @@ async fn claim_selector_allows_engineering_and_refuses_sales() {
         "00ualice",
     )
     .await;
-    let end = browse_login(
-        &env,
-        &env.browser(),
-        &env.url("app.localhost", "/"),
-        "00ubob",
-    )
-    .await;
+    let end = fresh_login(&env, "00ubob").await;
     assert_eq!(end.response.status(), 403, "trail {:?}", end.trail);
     assert_eq!(
         env.upstream.seen().len(),

@@ -748,13 +748,7 @@ async fn deactivated_user_is_refused_at_once_and_at_login() {
         "seat removed"
     );
 
-    let end = browse_login(
-        &env,
-        &env.browser(),
-        &env.url("app.localhost", "/"),
-        "00ubob",
-    )
-    .await;
+    let end = fresh_login(&env, "00ubob").await;
     assert_eq!(end.response.status(), 403, "{:?}", end.trail);
     let page = end.response.text().await.unwrap();
     assert!(page.contains("deactivated"), "{page}");
@@ -820,13 +814,7 @@ async fn update_without_active_never_reactivates_a_user() {
     )
     .await;
     assert_eq!((r.status.as_u16(), &r.body["active"]), (200, &json!(false)));
-    let end = browse_login(
-        &env,
-        &env.browser(),
-        &env.url("app.localhost", "/"),
-        "00ubob",
-    )
-    .await;
+    let end = fresh_login(&env, "00ubob").await;
     assert_eq!(end.response.status(), 403, "{:?}", end.trail);
 }
 
