@@ -168,19 +168,21 @@ async fn write(
     ))
 }
 
+/// DELETE. The user's sessions are revoked before the delete commits, and
+/// again after it (logins made in between): should the first revocation
+/// fail, the client gets a 500 and its retry finds the user still there.
 pub async fn delete(cx: &Cx<'_>, id: &str) -> Result<Reply, ScimError> {
-    if cx.if_match.is_some() {
-        let cur = cx
-            .state
-            .store
-            .scim_get_user(cx.idp, id)
-            .await
-            .map_err(|e| cx.store_failed(e))?;
-        check_version(
-            cx.if_match,
-            cur.as_ref().ok_or_else(|| not_found(id))?.version,
-        )?;
-    }
+    let cur = cx
+        .state
+        .store
+        .scim_get_user(cx.idp, id)
+        .await
+        .map_err(|e| cx.store_failed(e))?;
+    let cur = cur.ok_or_else(|| not_found(id))?;
+    check_version(cx.if_match, cur.version)?;
+    effects::user_deleted(cx.state, cx.idp, cx.scim, &cur)
+        .await
+        .map_err(|e| cx.effect_failed(e))?;
     let user = cx
         .state
         .store
