@@ -152,10 +152,11 @@ fn page(seen: &Seen) -> String {
         .headers
         .iter()
         .map(|(k, v)| {
-            let v = if k == "cf-access-jwt-assertion" && v.len() > 40 {
-                format!("{}…", &v[..40])
-            } else {
-                v.clone()
+            let v = match v.get(..40) {
+                Some(head) if k == "cf-access-jwt-assertion" && v.len() > 40 => {
+                    format!("{head}…")
+                }
+                _ => v.clone(),
             };
             format!(
                 "<tr><td>{}</td><td>{}</td></tr>",

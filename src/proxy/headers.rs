@@ -46,6 +46,22 @@ impl Protected {
             "x-forwarded-proto",
             "x-real-ip",
             "forwarded",
+            // Routing and client-address headers some origins and
+            // frameworks trust from their proxy (IIS URL Rewrite, Symfony,
+            // Rails): only portcullis decides what was requested, and by
+            // whom (SECURITY.md rules 1 and 3).
+            "x-original-url",
+            "x-original-uri",
+            "x-rewrite-url",
+            "x-forwarded-uri",
+            "x-forwarded-prefix",
+            "x-forwarded-port",
+            "x-forwarded-scheme",
+            "x-forwarded-ssl",
+            "x-forwarded-server",
+            "x-client-ip",
+            "true-client-ip",
+            "cf-connecting-ip",
         ]
         .iter()
         .map(|n| normalize_name(n))

@@ -94,6 +94,14 @@ pub fn read<'a>(
     })
 }
 
+/// Whether the request line of a raw HTTP/1 head has a `#` in its target.
+/// Pingora cuts a fragment off while parsing, so [`read`] never sees one;
+/// DESIGN makes it a 400 (ambiguous, never guessed).
+pub fn request_line_has_fragment(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+    line.contains(&b'#')
+}
+
 /// The authority of an absolute-form target (`http://host:port/path`).
 fn absolute_authority(raw: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(raw).ok()?;
@@ -311,5 +319,16 @@ mod tests {
     fn ipv6_literal_host_is_accepted() {
         let r = req("/", &[("Host", "[::1]:8080")]);
         assert_eq!(read(&r, None).unwrap().host(), "[::1]");
+    }
+
+    #[test]
+    fn fragment_is_found_in_the_request_line_only() {
+        assert!(request_line_has_fragment(
+            b"GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n"
+        ));
+        assert!(request_line_has_fragment(b"GET /a?q#b HTTP/1.1\r\n"));
+        assert!(!request_line_has_fragment(
+            b"GET /a HTTP/1.1\r\nX-Note: #1\r\n\r\n"
+        ));
     }
 }

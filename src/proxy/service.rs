@@ -192,6 +192,11 @@ impl ProxyHttp for Portcullis {
         if let Some(uri) = &fwd.uri {
             upstream.set_uri(uri.clone());
         }
+        // An absolute-form request may come without Host; the upstream
+        // gets the authority that was decided on (RFC 9112 §3.2.2).
+        if !upstream.headers.contains_key(http::header::HOST) {
+            upstream.insert_header(http::header::HOST, fwd.authority.as_str())?;
+        }
         let names = &state.upstream_headers;
         upstream.insert_header("x-forwarded-for", headers::ip_value(fwd.client_ip))?;
         upstream.insert_header(
@@ -272,7 +277,17 @@ impl Portcullis {
         let state = &*self.state;
         let scim_rest = {
             let req = session.req_header();
-            let info = match request::read(req, client_ip) {
+            let fragment = session
+                .as_downstream()
+                .as_http1()
+                .is_some_and(|h1| request::request_line_has_fragment(&h1.get_headers_raw_bytes()));
+            let read = match fragment {
+                true => Err(request::RequestError::Path(
+                    super::path::PathError::Fragment,
+                )),
+                false => request::read(req, client_ip),
+            };
+            let info = match read {
                 Ok(i) => i,
                 Err(e) => {
                     tracing::debug!(error = %e, "Bad request target");

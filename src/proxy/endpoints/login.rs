@@ -330,7 +330,13 @@ fn idp_result_label(e: &IdpError) -> &'static str {
 
 /// `GET /callback?code=…&state=…` on the auth domain.
 pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) -> Reply {
-    let Some(st) = query_param(req, "state").filter(|s| s.len() >= 12 && s.len() <= 128) else {
+    // Our states are base64url (`random_token`); anything else is not one,
+    // and the cookie name is cut from its first 12 bytes.
+    let Some(st) = query_param(req, "state").filter(|s| {
+        (12..=128).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) else {
         return bad_request(info, "The sign-in response is missing its state.");
     };
     let cookie_name = format!("{}{}", state.state_cookie_prefix, &st[..12]);
@@ -391,7 +397,7 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
     }
     if let Some(err) = query_param(req, "error") {
         let description = query_param(req, "error_description").unwrap_or_default();
-        tracing::info!(idp = %provider.name(), error = %err, description = %description, "Identity provider refused the login");
+        tracing::info!(idp = %provider.name(), error = ?err, description = ?description, "Identity provider refused the login");
         metrics()
             .logins_total
             .with_label_values(&[provider.name(), "denied"])
