@@ -80,7 +80,7 @@ pub fn check(path: &Path) -> Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    match policy::load::load_path(&cfg.policies) {
+    match policy::load::load_path(&cfg.policies, Some(&cfg.idp_names())) {
         Ok(set) => {
             print!("{}", policy::explain::check_table(&cfg, &set));
             Ok(ExitCode::SUCCESS)
@@ -122,7 +122,7 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let set = match policy::load::load_path(&cfg.policies) {
+    let set = match policy::load::load_path(&cfg.policies, Some(&cfg.idp_names())) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");

@@ -58,6 +58,14 @@ pub struct UpstreamHealthConfig {
 }
 
 impl Config {
+    /// The identity providers' names, which policies may name.
+    pub fn idp_names(&self) -> Vec<String> {
+        self.identity_providers
+            .iter()
+            .map(|i| i.name.clone())
+            .collect()
+    }
+
     /// `https` if any listener has TLS, else `http`.
     pub fn scheme(&self) -> &'static str {
         if self.listen.iter().any(|l| l.tls.is_some()) {

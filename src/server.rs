@@ -36,8 +36,6 @@ pub enum StartError {
         name: String,
         source: crate::idp::oidc::IdpError,
     },
-    #[error("app {app}: identity provider {idp:?} is not configured")]
-    UnknownIdp { app: String, idp: String },
     #[error("listener {addr}: {message}")]
     Listener { addr: String, message: String },
 }
@@ -48,8 +46,10 @@ pub enum StartError {
 pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
     let keys = KeyRing::load_or_generate(&cfg.key_dir)?;
     let store = open_store(&cfg.store).await?;
-    let policies = Arc::new(PolicyHandle::load(cfg.policies.clone())?);
-    check_idp_names(&cfg, &policies.current())?;
+    let policies = Arc::new(PolicyHandle::load(
+        cfg.policies.clone(),
+        Some(cfg.idp_names()),
+    )?);
     let mut idps = Vec::new();
     for idp in &cfg.identity_providers {
         let p = Provider::new(idp.clone()).map_err(|source| StartError::Idp {
@@ -85,21 +85,6 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
     crate::proxy::health::spawn_checker(&state, state.cfg.upstream_health);
     crate::scim::on_start(&state).await;
     Ok(state)
-}
-
-/// Every IdP an app names must be configured.
-fn check_idp_names(cfg: &Config, set: &crate::policy::PolicySet) -> Result<(), StartError> {
-    for app in &set.apps {
-        for name in app.identity_providers.iter().flatten() {
-            if !cfg.identity_providers.iter().any(|i| &i.name == name) {
-                return Err(StartError::UnknownIdp {
-                    app: app.name.clone(),
-                    idp: name.clone(),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Evict sessions revoked by other instances (or by SCIM) within a second.

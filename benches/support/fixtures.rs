@@ -339,7 +339,8 @@ policies: {data}/policies.yaml
     let store = portcullis::store::open_store(&cfg.store)
         .await
         .unwrap_or_else(|e| panic!("bench store: {e}"));
-    let handle = PolicyHandle::load(policies).unwrap_or_else(|e| panic!("bench policies: {e}"));
+    let handle =
+        PolicyHandle::load(policies, None).unwrap_or_else(|e| panic!("bench policies: {e}"));
     let mut state = State::new(
         cfg,
         Arc::new(handle),

@@ -95,6 +95,10 @@ const APPS: Key<'static> = Key::Root("apps");
 pub(crate) struct Cx<'a> {
     pub file: &'a str,
     pub errors: &'a mut Vec<PolicyError>,
+    /// The configured identity providers' names, which an app's
+    /// `identity_providers` must come from; `None`: not checked (a compile
+    /// without a config, in tests and benches).
+    pub idps: Option<&'a [String]>,
 }
 
 impl Cx<'_> {
@@ -180,14 +184,20 @@ impl fmt::Debug for ParsedFiles {
     }
 }
 
-/// Load a policy file or a folder of `*.yaml`/`*.yml` files (lexical order).
-pub fn load_path(path: &Path) -> Result<PolicySet, PolicyErrors> {
-    load_path_cached(path, &mut ParsedFiles::default())
+/// Load a policy file or a folder of `*.yaml`/`*.yml` files (lexical
+/// order). `idps`: the configured identity providers' names, which every
+/// app's `identity_providers` must come from (`None`: not checked).
+pub fn load_path(path: &Path, idps: Option<&[String]>) -> Result<PolicySet, PolicyErrors> {
+    load_path_cached(path, &mut ParsedFiles::default(), idps)
 }
 
 /// [`load_path`], parsing only the files `cache` does not hold with the
 /// same text, and keeping what it parsed there.
-pub fn load_path_cached(path: &Path, cache: &mut ParsedFiles) -> Result<PolicySet, PolicyErrors> {
+pub fn load_path_cached(
+    path: &Path,
+    cache: &mut ParsedFiles,
+    idps: Option<&[String]>,
+) -> Result<PolicySet, PolicyErrors> {
     let shown = path.display().to_string();
     let files = policy_files(path)
         .map_err(|e| PolicyErrors::whole(&shown, format!("cannot read policies: {e}")))?;
@@ -211,7 +221,7 @@ pub fn load_path_cached(path: &Path, cache: &mut ParsedFiles) -> Result<PolicySe
     if !errors.is_empty() {
         return Err(PolicyErrors(errors));
     }
-    compile_sources_cached(&sources, cache)
+    compile(&sources, cache, idps)
 }
 
 /// Compile policy files given as `(file name, text)` pairs, in order.
@@ -225,6 +235,14 @@ pub fn compile_sources(sources: &[(String, String)]) -> Result<PolicySet, Policy
 pub fn compile_sources_cached(
     sources: &[(String, String)],
     cache: &mut ParsedFiles,
+) -> Result<PolicySet, PolicyErrors> {
+    compile(sources, cache, None)
+}
+
+fn compile(
+    sources: &[(String, String)],
+    cache: &mut ParsedFiles,
+    idps: Option<&[String]>,
 ) -> Result<PolicySet, PolicyErrors> {
     let mut errors: Vec<PolicyError> = Vec::new();
     let mut parsed: Vec<(&str, Arc<RawFile>)> = Vec::new();
@@ -263,6 +281,7 @@ pub fn compile_sources_cached(
         let mut cx = Cx {
             file,
             errors: &mut errors,
+            idps,
         };
         token::compile(
             &mut cx,
@@ -277,6 +296,7 @@ pub fn compile_sources_cached(
         let mut cx = Cx {
             file,
             errors: &mut errors,
+            idps,
         };
         for (index, a) in raw.apps.as_deref().unwrap_or_default().iter().enumerate() {
             if let Some(app) = app::compile(&mut cx, a, APPS.index(index), &token_names) {
@@ -329,6 +349,7 @@ fn cross_check(apps: &[Compiled<'_>], errors: &mut Vec<PolicyError>) {
         let mut cx = Cx {
             file: c.file,
             errors,
+            idps: None,
         };
         if let Some(first) = by_name.get(app.name.as_str()) {
             cx.err(

@@ -42,17 +42,22 @@ pub struct PolicyHandle {
     /// again. Locked for a whole reload, which also keeps two reloads from
     /// running at once; never touched on the request path.
     parsed: Mutex<ParsedFiles>,
+    /// The configured identity providers' names (`load_path`'s `idps`).
+    idps: Option<Vec<String>>,
 }
 
 impl PolicyHandle {
     /// Load `path` (a file or folder); fails when it does not compile.
-    pub fn load(path: PathBuf) -> Result<PolicyHandle, PolicyErrors> {
+    /// `idps`: the configured identity providers' names, checked on every
+    /// reload too (`None`: not checked).
+    pub fn load(path: PathBuf, idps: Option<Vec<String>>) -> Result<PolicyHandle, PolicyErrors> {
         let mut parsed = ParsedFiles::default();
-        let set = load_path_cached(&path, &mut parsed)?;
+        let set = load_path_cached(&path, &mut parsed, idps.as_deref())?;
         Ok(PolicyHandle {
             path,
             set: ArcSwap::from_pointee(set),
             parsed: Mutex::new(parsed),
+            idps,
         })
     }
 
@@ -62,6 +67,7 @@ impl PolicyHandle {
             path,
             set: ArcSwap::from_pointee(set),
             parsed: Mutex::default(),
+            idps: None,
         }
     }
 
@@ -96,7 +102,7 @@ impl PolicyHandle {
         // Held until the swap, so that of two reloads the later compile
         // is the one that stays.
         let mut parsed = self.parsed.lock();
-        let set = load_path_cached(&self.path, &mut parsed)?;
+        let set = load_path_cached(&self.path, &mut parsed, self.idps.as_deref())?;
         Ok(self.set.swap(Arc::new(set)))
     }
 }

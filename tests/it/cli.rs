@@ -66,6 +66,22 @@ fn check_reports_located_errors_and_exits_1() {
     assert!(stderr.contains("groop"), "{stderr}");
 }
 
+/// An app naming an identity provider the config does not define fails
+/// `check` with its location (it would otherwise pass `check` and reloads
+/// and only stop `run`).
+#[test]
+fn check_refuses_an_unconfigured_identity_provider() {
+    let out = check_policies(
+        "apps:\n  - name: a\n    domain: a.example.com\n    upstream: http://127.0.0.1:1\n    identity_providers: [nope]\n    policies:\n      - { name: p, decision: allow, include: [{ everyone: true }] }\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("apps.yaml:5:26: apps[0].identity_providers[0]: identity provider `nope` is not configured"),
+        "{stderr}"
+    );
+}
+
 /// `check` works offline: an upstream host name is not resolved, so a
 /// policy naming a host this machine cannot resolve still checks.
 #[test]

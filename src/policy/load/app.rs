@@ -283,7 +283,24 @@ fn idps(cx: &mut Cx<'_>, list: &Spanned<Vec<Str>>, key: Key<'_>) -> Option<Vec<S
                 );
                 ok = false;
             }
-            Some(v) => out.push(v),
+            Some(v) => match cx.idps {
+                Some(known) if !known.contains(&v) => {
+                    cx.err(
+                        &s.referenced,
+                        k,
+                        format!(
+                            "identity provider `{v}` is not configured (configured: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    ok = false;
+                }
+                _ => out.push(v),
+            },
             None => ok = false,
         }
     }

@@ -505,7 +505,7 @@ fn folder_is_read_in_lexical_order_yaml_and_yml_only() {
     std::fs::write(dir.path().join("30-c.yaml.bak"), "not yaml: [").unwrap();
     std::fs::write(dir.path().join("README.md"), "# notes").unwrap();
     std::fs::write(dir.path().join(".hidden.yaml"), "broken: [").unwrap();
-    let set = load_path(dir.path()).expect("loads");
+    let set = load_path(dir.path(), None).expect("loads");
     let names: Vec<&str> = set.apps.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     assert!(
@@ -524,7 +524,7 @@ fn one_bad_file_fails_the_whole_folder() {
     )
     .unwrap();
     std::fs::write(dir.path().join("b.yaml"), "apps:\n  - name: b\n").unwrap();
-    let e = load_path(dir.path()).unwrap_err();
+    let e = load_path(dir.path(), None).unwrap_err();
     assert_eq!(e.0.len(), 3, "{e}");
     assert!(
         e.to_string()
@@ -536,13 +536,13 @@ fn one_bad_file_fails_the_whole_folder() {
 #[test]
 fn empty_folder_and_missing_path_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let e = load_path(dir.path()).unwrap_err();
+    let e = load_path(dir.path(), None).unwrap_err();
     assert!(
         e.to_string()
             .ends_with("(file): no policy files (*.yaml, *.yml) in this folder"),
         "{e}"
     );
-    let e = load_path(Path::new("/nonexistent/policies")).unwrap_err();
+    let e = load_path(Path::new("/nonexistent/policies"), None).unwrap_err();
     assert!(
         e.to_string()
             .starts_with("/nonexistent/policies:1:1: (file): cannot read policies: "),
@@ -553,7 +553,7 @@ fn empty_folder_and_missing_path_are_errors() {
 #[test]
 fn example_policies_in_conf_load() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/policies");
-    let set = match load_path(&dir) {
+    let set = match load_path(&dir, None) {
         Ok(s) => s,
         Err(e) => panic!("conf/policies:\n{e}"),
     };

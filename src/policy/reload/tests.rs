@@ -44,7 +44,32 @@ async fn eventually(deadline: Duration, cond: impl Fn() -> bool) -> bool {
 fn load_fails_on_a_bad_file() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("a.yaml"), "apps: [");
-    assert!(PolicyHandle::load(dir.path().to_path_buf()).is_err());
+    assert!(PolicyHandle::load(dir.path().to_path_buf(), None).is_err());
+}
+
+#[test]
+fn reload_naming_an_unconfigured_identity_provider_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    write(&file, &app_file("one"));
+    let h = PolicyHandle::load(dir.path().to_path_buf(), Some(vec!["okta".into()])).expect("loads");
+    write(
+        &file,
+        &app_file("two").replace("upstream:", "identity_providers: [okta, nope], upstream:"),
+    );
+    let err = h.reload().expect_err("unknown identity provider");
+    assert!(
+        err.to_string()
+            .contains("identity provider `nope` is not configured (configured: okta)"),
+        "{err}"
+    );
+    assert_eq!(names(&h), ["one"]);
+    write(
+        &file,
+        &app_file("three").replace("upstream:", "identity_providers: [okta], upstream:"),
+    );
+    h.reload().expect("a configured one reloads");
+    assert_eq!(names(&h), ["three"]);
 }
 
 #[test]
@@ -52,7 +77,7 @@ fn reload_swaps_on_success() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.yaml");
     write(&file, &app_file("one"));
-    let h = PolicyHandle::load(dir.path().to_path_buf()).expect("loads");
+    let h = PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads");
     assert_eq!(names(&h), ["one"]);
     write(&file, &app_file("two"));
     h.reload().expect("reloads");
@@ -64,7 +89,7 @@ fn failed_reload_keeps_the_last_good_set() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.yaml");
     write(&file, &app_file("one"));
-    let h = PolicyHandle::load(dir.path().to_path_buf()).expect("loads");
+    let h = PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads");
     let before = h.current();
     write(&file, "apps:\n  - name: broken\n");
     let err = h.reload().expect_err("bad file");
@@ -85,7 +110,7 @@ fn emptied_folder_keeps_the_last_good_set() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.yaml");
     write(&file, &app_file("one"));
-    let h = PolicyHandle::load(dir.path().to_path_buf()).expect("loads");
+    let h = PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads");
     std::fs::remove_file(&file).unwrap();
     assert!(h.reload().is_err());
     assert_eq!(names(&h), ["one"]);
@@ -97,7 +122,7 @@ async fn watcher_reloads_on_file_change_and_reports_errors() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.yaml");
     write(&file, &app_file("one"));
-    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf()).expect("loads"));
+    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads"));
     let results: Arc<Mutex<Vec<bool>>> = Arc::default();
     let seen = results.clone();
     let task = spawn_watcher(h.clone(), move |r| seen.lock().push(r.is_ok()));
@@ -130,7 +155,7 @@ async fn watcher_reloads_a_file_that_never_stops_changing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.yaml");
     write(&file, &app_file("one"));
-    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf()).expect("loads"));
+    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads"));
     let task = spawn_watcher(h.clone(), |_| {});
     tokio::time::sleep(Duration::from_millis(100)).await;
     let end = Instant::now() + Duration::from_secs(5);
@@ -158,7 +183,7 @@ async fn sighup_reloads_even_without_a_file_change() {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("signal");
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("a.yaml"), &app_file("one"));
-    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf()).expect("loads"));
+    let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads"));
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
     let task = spawn_watcher(h, move |r| {
@@ -200,7 +225,7 @@ fn held_across_a_change() -> (
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.yaml");
     write(&path, &app_file("one"));
-    let h = Arc::new(PolicyHandle::load(path.clone()).unwrap());
+    let h = Arc::new(PolicyHandle::load(path.clone(), None).unwrap());
     let held = h.current().clone();
     write(&path, &app_file("two"));
     (dir, h, held)
