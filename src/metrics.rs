@@ -125,6 +125,42 @@ pub fn render() -> Vec<u8> {
     buf
 }
 
+/// `logins_total` results.
+pub const LOGIN_RESULTS: [&str; 8] = [
+    "success",
+    "denied",
+    "rejected",
+    "invalid_token",
+    "groups_api_error",
+    "idp_error",
+    "deprovisioned",
+    "store_error",
+];
+
+/// `sessions_revoked_total` reasons.
+pub const REVOKE_REASONS: [&str; 3] = ["logout", "scim_deprovision", "scim_group_change"];
+
+/// Create, at 0, every series whose labels are known at start: each
+/// IdP's login results, the revocation reasons, both reload results, and
+/// the proxy's own endpoints. A scrape right after start then shows these
+/// families, and a rate over the first event is not lost. Families keyed
+/// by app or SCIM resource appear with their first event.
+pub fn init_series(idps: &[String]) {
+    let m = metrics();
+    for idp in idps {
+        for result in LOGIN_RESULTS {
+            m.logins_total.with_label_values(&[idp.as_str(), result]);
+        }
+    }
+    for reason in REVOKE_REASONS {
+        m.sessions_revoked_total.with_label_values(&[reason]);
+    }
+    for result in ["success", "error"] {
+        m.policy_reloads_total.with_label_values(&[result]);
+    }
+    m.requests_total.with_label_values(&["_proxy", "proxy"]);
+}
+
 /// The `decision` labels an app's requests can carry.
 const APP_DECISIONS: [&str; 8] = [
     "allow",
@@ -198,6 +234,21 @@ pub fn status_class(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_series_are_in_the_first_scrape() {
+        init_series(&["metrics-test-idp".to_string()]);
+        let text = String::from_utf8(render()).unwrap();
+        for line in [
+            "portcullis_logins_total{idp=\"metrics-test-idp\",result=\"success\"}",
+            "portcullis_logins_total{idp=\"metrics-test-idp\",result=\"store_error\"}",
+            "portcullis_sessions_revoked_total{reason=\"scim_deprovision\"}",
+            "portcullis_policy_reloads_total{result=\"error\"}",
+            "portcullis_requests_total{app=\"_proxy\",decision=\"proxy\"}",
+        ] {
+            assert!(text.contains(line), "{line} missing");
+        }
+    }
 
     #[test]
     fn app_counters_count_into_the_labelled_children() {

@@ -67,6 +67,7 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
         p.spawn_refresh();
         idps.push(p);
     }
+    crate::metrics::init_series(&cfg.idp_names());
     let state = Arc::new(State::new(cfg, policies.clone(), keys, store, idps));
     spawn_watcher(policies, |r| {
         let label = if r.is_ok() { "success" } else { "error" };

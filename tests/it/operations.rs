@@ -176,6 +176,14 @@ async fn policy_file_with_unknown_selector_keeps_the_last_good_set() {
 async fn metrics_count_logins_requests_and_cache_hits() {
     let env = env().start().await;
     let before = env.metrics().await;
+    for family in [
+        "portcullis_logins_total{idp=\"okta\",result=\"success\"}",
+        "portcullis_sessions_revoked_total{reason=\"logout\"}",
+        "portcullis_policy_reloads_total{result=\"error\"}",
+        "portcullis_session_cache_total{result=\"miss\"}",
+    ] {
+        assert!(before.contains(family), "{family} not in the first scrape");
+    }
     let allow = [("app", "app"), ("decision", "allow")];
     let login = [("idp", "okta"), ("result", "success")];
     let hit = [("result", "hit")];
