@@ -74,11 +74,21 @@ pub fn run_config_in(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `portcullis check -c FILE`
+/// `portcullis check -c FILE`. A config with errors is reported, and then
+/// its policies are checked too when their folder can still be read from
+/// it, so that one run shows the errors of both.
 pub fn check(path: &Path) -> Result<ExitCode> {
-    let cfg = match load_config(path) {
+    let cfg = match config::load_file(path) {
         Ok(c) => c,
-        Err(code) => return Ok(code),
+        Err(e) => {
+            eprintln!("{e}");
+            if let Some((policies, idps)) = config::policies_hint(path) {
+                if let Err(e) = policy::load::load_path(&policies, Some(&idps)) {
+                    eprintln!("{e}");
+                }
+            }
+            return Ok(ExitCode::FAILURE);
+        }
     };
     match policy::load::load_path(&cfg.policies, Some(&cfg.idp_names())) {
         Ok(set) => {

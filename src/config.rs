@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use duration::{format_duration, parse_duration};
-pub use load::{load_file, parse_str, ConfigError, ConfigErrors};
+pub use load::{load_file, parse_str, policies_hint, ConfigError, ConfigErrors};
 
 /// Validated configuration. Relative paths are already resolved against the
 /// config file's folder.

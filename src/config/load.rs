@@ -88,6 +88,33 @@ pub fn parse_str(
     })
 }
 
+/// Where a config file's policies are and which identity providers it
+/// names, read leniently (every other key ignored, nothing validated), so
+/// that `check` can go on to the policies of a config that has errors and
+/// report both in one run. `None` when even these cannot be read.
+pub fn policies_hint(path: &Path) -> Option<(std::path::PathBuf, Vec<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Idp {
+        name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Lenient {
+        policies: Option<String>,
+        identity_providers: Option<Vec<Idp>>,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let raw: Lenient = yaml::parse(&text).ok()??;
+    let policies = super::env::expand(&raw.policies?, &|n| std::env::var(n).ok()).ok()?;
+    let base = absolute(path.parent().unwrap_or(Path::new(".")));
+    let idps = raw
+        .identity_providers
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| i.name)
+        .collect();
+    Some((super::validate::resolve(&base, &policies), idps))
+}
+
 /// `base` made absolute against the current directory (lexically; the
 /// folder need not exist).
 fn absolute(base: &Path) -> std::path::PathBuf {

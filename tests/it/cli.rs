@@ -38,14 +38,18 @@ fn check_prints_compiled_table_for_the_example() {
 
 /// `portcullis check` on a config whose only policy file holds `policies`.
 fn check_policies(policies: &str) -> std::process::Output {
+    check_config_and_policies(
+        "listen: [{ addr: 127.0.0.1:0 }]\nauth_domain: auth.example.com\npolicies: policies\n",
+        policies,
+    )
+}
+
+/// `portcullis check` on `config` with one policy file holding `policies`.
+fn check_config_and_policies(config: &str, policies: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/apps.yaml"), policies).unwrap();
-    std::fs::write(
-        dir.path().join("portcullis.yaml"),
-        "listen: [{ addr: 127.0.0.1:0 }]\nauth_domain: auth.example.com\npolicies: policies\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("portcullis.yaml"), config).unwrap();
     Command::new(BIN)
         .args(["check", "-c"])
         .arg(dir.path().join("portcullis.yaml"))
@@ -78,6 +82,23 @@ fn check_refuses_an_unconfigured_identity_provider() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("apps.yaml:5:26: apps[0].identity_providers[0]: identity provider `nope` is not configured"),
+        "{stderr}"
+    );
+}
+
+/// A config with an error does not hide the policies' errors: one `check`
+/// run reports both, each with its location, and exits 1.
+#[test]
+fn check_reports_config_and_policy_errors_together() {
+    let out = check_config_and_policies(
+        "listen: [{ addr: 127.0.0.1:0 }]\nauth_domain: auth.example.com\nthreds: 2\npolicies: policies\n",
+        "apps:\n  - name: a\n    domain: a.example.com\n    upstream: http://127.0.0.1:1\n    policies:\n      - { name: p, decision: allow, include: [{ groop: x }] }\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("portcullis.yaml:3:1: threds"), "{stderr}");
+    assert!(
+        stderr.contains("apps.yaml:6:") && stderr.contains("groop"),
         "{stderr}"
     );
 }
