@@ -145,6 +145,27 @@ impl Cx<'_> {
         }
         Some(v.to_string())
     }
+
+    /// The name of a configured identity provider (when the compile knows
+    /// them), else reported as unknown.
+    pub(crate) fn idp_name(&mut self, s: &crate::policy::raw::Str, key: Key<'_>) -> Option<String> {
+        let v = self.non_empty(s, key)?;
+        match self.idps {
+            Some(known) if !known.contains(&v) => {
+                let configured = match known {
+                    [] => "none".to_string(),
+                    k => k.join(", "),
+                };
+                self.err(
+                    &s.referenced,
+                    key,
+                    format!("identity provider `{v}` is not configured (configured: {configured})"),
+                );
+                None
+            }
+            _ => Some(v),
+        }
+    }
 }
 
 /// The policy files behind `path`: the file itself, or the `*.yaml` and

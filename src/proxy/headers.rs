@@ -19,10 +19,12 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
 ];
 
-/// Headers that must never come from the client, in normalised form.
+/// Headers that must never come from the client, in normalised form,
+/// grouped by length: a request header is compared only with the names of
+/// its own length, so the list can grow without a cost per request.
 #[derive(Debug, Clone)]
 pub struct Protected {
-    names: Vec<String>,
+    by_len: Vec<Vec<String>>,
 }
 
 /// Lower-case, with `_` and `.` folded to `-`.
@@ -62,6 +64,28 @@ impl Protected {
             "x-client-ip",
             "true-client-ip",
             "cf-connecting-ip",
+            "x-original-host",
+            "x-host",
+            "x-forwarded-path",
+            "x-envoy-original-path",
+            // Identity headers of other proxies (oauth2-proxy, nginx
+            // auth_request, Apache, client-certificate offloaders), which
+            // apps migrated to portcullis may still trust.
+            "x-forwarded-user",
+            "x-forwarded-email",
+            "x-forwarded-groups",
+            "x-forwarded-preferred-username",
+            "x-forwarded-access-token",
+            "x-auth-request-user",
+            "x-auth-request-email",
+            "x-auth-request-groups",
+            "x-auth-request-preferred-username",
+            "x-auth-request-access-token",
+            "remote-user",
+            "x-remote-user",
+            "x-forwarded-client-cert",
+            "x-client-cert",
+            "ssl-client-cert",
         ]
         .iter()
         .map(|n| normalize_name(n))
@@ -71,7 +95,14 @@ impl Protected {
         }
         names.sort();
         names.dedup();
-        Protected { names }
+        let mut by_len: Vec<Vec<String>> = Vec::new();
+        for n in names {
+            if by_len.len() <= n.len() {
+                by_len.resize(n.len() + 1, Vec::new());
+            }
+            by_len[n.len()].push(n);
+        }
+        Protected { by_len }
     }
 
     /// Whether a header name is protected, comparing in normalised form
@@ -85,10 +116,10 @@ impl Protected {
                 .iter()
                 .map(|&c| fold(c))
                 .eq(prefix.iter().copied()))
-            || self
-                .names
-                .iter()
-                .any(|p| p.len() == n && b.iter().map(|&c| fold(c)).eq(p.bytes()))
+            || self.by_len.get(n).is_some_and(|same| {
+                same.iter()
+                    .any(|p| b.iter().map(|&c| fold(c)).eq(p.bytes()))
+            })
     }
 
     /// Remove Connection-nominated and hop-by-hop headers, then every

@@ -96,10 +96,16 @@ pub fn read<'a>(
 
 /// Whether the request line of a raw HTTP/1 head has a `#` in its target.
 /// Pingora cuts a fragment off while parsing, so [`read`] never sees one;
-/// DESIGN makes it a 400 (ambiguous, never guessed).
+/// DESIGN makes it a 400 (ambiguous, never guessed). Empty lines before
+/// the request line are skipped, as the parser skips them.
 pub fn request_line_has_fragment(head: &[u8]) -> bool {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
-    line.contains(&b'#')
+    let start = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(head.len());
+    let head = &head[start..];
+    let line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
+    memchr::memchr(b'#', line).is_some()
 }
 
 /// The authority of an absolute-form target (`http://host:port/path`).
@@ -329,6 +335,12 @@ mod tests {
         assert!(request_line_has_fragment(b"GET /a?q#b HTTP/1.1\r\n"));
         assert!(!request_line_has_fragment(
             b"GET /a HTTP/1.1\r\nX-Note: #1\r\n\r\n"
+        ));
+        assert!(request_line_has_fragment(
+            b"\r\n\r\nGET /a#b HTTP/1.1\r\n\r\n"
+        ));
+        assert!(!request_line_has_fragment(
+            b"\r\nGET /a HTTP/1.1\r\nX: #\r\n"
         ));
     }
 }

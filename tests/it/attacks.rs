@@ -658,6 +658,10 @@ async fn bypass_route_forwards_no_identity_headers() {
             ("X-Forwarded-Prefix", "/admin"),
             ("True-Client-IP", "10.0.0.1"),
             ("CF-Connecting-IP", "10.0.0.1"),
+            ("X-Forwarded-User", "admin"),
+            ("X_Auth_Request_Email", "admin@example.com"),
+            ("Remote-User", "admin"),
+            ("X-Forwarded-Client-Cert", "Hash=00;Subject=\"CN=admin\""),
         ];
         if let Some(c) = cookie {
             headers.push(("Cookie", c));
@@ -679,6 +683,10 @@ async fn bypass_route_forwards_no_identity_headers() {
             "x-forwarded-prefix",
             "true-client-ip",
             "cf-connecting-ip",
+            "x-forwarded-user",
+            "x-auth-request-email",
+            "remote-user",
+            "x-forwarded-client-cert",
         ] {
             assert!(
                 folded_values(s, name).is_empty(),
@@ -983,6 +991,9 @@ async fn fragment_in_target_is_400() {
     ] {
         let (status, _) = raw_http(&env, &raw_get(&env, "app.localhost", target, &[])).await;
         assert_eq!(status, 400, "{target}");
+        // Empty lines before the request line are skipped by the parser.
+        let head = format!("\r\n{}", raw_get(&env, "app.localhost", target, &[]));
+        assert_eq!(raw_http(&env, &head).await.0, 400, "CRLF, {target}");
         let seen: Vec<String> = env.upstream.seen().into_iter().map(|s| s.uri).collect();
         assert!(seen.is_empty(), "{target}: forwarded {seen:?}");
     }

@@ -70,18 +70,23 @@ fn check_reports_located_errors_and_exits_1() {
     assert!(stderr.contains("groop"), "{stderr}");
 }
 
-/// An app naming an identity provider the config does not define fails
-/// `check` with its location (it would otherwise pass `check` and reloads
-/// and only stop `run`).
+/// An app or a `login_method` selector naming an identity provider the
+/// config does not define fails `check` with its location (the app's would
+/// otherwise pass `check` and reloads and only stop `run`; the selector's
+/// would never match, and in an `exclude` exclude no one).
 #[test]
 fn check_refuses_an_unconfigured_identity_provider() {
     let out = check_policies(
-        "apps:\n  - name: a\n    domain: a.example.com\n    upstream: http://127.0.0.1:1\n    identity_providers: [nope]\n    policies:\n      - { name: p, decision: allow, include: [{ everyone: true }] }\n",
+        "apps:\n  - name: a\n    domain: a.example.com\n    upstream: http://127.0.0.1:1\n    identity_providers: [nope]\n    policies:\n      - { name: p, decision: allow, include: [{ everyone: true }], exclude: [{ login_method: okta }] }\n",
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("apps.yaml:5:26: apps[0].identity_providers[0]: identity provider `nope` is not configured"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apps[0].policies[0].exclude[0].login_method: identity provider `okta` is not configured (configured: none)"),
         "{stderr}"
     );
 }

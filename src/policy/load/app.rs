@@ -274,7 +274,7 @@ fn idps(cx: &mut Cx<'_>, list: &Spanned<Vec<Str>>, key: Key<'_>) -> Option<Vec<S
     let mut ok = true;
     for (i, s) in list.value.iter().enumerate() {
         let k = key.index(i);
-        match cx.non_empty(s, k) {
+        match cx.idp_name(s, k) {
             Some(v) if out.contains(&v) => {
                 cx.err(
                     &s.referenced,
@@ -283,24 +283,7 @@ fn idps(cx: &mut Cx<'_>, list: &Spanned<Vec<Str>>, key: Key<'_>) -> Option<Vec<S
                 );
                 ok = false;
             }
-            Some(v) => match cx.idps {
-                Some(known) if !known.contains(&v) => {
-                    cx.err(
-                        &s.referenced,
-                        k,
-                        format!(
-                            "identity provider `{v}` is not configured (configured: {})",
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    );
-                    ok = false;
-                }
-                _ => out.push(v),
-            },
+            Some(v) => out.push(v),
             None => ok = false,
         }
     }

@@ -190,8 +190,10 @@ fn selector(
         RawSelector::AuthMethod(s) => cx
             .non_empty(s, key.field("auth_method"))
             .map(Selector::AuthMethod),
+        // A misspelt name would never match: in an `exclude` that excludes
+        // no one, so it is refused like an unknown app IdP.
         RawSelector::LoginMethod(s) => cx
-            .non_empty(s, key.field("login_method"))
+            .idp_name(s, key.field("login_method"))
             .map(Selector::LoginMethod),
         RawSelector::Claim(c) => {
             let name = need(cx, c.name.as_ref(), raw, key.field("claim").field("name"));
