@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
+use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -178,16 +179,21 @@ pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
         let addr = l.addr.to_string();
         match &l.tls {
             None => proxy.add_tcp(&addr),
-            Some(tls) => proxy
-                .add_tls(
-                    &addr,
+            Some(tls) => {
+                let mut settings = TlsSettings::intermediate(
                     &tls.cert.to_string_lossy(),
                     &tls.key.to_string_lossy(),
                 )
                 .map_err(|e| StartError::Listener {
                     addr: addr.clone(),
                     message: e.to_string(),
-                })?,
+                })?;
+                // Browsers and API clients negotiate HTTP/2 over TLS (ALPN
+                // h2, then http/1.1), as they do with Cloudflare; plain-text
+                // listeners stay HTTP/1.1 (no h2c).
+                settings.enable_h2();
+                proxy.add_tls_with_settings(&addr, None, settings);
+            }
         }
     }
     server.add_service(proxy);

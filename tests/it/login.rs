@@ -348,6 +348,57 @@ async fn restart_keeps_sessions_valid() {
     assert_eq!(env2.upstream.seen().last().unwrap().uri, "/again");
 }
 
+/// A TLS listener speaks HTTP/2 to a client that offers it (ALPN): an
+/// authorised request over h2 reaches the upstream (over HTTP/1.1) with the
+/// identity headers and the `Host` the client named, a denied one gets the
+/// same answer as over HTTP/1.1, and a SCIM write's body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_serves_http2() {
+    let env = env().tls().scim(false, false, false).start().await;
+    let r = env
+        .client()
+        .get(env.url("app.localhost", "/h2-anon"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 401);
+    let browser = env.browser();
+    login_ok(&env, &browser, &env.url("app.localhost", "/"), "00ualice").await;
+    let r = browser
+        .get(env.url("app.localhost", "/h2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 200)
+    );
+    let seen = env.upstream.seen();
+    let s = seen.iter().find(|s| s.uri == "/h2").expect("forwarded");
+    assert_eq!(
+        s.header("cf-access-authenticated-user-email"),
+        Some("alice@example.com")
+    );
+    let host = format!("app.localhost:{}", env.port);
+    assert_eq!(s.header("host"), Some(host.as_str()));
+    assert!(seen.iter().all(|s| s.uri != "/h2-anon"));
+    // SCIM reads request bodies itself: over h2 too.
+    let r = env
+        .client()
+        .post(env.url("auth.localhost", "/scim/v2/Users"))
+        .header("authorization", format!("Bearer {SCIM_SECRET}"))
+        .header("content-type", "application/scim+json")
+        .body(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"h2@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 201)
+    );
+}
+
 /// On a TLS listener the whole login works over https and every cookie the
 /// proxy sets is `Secure`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
