@@ -278,7 +278,7 @@ impl Portcullis {
         let scim_rest = {
             let req = session.req_header();
             // HTTP/1 only: an HTTP/2 `:path` has no raw bytes left to look
-            // at (the h2 crate drops a fragment; listeners serve h1 today).
+            // at (the h2 stack drops a fragment: matched = forwarded there).
             let fragment = session
                 .as_downstream()
                 .as_http1()
