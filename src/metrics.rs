@@ -137,8 +137,19 @@ pub const LOGIN_RESULTS: [&str; 8] = [
     "store_error",
 ];
 
-/// `sessions_revoked_total` reasons.
-pub const REVOKE_REASONS: [&str; 3] = ["logout", "scim_deprovision", "scim_group_change"];
+/// `sessions_revoked_total{reason}` for a logout.
+pub const REVOKED_BY_LOGOUT: &str = "logout";
+/// `sessions_revoked_total{reason}` for a user deprovisioned over SCIM.
+pub const REVOKED_BY_SCIM_DEPROVISION: &str = "scim_deprovision";
+/// `sessions_revoked_total{reason}` for a SCIM membership change.
+pub const REVOKED_BY_SCIM_GROUP_CHANGE: &str = "scim_group_change";
+
+/// Every `sessions_revoked_total` reason.
+pub const REVOKE_REASONS: [&str; 3] = [
+    REVOKED_BY_LOGOUT,
+    REVOKED_BY_SCIM_DEPROVISION,
+    REVOKED_BY_SCIM_GROUP_CHANGE,
+];
 
 /// Create, at 0, every series whose labels are known at start: each
 /// IdP's login results, the revocation reasons, both reload results, and

@@ -47,10 +47,9 @@ pub enum StartError {
 pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
     let keys = KeyRing::load_or_generate(&cfg.key_dir)?;
     let store = open_store(&cfg.store).await?;
-    let policies = Arc::new(PolicyHandle::load(
-        cfg.policies.clone(),
-        Some(cfg.idp_names()),
-    )?);
+    let idp_names = cfg.idp_names();
+    crate::metrics::init_series(&idp_names);
+    let policies = Arc::new(PolicyHandle::load(cfg.policies.clone(), Some(idp_names))?);
     let mut idps = Vec::new();
     for idp in &cfg.identity_providers {
         let p = Provider::new(idp.clone()).map_err(|source| StartError::Idp {
@@ -68,7 +67,6 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
         p.spawn_refresh();
         idps.push(p);
     }
-    crate::metrics::init_series(&cfg.idp_names());
     let state = Arc::new(State::new(cfg, policies.clone(), keys, store, idps));
     spawn_watcher(policies, |r| {
         let label = if r.is_ok() { "success" } else { "error" };

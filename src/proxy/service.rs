@@ -283,11 +283,10 @@ impl Portcullis {
                 .as_downstream()
                 .as_http1()
                 .is_some_and(|h1| request::request_line_has_fragment(&h1.get_headers_raw_bytes()));
-            let read = match fragment {
-                true => Err(request::RequestError::Path(
-                    super::path::PathError::Fragment,
-                )),
-                false => request::read(req, client_ip),
+            let read = if fragment {
+                Err(super::path::PathError::Fragment.into())
+            } else {
+                request::read(req, client_ip)
             };
             let info = match read {
                 Ok(i) => i,

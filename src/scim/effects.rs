@@ -13,16 +13,11 @@
 //! a client retrying after a failed effect (a 500) gets them applied.
 
 use crate::config::ScimConfig;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, REVOKED_BY_SCIM_DEPROVISION, REVOKED_BY_SCIM_GROUP_CHANGE};
 use crate::proxy::state::State;
 use crate::store::StoreError;
 
 use super::model::{GroupChange, LinkKeys, UserRecord};
-
-/// `sessions_revoked_total{reason}` for a deprovisioned user.
-pub const REASON_DEPROVISION: &str = "scim_deprovision";
-/// `sessions_revoked_total{reason}` for a membership change.
-pub const REASON_GROUP_CHANGE: &str = "scim_group_change";
 
 /// After a user was created or changed (`before` is the previous state).
 pub async fn user_written(
@@ -80,7 +75,7 @@ pub async fn group_written(
         // Evict first: live groups show even if the revocation below fails.
         evict(state, idp, &subs);
         if cfg.group_member_deprovision {
-            revoke(state, idp, &subs, REASON_GROUP_CHANGE).await?;
+            revoke(state, idp, &subs, REVOKED_BY_SCIM_GROUP_CHANGE).await?;
         }
     }
     if !change.others.is_empty() {
@@ -100,7 +95,7 @@ async fn deprovision(
     subs: &[String],
 ) -> Result<(), StoreError> {
     if cfg.user_deprovision {
-        revoke(state, idp, subs, REASON_DEPROVISION).await?;
+        revoke(state, idp, subs, REVOKED_BY_SCIM_DEPROVISION).await?;
     }
     if cfg.seat_deprovision {
         for sub in subs {

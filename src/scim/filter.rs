@@ -477,10 +477,15 @@ pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
+/// Whether `s` is a URN-prefixed name (`urn:` and something after it).
+pub fn is_urn(s: &str) -> bool {
+    strip_prefix_ci(s, "urn:").is_some_and(|r| !r.is_empty())
+}
+
 /// Split `[urn:…:]name[.sub]`.
 fn attr_path(word: &str, at: usize) -> Result<AttrPath, FilterError> {
     let bad = |m: String| FilterError { at, message: m };
-    let (uri, rest) = if strip_prefix_ci(word, "urn:").is_some_and(|r| !r.is_empty()) {
+    let (uri, rest) = if is_urn(word) {
         match word.rfind(':') {
             Some(i) if i + 1 < word.len() => (Some(word[..i].to_string()), &word[i + 1..]),
             _ => return Err(bad(format!("`{word}` names a schema but no attribute"))),

@@ -149,8 +149,7 @@ fn resolve(
 ) -> Result<Option<Target>, ScimError> {
     // A whole extension object: `urn:…:enterprise:2.0:User`.
     let is_ext_key = path.eq_ignore_ascii_case(ENTERPRISE_SCHEMA)
-        || (filter::strip_prefix_ci(path, "urn:").is_some_and(|r| !r.is_empty())
-            && attrs.keys().any(|k| k.eq_ignore_ascii_case(path)));
+        || (filter::is_urn(path) && attrs.keys().any(|k| k.eq_ignore_ascii_case(path)));
     if is_ext_key {
         let key = attrs
             .keys()

@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::error::ScimError;
-use super::filter::{get_ci, strip_prefix_ci};
+use super::filter::{get_ci, is_urn, strip_prefix_ci};
 use super::model::{GroupDraft, GroupRecord, MemberRef, UserDraft, UserRecord};
 use super::query::Kind;
 
@@ -456,9 +456,7 @@ pub fn project(v: &mut Value, attributes: Option<&str>, excluded: Option<&str>) 
             .map(|a| {
                 let a = a.trim();
                 // `urn:…:User:name.givenName` → `name`
-                let a = if strip_prefix_ci(a, "urn:").is_some_and(|r| !r.is_empty())
-                    && !a.eq_ignore_ascii_case(ENTERPRISE_SCHEMA)
-                {
+                let a = if is_urn(a) && !a.eq_ignore_ascii_case(ENTERPRISE_SCHEMA) {
                     [USER_SCHEMA, GROUP_SCHEMA]
                         .iter()
                         .find_map(|s| strip_prefix_ci(a, s)?.strip_prefix(':'))

@@ -72,7 +72,7 @@ pub async fn logout(
         match state.store.revoke_session(sid).await {
             Ok(true) => metrics()
                 .sessions_revoked_total
-                .with_label_values(&["logout"])
+                .with_label_values(&[crate::metrics::REVOKED_BY_LOGOUT])
                 .inc(),
             Ok(false) => {}
             Err(e) => {
