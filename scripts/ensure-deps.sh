@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks for building portcullis (Pingora's
-# zlib-ng build needs cmake; TLS to upstreams reads ca-certificates), then
-# runs the given command. Idempotent: does nothing when all is present.
+# Installs what a fresh machine lacks for building and testing portcullis
+# (Pingora's zlib-ng build needs cmake; TLS to upstreams reads
+# ca-certificates; the fleet-mode tests start a real PostgreSQL server from
+# Debian's postgresql package), then runs the given command. Idempotent:
+# does nothing when all is present.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""

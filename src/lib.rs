@@ -19,3 +19,5 @@ pub mod scim;
 pub mod server;
 pub mod session;
 pub mod store;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;

@@ -1,7 +1,11 @@
 //! Persistent state behind one [`Store`] trait: sessions, single-use markers,
 //! seats, and (see `scim`) users, groups, memberships and the SCIM secret.
-//! `sqlite` is the embedded default.
+//! `sqlite` is the embedded default; `postgres` is fleet mode, where every
+//! instance shares one database, the session signing keys live there too,
+//! and changes reach every instance's cache through [`Change`]s.
 
+pub mod postgres;
+mod scim_postgres;
 mod scim_sqlite;
 pub mod sqlite;
 
@@ -26,8 +30,62 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("store data error: {0}")]
     Data(String),
-    #[error("unsupported store url {0:?}: expected sqlite://PATH")]
+    #[error("unsupported store url {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+}
+
+impl StoreError {
+    /// True when the database could not be reached (connection refused,
+    /// dropped, or no pooled connection in time), as opposed to a query
+    /// or data error: the caller answers 503 and may retry.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            )
+        )
+    }
+}
+
+/// A change that every instance must apply to its caches: announced by
+/// the instance that wrote it (fleet mode), and listed by
+/// [`Store::changes_since`] for instances that missed the announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Position in the change log (0 where the store keeps none).
+    pub seq: i64,
+    /// When the change was written, in ms on the database's clock (0 where
+    /// unknown).
+    pub at_ms: i64,
+    pub kind: ChangeKind,
+}
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A session was revoked: refuse it everywhere.
+    Revoked { sid: String },
+    /// A user's SCIM state changed: evict their cached sessions so the next
+    /// request reads the live groups.
+    User { idp: String, sub: String },
+    /// The signing keys changed: reload them.
+    Keys,
+}
+
+/// What a store's push feed delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// A change, as it was announced.
+    Change(Change),
+    /// Changes may have been missed (the feed's connection was lost and is
+    /// back, or an announcement was not understood): poll
+    /// [`Store::changes_since`] now.
+    CatchUp,
 }
 
 /// A server-side session: created at login, referenced by `sid` from every
@@ -86,6 +144,41 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_user_sessions(&self, idp: &str, sub: &str) -> Result<Vec<String>, StoreError>;
     /// Sids revoked at or after `since` (unix seconds), for cache eviction across instances.
     async fn revoked_since(&self, since: i64) -> Result<Vec<String>, StoreError>;
+    /// Tell every instance that a user's SCIM state changed (fleet mode;
+    /// a store with one instance has no one to tell).
+    async fn announce_user_change(&self, _idp: &str, _sub: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A cursor for [`changes_since`](Self::changes_since) at "now".
+    async fn change_cursor(&self) -> Result<i64, StoreError> {
+        Ok(crate::session::token::now_unix() - 1)
+    }
+    /// Changes written at or after `cursor` (and possibly a little before
+    /// it: applying a change twice is harmless), and the cursor to pass
+    /// next time. The cursor's unit is the store's own.
+    async fn changes_since(&self, cursor: i64) -> Result<(Vec<Change>, i64), StoreError> {
+        let next = crate::session::token::now_unix() - 1;
+        let sids = self.revoked_since(cursor).await?;
+        let changes = sids
+            .into_iter()
+            .map(|sid| Change {
+                seq: 0,
+                at_ms: 0,
+                kind: ChangeKind::Revoked { sid },
+            })
+            .collect();
+        Ok((changes, next))
+    }
+    /// The push feed of changes announced by any instance, for the one
+    /// caller that applies them (`None`: the store has none, or it was
+    /// taken already; poll [`changes_since`](Self::changes_since)).
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>> {
+        None
+    }
+    /// The fleet's signing keys, when the store keeps them (fleet mode).
+    fn key_store(&self) -> Option<&dyn KeyStore> {
+        None
+    }
     /// Mark `key` as used; `true` the first time, `false` if it was already used.
     /// Entries may be forgotten after `expires_at` (unix seconds).
     async fn use_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError>;
@@ -183,12 +276,63 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<String>, StoreError>;
 }
 
+/// A signing key as the fleet keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    /// PKCS#8 PEM of the private key.
+    pub pkcs8_pem: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds from which the key may sign; it is published (JWKS,
+    /// verification) as soon as it is stored.
+    pub signs_from: i64,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("signs_from", &self.signs_from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a fleet keeps its session signing keys (private keys included).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Every stored key, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Store `key` if no key exists yet (`only_if_empty`) or always, and
+    /// announce the change; `true` when it was stored.
+    async fn add_signing_key(
+        &self,
+        key: &StoredKey,
+        only_if_empty: bool,
+    ) -> Result<bool, StoreError>;
+    /// Remove a key (retired after its tokens expired); `true` if it existed.
+    async fn remove_signing_key(&self, kid: &str) -> Result<bool, StoreError>;
+}
+
+/// Default PostgreSQL pool size when the caller has no setting.
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+
 /// Open the store named by `url`: `sqlite://PATH` (absolute or relative to
-/// the working folder) or `sqlite::memory:` (tests). Anything else,
-/// `postgres://…` included for now, is [`StoreError::UnsupportedUrl`].
+/// the working folder), `sqlite::memory:` (tests), or `postgres://…`
+/// (fleet mode, [`DEFAULT_POOL_SIZE`] connections).
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_with(url, DEFAULT_POOL_SIZE).await
+}
+
+/// [`open_store`] with a PostgreSQL pool of at most `pool_size` connections.
+pub async fn open_store_with(url: &str, pool_size: u32) -> Result<Arc<dyn Store>, StoreError> {
     if sqlite::is_sqlite_url(url) {
         let store = sqlite::SqliteStore::open(url).await?;
+        return Ok(Arc::new(store));
+    }
+    if postgres::is_postgres_url(url) {
+        let store = postgres::PgStore::open(url, pool_size).await?;
         return Ok(Arc::new(store));
     }
     Err(StoreError::UnsupportedUrl(redact_url(url)))
@@ -224,8 +368,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn postgres_url_is_unsupported_and_redacted() {
-        let err = open_store("postgres://app:s3cret@db/portcullis")
+    async fn unknown_scheme_is_unsupported_and_redacted() {
+        let err = open_store("mysql://app:s3cret@db/portcullis")
             .await
             .map(|_| ())
             .unwrap_err();

@@ -2,6 +2,8 @@
 //! per behaviour of the trait, each taking the store under test. Ids are
 //! random so the functions can share one database.
 
+pub mod scim;
+
 use std::sync::Arc;
 
 use super::{Seat, SessionRecord, Store};
@@ -237,6 +239,13 @@ pub struct Written {
     seat: Seat,
 }
 
+impl Written {
+    /// The live session written.
+    pub fn session_sid(&self) -> String {
+        self.session.sid.clone()
+    }
+}
+
 /// First half of the durability test: write one of everything.
 pub async fn durable_write(store: &dyn Store) -> Written {
     let session = record("okta", &unique("alice"), 3600);
@@ -287,3 +296,129 @@ pub async fn durable_check(store: &dyn Store, w: &Written) {
     );
     assert!(store.list_seats().await.unwrap().contains(&w.seat));
 }
+
+/// One `#[tokio::test]` per session conformance function taking a store,
+/// each on a store made by `$open` (an expression evaluated inside the test).
+macro_rules! session_suite {
+    ($open:expr) => {
+        #[tokio::test]
+        async fn session_round_trip() {
+            let s = $open;
+            $crate::store::conformance::session_round_trip(&s).await;
+        }
+        #[tokio::test]
+        async fn duplicate_sid_is_refused() {
+            let s = $open;
+            $crate::store::conformance::duplicate_sid_is_refused(&s).await;
+        }
+        #[tokio::test]
+        async fn revoke_session_marks_it_revoked() {
+            let s = $open;
+            $crate::store::conformance::revoke_session_marks_it_revoked(&s).await;
+        }
+        #[tokio::test]
+        async fn revoking_an_ended_session_reports_not_live() {
+            let s = $open;
+            $crate::store::conformance::revoking_an_ended_session_reports_not_live(&s).await;
+        }
+        #[tokio::test]
+        async fn revoke_user_sessions_revokes_only_that_user() {
+            let s = $open;
+            $crate::store::conformance::revoke_user_sessions_revokes_only_that_user(&s).await;
+        }
+        #[tokio::test]
+        async fn revoked_since_lists_recent_revocations() {
+            let s = $open;
+            $crate::store::conformance::revoked_since_lists_recent_revocations(&s).await;
+        }
+        #[tokio::test]
+        async fn use_once_is_single_use() {
+            let s = $open;
+            $crate::store::conformance::use_once_is_single_use(&s).await;
+        }
+        #[tokio::test]
+        async fn seats_upsert_list_and_remove() {
+            let s = $open;
+            $crate::store::conformance::seats_upsert_list_and_remove(&s).await;
+        }
+    };
+}
+pub(crate) use session_suite;
+
+/// One `#[tokio::test]` per SCIM conformance function, each on a fresh
+/// store made by `$open` (an expression evaluated inside the test).
+macro_rules! scim_suite {
+    ($open:expr) => {
+        #[tokio::test]
+        async fn created_user_reads_back() {
+            let s = $open;
+            $crate::store::conformance::scim::created_user_reads_back(&s).await;
+        }
+        #[tokio::test]
+        async fn duplicate_user_name_conflicts_case_insensitively_within_an_idp() {
+            let s = $open;
+            $crate::store::conformance::scim::duplicate_user_name_conflicts_case_insensitively_within_an_idp(&s).await;
+        }
+        #[tokio::test]
+        async fn edit_bumps_version_only_when_something_changed() {
+            let s = $open;
+            $crate::store::conformance::scim::edit_bumps_version_only_when_something_changed(&s).await;
+        }
+        #[tokio::test]
+        async fn edit_refusal_and_rename_conflict_change_nothing() {
+            let s = $open;
+            $crate::store::conformance::scim::edit_refusal_and_rename_conflict_change_nothing(&s).await;
+        }
+        #[tokio::test]
+        async fn list_filters_and_pages_in_creation_order() {
+            let s = $open;
+            $crate::store::conformance::scim::list_filters_and_pages_in_creation_order(&s).await;
+        }
+        #[tokio::test]
+        async fn group_create_checks_members_and_names() {
+            let s = $open;
+            $crate::store::conformance::scim::group_create_checks_members_and_names(&s).await;
+        }
+        #[tokio::test]
+        async fn member_ops_apply_in_order_and_report_net_changes() {
+            let s = $open;
+            $crate::store::conformance::scim::member_ops_apply_in_order_and_report_net_changes(&s).await;
+        }
+        #[tokio::test]
+        async fn rename_reports_other_members_and_checks_uniqueness() {
+            let s = $open;
+            $crate::store::conformance::scim::rename_reports_other_members_and_checks_uniqueness(&s).await;
+        }
+        #[tokio::test]
+        async fn deleting_a_user_drops_memberships_and_bumps_groups() {
+            let s = $open;
+            $crate::store::conformance::scim::deleting_a_user_drops_memberships_and_bumps_groups(&s).await;
+        }
+        #[tokio::test]
+        async fn deleting_a_group_reports_its_members() {
+            let s = $open;
+            $crate::store::conformance::scim::deleting_a_group_reports_its_members(&s).await;
+        }
+        #[tokio::test]
+        async fn group_list_filters_by_display_name_and_member() {
+            let s = $open;
+            $crate::store::conformance::scim::group_list_filters_by_display_name_and_member(&s).await;
+        }
+        #[tokio::test]
+        async fn link_prefers_external_id_and_falls_back_to_email() {
+            let s = $open;
+            $crate::store::conformance::scim::link_prefers_external_id_and_falls_back_to_email(&s).await;
+        }
+        #[tokio::test]
+        async fn linked_subjects_come_from_sessions_and_seats() {
+            let s = $open;
+            $crate::store::conformance::scim::linked_subjects_come_from_sessions_and_seats(&s).await;
+        }
+        #[tokio::test]
+        async fn secrets_seed_once_and_rotate() {
+            let s = $open;
+            $crate::store::conformance::scim::secrets_seed_once_and_rotate(&s).await;
+        }
+    };
+}
+pub(crate) use scim_suite;

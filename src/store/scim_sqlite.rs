@@ -114,11 +114,11 @@ pub(crate) fn linked_users(
         .collect()
 }
 
-const USER_COLS: &str =
+pub(crate) const USER_COLS: &str =
     "u.id, u.idp, u.user_name, u.external_id, u.display_name, u.primary_email, u.active, u.resource, u.created_ms, u.modified_ms, u.version";
-const GROUP_COLS: &str = "g.id, g.idp, g.display_name, g.external_id, g.resource, g.created_ms, g.modified_ms, g.version";
+pub(crate) const GROUP_COLS: &str = "g.id, g.idp, g.display_name, g.external_id, g.resource, g.created_ms, g.modified_ms, g.version";
 
-type UserRow = (
+pub(crate) type UserRow = (
     String,
     String,
     String,
@@ -131,7 +131,7 @@ type UserRow = (
     i64,
     i64,
 );
-type GroupRow = (
+pub(crate) type GroupRow = (
     String,
     String,
     String,
@@ -142,7 +142,7 @@ type GroupRow = (
     i64,
 );
 
-fn attrs_from(json: &str, what: &str) -> Result<Map<String, Value>, StoreError> {
+pub(crate) fn attrs_from(json: &str, what: &str) -> Result<Map<String, Value>, StoreError> {
     match serde_json::from_str::<Value>(json) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(StoreError::Data(format!(
@@ -151,7 +151,7 @@ fn attrs_from(json: &str, what: &str) -> Result<Map<String, Value>, StoreError> 
     }
 }
 
-fn user_from_row(r: UserRow) -> Result<UserRecord, StoreError> {
+pub(crate) fn user_from_row(r: UserRow) -> Result<UserRecord, StoreError> {
     let (
         id,
         idp,
@@ -180,7 +180,7 @@ fn user_from_row(r: UserRow) -> Result<UserRecord, StoreError> {
     })
 }
 
-fn group_from_row(r: GroupRow) -> Result<GroupRecord, StoreError> {
+pub(crate) fn group_from_row(r: GroupRow) -> Result<GroupRecord, StoreError> {
     let (id, idp, display_name, external_id, resource, created_ms, modified_ms, version) = r;
     Ok(GroupRecord {
         attrs: attrs_from(&resource, "group")?,
@@ -195,11 +195,11 @@ fn group_from_row(r: GroupRow) -> Result<GroupRecord, StoreError> {
     })
 }
 
-fn to_json(attrs: &Map<String, Value>) -> String {
+pub(crate) fn to_json(attrs: &Map<String, Value>) -> String {
     Value::Object(attrs.clone()).to_string()
 }
 
-fn lower(s: &Option<String>) -> Option<String> {
+pub(crate) fn lower(s: &Option<String>) -> Option<String> {
     s.as_ref().map(|s| s.to_ascii_lowercase())
 }
 
@@ -315,25 +315,25 @@ async fn write_emails(
 
 /// Net membership changes within one transaction.
 #[derive(Default)]
-struct Delta {
-    added: BTreeSet<String>,
-    removed: BTreeSet<String>,
+pub(crate) struct Delta {
+    pub(crate) added: BTreeSet<String>,
+    pub(crate) removed: BTreeSet<String>,
 }
 
 impl Delta {
-    fn add(&mut self, id: &str) {
+    pub(crate) fn add(&mut self, id: &str) {
         if !self.removed.remove(id) {
             self.added.insert(id.to_string());
         }
     }
 
-    fn remove(&mut self, id: &str) {
+    pub(crate) fn remove(&mut self, id: &str) {
         if !self.added.remove(id) {
             self.removed.insert(id.to_string());
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()
     }
 }
@@ -510,18 +510,42 @@ where
     Ok((total, rows))
 }
 
-/// `WHERE` text and binds for a list query over alias `u` (users) or `g` (groups).
-fn where_sql(q: &Query, users: bool, sql: &mut String, binds: &mut Vec<String>) {
+/// How a backend writes what [`where_sql`] needs: bind placeholders
+/// (given the bind's 1-based number) and substring tests.
+pub(crate) struct Dialect {
+    pub placeholder: fn(usize) -> String,
+    /// `contains(col, placeholder)`.
+    pub contains: fn(&str, &str) -> String,
+    /// `starts_with(col, placeholder)`; the value is bound once.
+    pub starts_with: fn(&str, &str) -> String,
+}
+
+/// SQLite: `?` placeholders, `instr`, `substr`.
+const SQLITE: Dialect = Dialect {
+    placeholder: |_| "?".to_string(),
+    contains: |col, p| format!("instr({col}, {p}) > 0"),
+    starts_with: |col, p| format!("substr({col}, 1, length({p})) = {p}"),
+};
+
+/// `WHERE` text and binds for a list query over alias `u` (users) or `g`
+/// (groups), in `dialect`. Values always travel as binds.
+pub(crate) fn where_sql(
+    q: &Query,
+    users: bool,
+    dialect: &Dialect,
+    sql: &mut String,
+    binds: &mut Vec<String>,
+) {
     match q {
         Query::And(a, b) | Query::Or(a, b) => {
             sql.push('(');
-            where_sql(a, users, sql, binds);
+            where_sql(a, users, dialect, sql, binds);
             sql.push_str(if matches!(q, Query::And(..)) {
                 " AND "
             } else {
                 " OR "
             });
-            where_sql(b, users, sql, binds);
+            where_sql(b, users, dialect, sql, binds);
             sql.push(')');
         }
         Query::Match { field, op, value } => {
@@ -537,23 +561,21 @@ fn where_sql(q: &Query, users: bool, sql: &mut String, binds: &mut Vec<String>) 
                 (Field::MemberValue, false) => "m.user_id",
                 // Planned away; never matches.
                 _ => {
-                    sql.push('0');
+                    sql.push_str("1 = 0");
                     return;
                 }
             };
+            binds.push(value.clone());
+            let p = (dialect.placeholder)(binds.len());
             let cond = match op {
-                MatchOp::Eq => {
-                    binds.push(value.clone());
-                    format!("{col} = ?")
-                }
-                MatchOp::Co => {
-                    binds.push(value.clone());
-                    format!("instr({col}, ?) > 0")
-                }
+                MatchOp::Eq => format!("{col} = {p}"),
+                MatchOp::Co => (dialect.contains)(col, &p),
                 MatchOp::Sw => {
-                    binds.push(value.clone());
-                    binds.push(value.clone());
-                    format!("substr({col}, 1, length(?)) = ?")
+                    if p == "?" {
+                        // Positional placeholders: the value is bound twice.
+                        binds.push(value.clone());
+                    }
+                    (dialect.starts_with)(col, &p)
                 }
             };
             match field {
@@ -759,7 +781,7 @@ impl SqliteStore {
         let mut binds = vec![idp.to_string()];
         if let Some(q) = q {
             cond.push_str(" AND ");
-            where_sql(q, true, &mut cond, &mut binds);
+            where_sql(q, true, &SQLITE, &mut cond, &mut binds);
         }
         let mut c = self.pool().acquire().await?;
         let (total, rows) =
@@ -959,7 +981,7 @@ impl SqliteStore {
         let mut binds = vec![idp.to_string()];
         if let Some(q) = q {
             cond.push_str(" AND ");
-            where_sql(q, false, &mut cond, &mut binds);
+            where_sql(q, false, &SQLITE, &mut cond, &mut binds);
         }
         let mut c = self.pool().acquire().await?;
         let (total, rows) = count_and_page::<GroupRow>(
