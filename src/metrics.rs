@@ -19,6 +19,10 @@ const ACCESS_PHASE_BUCKETS: &[f64] = &[
 /// IdP round trips go over the internet: milliseconds to seconds.
 const IDP_REQUEST_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Fleet fan-out lag, write to eviction on another instance: a NOTIFY on
+/// loopback or a LAN arrives in about a millisecond; the contract is 1 s.
+const NOTIFY_LAG_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
 /// All portcullis metrics.
 pub struct Metrics {
     pub requests_total: IntCounterVec,
@@ -31,6 +35,8 @@ pub struct Metrics {
     pub policy_reloads_total: IntCounterVec,
     pub upstream_responses_total: IntCounterVec,
     pub seats: IntGauge,
+    /// Fleet mode: from a change's write to this instance applying it.
+    pub store_notify_lag_seconds: Histogram,
     /// `session_cache_total{result="hit"}`, resolved once: the access phase
     /// counts on every request without hashing label values.
     pub session_cache_hit: IntCounter,
@@ -48,6 +54,12 @@ fn build() -> Metrics {
     )
     .expect("register portcullis_session_cache_total");
     Metrics {
+        store_notify_lag_seconds: register_histogram!(
+            "portcullis_store_notify_lag_seconds",
+            "Fleet mode: time from a revocation or SCIM change written by any instance to this instance evicting its cache.",
+            NOTIFY_LAG_BUCKETS.to_vec()
+        )
+        .expect("register portcullis_store_notify_lag_seconds"),
         requests_total: register_int_counter_vec!(
             "portcullis_requests_total",
             "The total number of requests, by app and access decision.",

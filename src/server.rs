@@ -2,10 +2,13 @@
 //! policies, identity providers, background tasks), then a Pingora `Server`
 //! with the proxy listeners and the metrics listener. [`ServerHandle`] runs it
 //! on its own thread and stops it, for `run`, `demo` and in-process tests.
+//! `changes` applies what other instances (and SCIM) changed to this
+//! instance's caches.
+
+pub mod changes;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
@@ -21,7 +24,7 @@ use crate::metrics::metrics;
 use crate::policy::reload::{spawn_watcher, PolicyHandle};
 use crate::proxy::{Portcullis, State};
 use crate::session::keys::KeyRing;
-use crate::store::open_store;
+use crate::store::open_store_with;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +48,13 @@ pub enum StartError {
 /// runtime: IdP discovery/refresh, policy watcher, revocation poller,
 /// upstream health checks.
 pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
-    let keys = KeyRing::load_or_generate(&cfg.key_dir)?;
-    let store = open_store(&cfg.store).await?;
+    let store = open_store_with(&cfg.store, crate::store::DEFAULT_POOL_SIZE).await?;
+    // Fleet mode keeps the signing keys in the database, shared by every
+    // instance; otherwise they live in `key_dir`.
+    let keys = match store.key_store() {
+        Some(ks) => changes::fleet_keys(ks).await?,
+        None => KeyRing::load_or_generate(&cfg.key_dir)?,
+    };
     let idp_names = cfg.idp_names();
     crate::metrics::init_series(&idp_names);
     let policies = Arc::new(PolicyHandle::load(cfg.policies.clone(), Some(idp_names))?);
@@ -81,33 +89,10 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
             }
         }
     });
-    spawn_revocation_poller(state.clone());
+    changes::spawn(&state);
     crate::proxy::health::spawn_checker(&state, state.cfg.upstream_health);
     crate::scim::on_start(&state).await;
     Ok(state)
-}
-
-/// Evict sessions revoked by other instances (or by SCIM) within a second.
-fn spawn_revocation_poller(state: Arc<State>) {
-    let weak = Arc::downgrade(&state);
-    drop(state);
-    tokio::spawn(async move {
-        let mut since = crate::session::token::now_unix() - 1;
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let Some(state) = weak.upgrade() else { return };
-            let now = crate::session::token::now_unix();
-            match state.store.revoked_since(since).await {
-                Ok(sids) => {
-                    for sid in sids {
-                        state.cache.revoke(&sid);
-                    }
-                    since = now - 1;
-                }
-                Err(e) => tracing::warn!(error = %e, "Revocation poll failed"),
-            }
-        }
-    });
 }
 
 /// `/metrics`, `/healthz`, `/readyz` on the metrics listener.

@@ -11,7 +11,7 @@ use crate::idp::oidc::Provider;
 use crate::policy::model::App;
 use crate::policy::reload::PolicyHandle;
 use crate::session::cache::SessionCache;
-use crate::session::keys::KeyRing;
+use crate::session::keys::{KeyRing, LiveKeys};
 use crate::store::{Store, StoreError};
 
 use super::headers::Protected;
@@ -20,7 +20,7 @@ use super::headers::Protected;
 pub struct State {
     pub cfg: Config,
     pub policies: Arc<PolicyHandle>,
-    pub keys: KeyRing,
+    pub keys: LiveKeys,
     pub cache: SessionCache,
     pub store: Arc<dyn Store>,
     pub idps: Vec<Arc<Provider>>,
@@ -127,7 +127,7 @@ impl State {
             rr: AtomicUsize::new(0),
             cfg,
             policies,
-            keys,
+            keys: LiveKeys::new(keys),
             store,
             idps,
         }

@@ -9,6 +9,9 @@
 //! - any other change (attributes, group rename): cached sessions of the
 //!   linked logins are evicted.
 //!
+//! Evictions and revocations reach the other instances of a fleet through
+//! the store (`Store::announce_user_change`, and the revocation itself).
+//!
 //! Effects depend on the state after the write, not on the transition, so
 //! a client retrying after a failed effect (a 500) gets them applied.
 
@@ -37,8 +40,7 @@ pub async fn user_written(
     if !after.active {
         deprovision(state, idp, cfg, &subs).await?;
     }
-    evict(state, idp, &subs);
-    Ok(())
+    evict(state, idp, &subs).await
 }
 
 /// After a user was deleted.
@@ -53,8 +55,7 @@ pub async fn user_deleted(
         .scim_linked_subjects(idp, &[user.link_keys()])
         .await?;
     deprovision(state, idp, cfg, &subs).await?;
-    evict(state, idp, &subs);
-    Ok(())
+    evict(state, idp, &subs).await
 }
 
 /// After a group was created, changed or deleted.
@@ -73,7 +74,7 @@ pub async fn group_written(
     if !changed.is_empty() {
         let subs = state.store.scim_linked_subjects(idp, &changed).await?;
         // Evict first: live groups show even if the revocation below fails.
-        evict(state, idp, &subs);
+        evict(state, idp, &subs).await?;
         if cfg.group_member_deprovision {
             revoke(state, idp, &subs, REVOKED_BY_SCIM_GROUP_CHANGE).await?;
         }
@@ -83,7 +84,7 @@ pub async fn group_written(
             .store
             .scim_linked_subjects(idp, &change.others)
             .await?;
-        evict(state, idp, &subs);
+        evict(state, idp, &subs).await?;
     }
     Ok(())
 }
@@ -131,8 +132,11 @@ async fn revoke(
     Ok(())
 }
 
-fn evict(state: &State, idp: &str, subs: &[String]) {
+/// Evict the users' cached sessions here, and tell the other instances.
+async fn evict(state: &State, idp: &str, subs: &[String]) -> Result<(), StoreError> {
     for sub in subs {
         state.cache.invalidate_user(idp, sub);
+        state.store.announce_user_change(idp, sub).await?;
     }
+    Ok(())
 }

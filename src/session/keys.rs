@@ -139,8 +139,14 @@ impl Key {
 
 /// The live signing keys, the one that signs, and the precomputed JWKS.
 pub struct KeyRing {
-    /// Non-empty; the last one signs.
+    /// Non-empty, oldest first.
     keys: Vec<Key>,
+    /// Index of the key that signs: the newest, or in fleet mode the
+    /// newest whose `signs_from` has come.
+    signer: usize,
+    /// Fleet mode: the earliest `signs_from` still to come (unix seconds),
+    /// when the ring must be rebuilt to sign with that key.
+    next_signer_at: Option<i64>,
     jwks: String,
 }
 
@@ -224,6 +230,59 @@ impl KeyRing {
         KeyRing::from_keys(vec![key])
     }
 
+    /// The ring of a fleet's stored keys at `now`: every key is published
+    /// and verifies; the newest key whose `signs_from` has come signs (a
+    /// rotated key is stored ahead of its time, so every instance publishes
+    /// it before any signs with it). Keys must not be empty.
+    pub fn from_stored(stored: &[crate::store::StoredKey], now: i64) -> Result<KeyRing, KeyError> {
+        super::crypto::install();
+        let mut sorted: Vec<&crate::store::StoredKey> = stored.iter().collect();
+        sorted.sort_by_key(|k| (k.signs_from, k.created_at));
+        let mut keys = Vec::with_capacity(sorted.len());
+        let mut signer = None;
+        let mut next_signer_at = None;
+        for (i, k) in sorted.iter().enumerate() {
+            let sk = SigningKey::from_pkcs8_pem(&k.pkcs8_pem).map_err(|e| KeyError::Parse {
+                path: PathBuf::from(format!("store key {}", k.kid)),
+                reason: e.to_string(),
+            })?;
+            keys.push(Key::new(&sk)?);
+            if k.signs_from <= now {
+                signer = Some(i);
+            } else if next_signer_at.is_none() {
+                next_signer_at = Some(k.signs_from);
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeyError::Encode("the store holds no signing key".into()));
+        }
+        // Only keys still to come: the oldest signs until its time.
+        let mut ring = KeyRing::from_keys(keys);
+        ring.signer = signer.unwrap_or(0);
+        ring.next_signer_at = next_signer_at;
+        Ok(ring)
+    }
+
+    /// A new key as a fleet stores it, signing from `signs_from`.
+    pub fn new_stored_key(signs_from: i64) -> Result<crate::store::StoredKey, KeyError> {
+        super::crypto::install();
+        let sk = SigningKey::random(&mut OsRng);
+        let pem = sk
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| KeyError::Encode(e.to_string()))?;
+        Ok(crate::store::StoredKey {
+            kid: Key::new(&sk)?.kid,
+            pkcs8_pem: pem.to_string(),
+            created_at: now_unix(),
+            signs_from,
+        })
+    }
+
+    /// Fleet mode: when the ring must be rebuilt to sign with a newer key.
+    pub fn next_signer_at(&self) -> Option<i64> {
+        self.next_signer_at
+    }
+
     fn from_keys(keys: Vec<Key>) -> KeyRing {
         let jwks = serde_json::json!({
             "keys": keys.iter().rev().map(|k| serde_json::json!({
@@ -237,7 +296,12 @@ impl KeyRing {
             })).collect::<Vec<_>>()
         })
         .to_string();
-        KeyRing { keys, jwks }
+        KeyRing {
+            signer: keys.len().saturating_sub(1),
+            next_signer_at: None,
+            keys,
+            jwks,
+        }
     }
 
     /// The JWKS of every live key (signing key first), served at `/certs`.
@@ -247,7 +311,10 @@ impl KeyRing {
 
     /// `kid` of the key that signs.
     pub fn signing_kid(&self) -> &str {
-        self.keys.last().map(|k| k.kid.as_str()).unwrap_or_default()
+        self.keys
+            .get(self.signer)
+            .map(|k| k.kid.as_str())
+            .unwrap_or_default()
     }
 
     /// `kid`s of every live key, oldest first.
@@ -255,11 +322,11 @@ impl KeyRing {
         self.keys.iter().map(|k| k.kid.as_str())
     }
 
-    /// Sign `claims` with the newest key (ES256, `kid` in the header).
+    /// Sign `claims` with the signing key (ES256, `kid` in the header).
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
         let key = self
             .keys
-            .last()
+            .get(self.signer)
             .ok_or_else(|| TokenError::Sign("no signing key".into()))?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
@@ -375,6 +442,52 @@ impl KeyRing {
             Some(serde_json::Value::String(_)) => invalid(Rejection::Type),
             _ => Err(claim("type")),
         }
+    }
+}
+
+/// The key ring a running proxy uses, replaceable while it runs (fleet
+/// mode reloads it when a key is added or removed, or when a rotated key's
+/// time to sign comes). Each call works on one ring.
+pub struct LiveKeys(arc_swap::ArcSwap<KeyRing>);
+
+impl std::fmt::Debug for LiveKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.load().fmt(f)
+    }
+}
+
+impl LiveKeys {
+    pub fn new(ring: KeyRing) -> LiveKeys {
+        LiveKeys(arc_swap::ArcSwap::from_pointee(ring))
+    }
+
+    /// The current ring.
+    pub fn ring(&self) -> std::sync::Arc<KeyRing> {
+        self.0.load_full()
+    }
+
+    /// Replace the ring.
+    pub fn replace(&self, ring: KeyRing) {
+        self.0.store(std::sync::Arc::new(ring));
+    }
+
+    /// [`KeyRing::sign`] with the current ring.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
+        self.0.load().sign(claims)
+    }
+
+    /// [`KeyRing::verify`] with the current ring.
+    pub fn verify<T: DeserializeOwned + Registered>(
+        &self,
+        token: &str,
+        expect: &Expect<'_>,
+    ) -> Result<T, TokenError> {
+        self.0.load().verify(token, expect)
+    }
+
+    /// [`KeyRing::jwks_json`] of the current ring.
+    pub fn jwks_json(&self) -> String {
+        self.0.load().jwks_json().to_string()
     }
 }
 
