@@ -160,12 +160,7 @@ pub fn test_idp(path: &Path) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let rt = runtime()?;
-    let redirect = format!(
-        "{}://{}{}/callback",
-        cfg.scheme(),
-        cfg.auth_domain,
-        cfg.endpoint_prefix
-    );
+    let redirect = format!("{}{}/callback", cfg.auth_origin(), cfg.endpoint_prefix);
     let mut ok = true;
     for idp in &cfg.identity_providers {
         println!("identity provider {:?} ({})", idp.name, idp.kind.as_str());

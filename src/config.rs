@@ -30,8 +30,15 @@ pub struct Config {
     pub threads: usize,
     /// Metrics listener address, if any.
     pub metrics: Option<SocketAddr>,
-    /// Store URL (`sqlite://…` with an absolute path).
+    /// Store URL: `sqlite://…` with an absolute path, `sqlite::memory:`, or
+    /// `postgres://…` (fleet mode; may hold a password: never log it as is).
     pub store: String,
+    /// `store.pool_size` and `store.outage_grace`, defaults filled in; only
+    /// read with a PostgreSQL store (set with SQLite, they are config errors).
+    pub store_options: StoreOptions,
+    /// Signing keys folder (SQLite store only: with PostgreSQL the keys live
+    /// in the database and an explicit `key_dir` is a config error; this
+    /// then holds the unused default).
     pub key_dir: PathBuf,
     pub session: SessionConfig,
     pub identity_providers: Vec<IdpConfig>,
@@ -46,6 +53,73 @@ pub struct Config {
     /// Seconds to wait for in-flight requests on graceful shutdown.
     pub grace_period_seconds: u64,
     pub upstream_health: UpstreamHealthConfig,
+    /// What browsers see when a load balancer sits in front; `None` when
+    /// not configured (scheme derived from the listeners).
+    pub public: Option<Public>,
+}
+
+/// Fleet-mode (PostgreSQL) store settings, from the map form of `store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Connections in the pool (`store.pool_size`, 1 to 1000; default
+    /// 2 × `threads`).
+    pub pool_size: u32,
+    /// How long sessions already cached keep being served after the last
+    /// successful contact with the store (`store.outage_grace`, at most 1 d;
+    /// default 30 s). After that, requests that need a session get 503.
+    pub outage_grace: Duration,
+}
+
+/// `public`: the scheme and port browsers use to reach the proxy when they
+/// differ from its listeners' (TLS ends at a load balancer; 443 outside,
+/// 8443 inside). The balancer must pass `Host` through unchanged.
+///
+/// The rule every URL the proxy builds or checks follows:
+/// - Scheme: `scheme` when set, else `https` if any listener has TLS, else
+///   `http` ([`Config::scheme`]). It is the scheme of the auth origin, of app
+///   origins, of `redirect_url`, of `X-Forwarded-Proto`, and `https` makes
+///   every cookie `Secure`.
+/// - Auth origin ([`Config::auth_origin`]): an `auth_domain` written with a
+///   port is used as written (and `port`, when set, must equal it). Without
+///   one, `port` is appended unless it is the scheme's default (443 for
+///   https, 80 for http): `auth.example.com` with `port: 443` is
+///   `https://auth.example.com`, with `port: 8443` it is
+///   `https://auth.example.com:8443`. Without `port` nothing is appended.
+/// - App origins stay `<scheme>://<Host as received>`: the browser's `Host`
+///   already carries the public port (none for the default one).
+/// - A `redirect_url` may carry an explicit port only if it is `port` (when
+///   set; the listeners' ports are inside ports browsers never use), else
+///   one we listen on or the auth domain's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Public {
+    /// `public.scheme`; `None` = derived from the listeners.
+    pub scheme: Option<Scheme>,
+    /// `public.port` (1 to 65535); `None` = as in `auth_domain` and `Host`.
+    pub port: Option<u16>,
+}
+
+/// A URL scheme the proxy is reached by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// The port a URL of this scheme leaves out.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
 }
 
 /// Active health checks of apps with several upstreams.
@@ -66,12 +140,52 @@ impl Config {
             .collect()
     }
 
-    /// `https` if any listener has TLS, else `http`.
+    /// The scheme browsers use: `public.scheme` when set, else `https` if
+    /// any listener has TLS, else `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.listen.iter().any(|l| l.tls.is_some()) {
-            "https"
-        } else {
-            "http"
+        self.public_scheme().as_str()
+    }
+
+    fn public_scheme(&self) -> Scheme {
+        match self.public.and_then(|p| p.scheme) {
+            Some(s) => s,
+            None if self.listen.iter().any(|l| l.tls.is_some()) => Scheme::Https,
+            None => Scheme::Http,
+        }
+    }
+
+    /// `public.port`, if set.
+    pub fn public_port(&self) -> Option<u16> {
+        self.public.and_then(|p| p.port)
+    }
+
+    /// Whether a `redirect_url` may name `port` explicitly: with
+    /// `public.port` set, only that port (the listeners' are inside ports
+    /// browsers never use); else a port we listen on or the auth domain's.
+    pub fn redirect_port_allowed(&self, port: u16) -> bool {
+        if let Some(public) = self.public_port() {
+            return port == public;
+        }
+        let auth_port = self
+            .auth_domain
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        self.listen.iter().any(|l| l.addr.port() == port) || auth_port == Some(port)
+    }
+
+    /// `<scheme>://<auth_domain>`, with `public.port` appended when
+    /// `auth_domain` has no port and it is not the scheme's default (see
+    /// [`Public`]). The `iss` of every token the proxy mints.
+    pub fn auth_origin(&self) -> String {
+        let scheme = self.public_scheme();
+        // `auth_domain` is a DNS name or IPv4 address (no IPv6 brackets), so
+        // a colon means a port.
+        let has_port = self.auth_domain.contains(':');
+        match self.public_port() {
+            Some(p) if !has_port && p != scheme.default_port() => {
+                format!("{}://{}:{p}", scheme.as_str(), self.auth_domain)
+            }
+            _ => format!("{}://{}", scheme.as_str(), self.auth_domain),
         }
     }
 }

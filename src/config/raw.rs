@@ -23,7 +23,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: Option<Spanned<RawMetrics>>,
     #[serde(default)]
-    pub store: Option<Str>,
+    pub store: Option<Spanned<RawStore>>,
     #[serde(default)]
     pub key_dir: Option<Str>,
     #[serde(default)]
@@ -44,6 +44,66 @@ pub struct RawConfig {
     pub grace_period_seconds: Option<Spanned<u64>>,
     #[serde(default)]
     pub upstream_health: Option<RawUpstreamHealth>,
+    #[serde(default)]
+    pub public: Option<Spanned<RawPublic>>,
+}
+
+/// `store`: a URL (`sqlite://…`, `postgres://…`), or a map with `url` and
+/// the fleet-mode settings.
+///
+/// Not `#[serde(untagged)]`: serde buffers untagged input, which loses the
+/// `Spanned` locations inside the map and turns an unknown key into "data
+/// did not match any variant". This visitor hands a map straight to
+/// [`RawStoreMap`], so its keys keep their line, column and near-miss hint.
+#[derive(Debug)]
+pub enum RawStore {
+    Url(String),
+    Map(Box<RawStoreMap>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStoreMap {
+    #[serde(default)]
+    pub url: Option<Str>,
+    #[serde(default)]
+    pub pool_size: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub outage_grace: Option<Str>,
+}
+
+impl<'de> Deserialize<'de> for RawStore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawStore;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a store URL or a map with `url`, `pool_size`, `outage_grace`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawStore, E> {
+                Ok(RawStore::Url(v.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawStore, A::Error> {
+                RawStoreMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|m| RawStore::Map(Box::new(m)))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `public`: the scheme and port browsers see when a load balancer sits in
+/// front of the proxy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublic {
+    #[serde(default)]
+    pub scheme: Option<Str>,
+    #[serde(default)]
+    pub port: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

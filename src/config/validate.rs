@@ -5,9 +5,8 @@
 mod idp;
 pub(crate) use idp::DEFAULT_SCOPES;
 mod listen;
+mod public;
 mod store;
-
-pub use store::store_url;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -152,16 +151,19 @@ pub(crate) fn validate(
         }
     };
     let metrics = listen::metrics(&mut cx, r, &listen);
-    let store = match &r.store {
-        None => Some(store_url(DEFAULT_STORE, base_dir).expect("default store URL is valid")),
-        Some(s) => cx.string(s, "store").and_then(|v| {
-            store_url(&v, base_dir)
-                .map_err(|m| cx.err(&s.referenced, "store", m))
-                .ok()
-        }),
-    };
+    let store = store::store(&mut cx, r.store.as_ref(), threads);
     let key_dir = match &r.key_dir {
         None => Some(cx.path(DEFAULT_KEY_DIR)),
+        // Fleet mode keeps the signing keys in the database; a `key_dir`
+        // beside it would suggest files that are never read.
+        Some(s) if store.as_ref().is_some_and(|s| s.postgres) => {
+            cx.err(
+                &s.referenced,
+                "key_dir",
+                "not used with a PostgreSQL store (signing keys live in the database); remove it",
+            );
+            None
+        }
         Some(s) => cx.non_empty(s, "key_dir").map(|v| cx.path(&v)),
     };
     let session = session(&mut cx, r.session.as_ref());
@@ -195,6 +197,10 @@ pub(crate) fn validate(
     let headers = headers(&mut cx, r.headers.as_ref());
     let cache = cache(&mut cx, r.cache.as_ref());
     let upstream_health = upstream_health(&mut cx, r.upstream_health.as_ref());
+    let public = public::public(&mut cx, r.public.as_ref());
+    if let (Some(a), Some(s), Ok(p)) = (&auth_domain, &r.auth_domain, &public) {
+        public::check_auth_port(&mut cx, a, &s.referenced, p.as_ref());
+    }
     let grace_period_seconds = match &r.grace_period_seconds {
         None => DEFAULT_GRACE_PERIOD_SECONDS,
         Some(g) if g.value <= 3600 => g.value,
@@ -218,6 +224,9 @@ pub(crate) fn validate(
     else {
         return Err(never_empty(cx.errors));
     };
+    let Ok(public) = public else {
+        return Err(never_empty(cx.errors));
+    };
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
@@ -226,7 +235,8 @@ pub(crate) fn validate(
         auth_domain,
         threads,
         metrics,
-        store,
+        store: store.url,
+        store_options: store.options,
         key_dir,
         session,
         identity_providers,
@@ -237,6 +247,7 @@ pub(crate) fn validate(
         cache,
         grace_period_seconds,
         upstream_health,
+        public,
     })
 }
 

@@ -25,7 +25,8 @@ pub struct State {
     pub store: Arc<dyn Store>,
     pub idps: Vec<Arc<Provider>>,
     pub protected: Protected,
-    /// `scheme://auth_domain`; also the `iss` of every token we mint.
+    /// `scheme://auth_domain` (with `public.port` when set: `Config::auth_origin`);
+    /// also the `iss` of every token we mint.
     pub auth_origin: String,
     /// Host of the auth domain without port.
     pub auth_host: String,
@@ -94,7 +95,7 @@ impl State {
         idps: Vec<Arc<Provider>>,
     ) -> State {
         let scheme = cfg.scheme();
-        let auth_origin = format!("{scheme}://{}", cfg.auth_domain);
+        let auth_origin = cfg.auth_origin();
         let auth_host = match crate::proxy::request::split_host(&cfg.auth_domain) {
             Some(n) => cfg.auth_domain[..n].to_string(),
             None => cfg.auth_domain.clone(),

@@ -144,12 +144,16 @@ pub struct EnvBuilder {
     dir: Option<tempfile::TempDir>,
     idp_extra: String,
     config_extra: String,
+    /// `public.scheme` (and the scheme of the redirect URI registered at
+    /// the dev IdP), when browsers see another scheme than the listener's.
+    public_scheme: Option<&'static str>,
 }
 
 pub fn env() -> EnvBuilder {
     EnvBuilder {
         port: None,
         tls: false,
+        public_scheme: None,
         policies: POLICIES.to_string(),
         dir: None,
         idp_extra: String::new(),
@@ -190,6 +194,17 @@ impl EnvBuilder {
 
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Browsers reach the proxy over https through a balancer that ends
+    /// TLS and forwards plain HTTP to the listener: `public: { scheme:
+    /// https }`, the redirect URI registered at the dev IdP is `https://`.
+    /// Clients still talk plain HTTP to [`Env::url`]; following an
+    /// `https://` Location is the test's part of the balancer.
+    pub fn behind_tls_balancer(mut self) -> Self {
+        self.public_scheme = Some("https");
+        self.config_extra.push_str("public: { scheme: https }\n");
         self
     }
 
@@ -465,7 +480,8 @@ impl EnvBuilder {
         let port = self.port.unwrap_or_else(free_port);
         let metrics_port = free_port();
         let scheme = if self.tls { "https" } else { "http" };
-        let redirect = format!("{scheme}://auth.localhost:{port}/cdn-cgi/access/callback");
+        let public_scheme = self.public_scheme.unwrap_or(scheme);
+        let redirect = format!("{public_scheme}://auth.localhost:{port}/cdn-cgi/access/callback");
         let idp = dev::start(DevIdpOptions::new(
             "127.0.0.1:0".parse().unwrap(),
             vec![redirect],

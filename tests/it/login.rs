@@ -437,3 +437,156 @@ async fn tls_listener_login_sets_secure_cookies() {
         Some("https")
     );
 }
+
+/// Behind a load balancer that ends TLS (`public: { scheme: https }`, the
+/// listener plain HTTP), every URL the proxy builds is `https://`: the
+/// login redirect, the callback registered at the IdP, the hop back to the
+/// app; every cookie is `Secure`; the upstream gets `X-Forwarded-Proto:
+/// https`. The test plays the balancer: it sends each `https://` hop to the
+/// plain listener, and keeps cookies per host itself (a cookie jar would
+/// not send `Secure` cookies over http).
+/// See: issue 13 (fleet mode)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_https_behind_a_balancer_builds_https_urls_and_secure_cookies() {
+    let env = env().behind_tls_balancer().start().await;
+    assert_eq!(env.scheme, "http");
+    let client = env.client();
+    let public = |host: &str, path: &str| format!("https://{host}:{}{path}", env.port);
+    // host -> cookies (name, value) set on it.
+    let mut jar: std::collections::HashMap<String, Vec<(String, String)>> = Default::default();
+    let mut set_cookies: Vec<String> = Vec::new();
+    let mut trail: Vec<String> = Vec::new();
+    let idp_base = format!("http://{}", env.idp.addr());
+
+    let mut next = public("app.localhost", "/hello?x=1");
+    let mut response = None;
+    for _ in 0..8 {
+        trail.push(next.clone());
+        let resp = if next.starts_with(&idp_base) && next.contains("/v1/authorize") {
+            let (login_url, form) = portcullis::idp::dev::login_form(&next, "00ualice").unwrap();
+            client.post(&login_url).form(&form).send().await.unwrap()
+        } else {
+            // The balancer: https outside, plain HTTP to the listener inside.
+            let inside = next
+                .strip_prefix("https://")
+                .map(|rest| format!("http://{rest}"))
+                .unwrap_or_else(|| panic!("not an https URL: {next} after {trail:?}"));
+            let host = url::Url::parse(&inside)
+                .unwrap()
+                .host_str()
+                .unwrap()
+                .to_string();
+            let cookie = jar
+                .get(&host)
+                .map(|c| {
+                    c.iter()
+                        .map(|(n, v)| format!("{n}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            let mut req = client.get(&inside).header("accept", HTML);
+            if !cookie.is_empty() {
+                req = req.header("cookie", cookie);
+            }
+            let resp = req.send().await.unwrap();
+            let cookies = jar.entry(host).or_default();
+            for c in resp.headers().get_all("set-cookie") {
+                let c = c.to_str().unwrap().to_string();
+                let (name, rest) = c.split_once('=').unwrap();
+                let value = rest.split(';').next().unwrap().to_string();
+                cookies.retain(|(n, _)| n != name);
+                if !c.contains("Max-Age=0") {
+                    cookies.push((name.to_string(), value));
+                }
+                set_cookies.push(c);
+            }
+            resp
+        };
+        if !resp.status().is_redirection() {
+            response = Some(resp);
+            break;
+        }
+        next = location(&resp);
+    }
+    let response = response.unwrap_or_else(|| panic!("login did not end: {trail:?}"));
+    assert_eq!(response.status(), 200, "trail {trail:?}");
+
+    let login = &trail[1];
+    assert!(
+        login.starts_with(&format!(
+            "{}?redirect_url={}",
+            public("auth.localhost", "/cdn-cgi/access/login"),
+            urlencode(&public("app.localhost", "/hello?x=1"))
+        )),
+        "{login}"
+    );
+    let callback = public("auth.localhost", "/cdn-cgi/access/callback");
+    assert!(
+        trail.iter().any(|u| u.starts_with(&format!("{callback}?"))),
+        "{trail:?}"
+    );
+    assert!(
+        trail
+            .iter()
+            .any(|u| u.contains(&format!("redirect_uri={}", urlencode(&callback)))),
+        "the IdP is asked to return to the https callback: {trail:?}"
+    );
+    assert!(
+        trail.iter().any(|u| u.starts_with(&public(
+            "app.localhost",
+            "/cdn-cgi/access/authorized?token="
+        ))),
+        "{trail:?}"
+    );
+    assert_eq!(
+        trail.last().unwrap(),
+        &public("app.localhost", "/hello?x=1")
+    );
+
+    // The app session cookie, and every other cookie, is Secure.
+    let session = set_cookies
+        .iter()
+        .find(|c| c.starts_with("CF_Authorization="))
+        .unwrap_or_else(|| panic!("no app session cookie in {set_cookies:?}"));
+    assert!(session.contains("; Secure"), "{session}");
+    assert!(
+        set_cookies
+            .iter()
+            .any(|c| c.starts_with("CF_Authorization_sso=")),
+        "{set_cookies:?}"
+    );
+    for c in &set_cookies {
+        assert!(c.contains("; Secure"), "{c}");
+    }
+
+    let seen = env.upstream.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.uri, "/hello?x=1");
+    assert_eq!(last.header_values("x-forwarded-proto"), ["https"]);
+    assert_eq!(
+        last.header_values("cf-access-authenticated-user-email"),
+        ["alice@example.com"]
+    );
+
+    // A `redirect_url` must use the public scheme; the listener's is refused.
+    for (target, status) in [
+        (public("app.localhost", "/x"), 302),
+        (env.url("app.localhost", "/x"), 400),
+    ] {
+        let r = env
+            .client()
+            .get(env.url("auth.localhost", "/cdn-cgi/access/login"))
+            .query(&[("redirect_url", target.as_str())])
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "redirect_url {target}");
+    }
+}
+
+/// Query-component encoding as the proxy writes it (form-urlencoded).
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

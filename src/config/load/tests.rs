@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{load_file, parse_str, Config, ConfigErrors, IdpKind};
+use crate::config::{
+    load_file, parse_str, Config, ConfigErrors, IdpKind, Public, Scheme, StoreOptions,
+};
 
 const BASE: &str = "\
 listen:
@@ -124,21 +126,6 @@ fn groups_header_can_be_turned_off() {
 fn store_urls_resolve() {
     let c = ok(&format!("{BASE}store: sqlite:///var/lib/p.db\n"));
     assert_eq!(c.store, "sqlite:///var/lib/p.db");
-}
-
-#[test]
-fn postgres_store_is_refused_at_check_without_echoing_the_url() {
-    let errs = errors(&format!(
-        "{BASE}store: postgres://u:${{PG_PASSWORD}}@db.example/portcullis\n"
-    ));
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(
-        errs[0]
-            .contains("store: the PostgreSQL store (fleet mode) is not available in this version"),
-        "{}",
-        errs[0]
-    );
-    assert!(!errs[0].contains("db.example"), "{}", errs[0]);
 }
 
 #[test]
@@ -340,7 +327,7 @@ policies: ''
             "portcullis.yaml:3:10: listen[1].tls.key: required key is missing",
             "portcullis.yaml:4:14: auth_domain: `https://auth.example.com` is a URL; expected a host name with an optional port, e.g. `auth.example.com`",
             "portcullis.yaml:5:10: threads: 0 is out of range: expected 1 to 1024",
-            "portcullis.yaml:7:8: store: unsupported store `mysql:…`: expected `sqlite://PATH`",
+            "portcullis.yaml:7:8: store: unsupported store `mysql:…`: expected `sqlite://PATH` or `postgres://…`",
             "portcullis.yaml:8:25: session.cookie_name: invalid cookie name `bad name`: use letters, digits and `-`, `_`, `.`",
             "portcullis.yaml:8:47: session.duration: invalid duration `10`: expected a number with a unit (d, h, m, s), e.g. `24h`, `1h30m`, `90s`",
             "portcullis.yaml:9:18: endpoint_prefix: `/cdn-cgi/access/` must not end with `/`",
@@ -536,4 +523,301 @@ fn upstream_health_settings_are_read_and_checked() {
         errs[0].contains("upstream_health.timeout: must be at most 5m"),
         "{errs:?}"
     );
+}
+
+/// `BASE` with a plain-HTTP listener, as behind a TLS-terminating balancer.
+const PLAIN: &str = "\
+listen: [{ addr: '10.0.0.5:8443' }]
+auth_domain: auth.example.com
+policies: policies/
+";
+
+#[test]
+fn store_short_form_takes_a_postgres_url() {
+    for url in [
+        "postgres://portcullis:${PG_PASSWORD}@db.internal:5432/portcullis?sslmode=require",
+        "postgresql://portcullis:${PG_PASSWORD}@db.internal:5432/portcullis?sslmode=require",
+    ] {
+        let c = ok(&format!("{BASE}threads: 4\nstore: {url}\n"));
+        assert_eq!(c.store, url.replace("${PG_PASSWORD}", "pw"));
+        assert_eq!(
+            c.store_options,
+            StoreOptions {
+                pool_size: 8,
+                outage_grace: Duration::from_secs(30)
+            }
+        );
+    }
+}
+
+#[test]
+fn store_map_form_reads_the_fleet_settings() {
+    let c = ok(&format!(
+        "{BASE}store:
+  url: postgres://portcullis:${{PG_PASSWORD}}@db.internal:5432/portcullis?sslmode=require
+  pool_size: 16
+  outage_grace: 1m30s
+"
+    ));
+    assert_eq!(
+        c.store,
+        "postgres://portcullis:pw@db.internal:5432/portcullis?sslmode=require"
+    );
+    assert_eq!(c.store_options.pool_size, 16);
+    assert_eq!(c.store_options.outage_grace, Duration::from_secs(90));
+}
+
+#[test]
+fn store_map_form_defaults() {
+    // The pool defaults to 2 x threads, capped at the largest pool.
+    for (threads, pool) in [(1, 2), (3, 6), (1024, 1000)] {
+        let c = ok(&format!(
+            "{BASE}threads: {threads}\nstore: {{ url: 'postgres://db.internal/portcullis' }}\n"
+        ));
+        assert_eq!(c.store, "postgres://db.internal/portcullis");
+        assert_eq!(c.store_options.pool_size, pool, "threads {threads}");
+        assert_eq!(c.store_options.outage_grace, Duration::from_secs(30));
+    }
+    // A SQLite URL in the map form resolves as in the short form.
+    let c = ok(&format!("{BASE}store: {{ url: sqlite://state.db }}\n"));
+    assert_eq!(c.store, "sqlite:///etc/portcullis/state.db");
+    // Neither form given: the default SQLite file; the options still have
+    // their defaults.
+    let c = ok(&format!("{BASE}threads: 2\n"));
+    assert_eq!(c.store, "sqlite:///etc/portcullis/portcullis.db");
+    assert_eq!(c.store_options.pool_size, 4);
+}
+
+#[test]
+fn store_errors_are_located_and_never_echo_the_url() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "store: postgres://u:hunter2@db.internal:99999/p\n",
+            "portcullis.yaml:6:8: store: invalid PostgreSQL URL (invalid port number): expected `postgres://USER:PASSWORD@HOST:PORT/DATABASE`",
+        ),
+        (
+            "store: 'postgresql://u:hunter2@/p'\n",
+            "portcullis.yaml:6:8: store: invalid PostgreSQL URL (empty host): expected `postgres://USER:PASSWORD@HOST:PORT/DATABASE`",
+        ),
+        (
+            "store: 'postgres:///p?password=hunter2'\n",
+            "portcullis.yaml:6:8: store: PostgreSQL URL has no host: expected `postgres://USER:PASSWORD@HOST:PORT/DATABASE`",
+        ),
+        (
+            "store:\n  url: postgres:hunter2\n",
+            "portcullis.yaml:7:8: store.url: PostgreSQL URL has no host: expected `postgres://USER:PASSWORD@HOST:PORT/DATABASE`",
+        ),
+        (
+            "store:\n  url: postgres://u:hunter2@db.internal/p\n  pool_size: 0\n",
+            "portcullis.yaml:8:14: store.pool_size: 0 is out of range: expected 1 to 1000",
+        ),
+        (
+            "store:\n  url: postgres://u:hunter2@db.internal/p\n  pool_size: 1001\n",
+            "portcullis.yaml:8:14: store.pool_size: 1001 is out of range: expected 1 to 1000",
+        ),
+        (
+            "store: { url: 'postgres://u:hunter2@db.internal/p', outage_grace: 0s }\n",
+            "portcullis.yaml:6:67: store.outage_grace: duration must be greater than zero",
+        ),
+        (
+            "store: { url: 'postgres://u:hunter2@db.internal/p', outage_grace: 25h }\n",
+            "portcullis.yaml:6:67: store.outage_grace: must be at most 24h",
+        ),
+        (
+            "store: { url: 'postgres://u:hunter2@db.internal/p', outage_grace: soon }\n",
+            "portcullis.yaml:6:67: store.outage_grace: invalid duration `soon`: expected a number with a unit (d, h, m, s), e.g. `24h`, `1h30m`, `90s`",
+        ),
+        (
+            "store:\n  pool_size: 4\n",
+            "portcullis.yaml:7:3: store.url: required key is missing",
+        ),
+        (
+            "store:\n  url: postgres://u:hunter2@db.internal/p\n  pool_sise: 4\n",
+            "portcullis.yaml:8:3: store.pool_sise: unknown key `pool_sise`, did you mean `pool_size`?",
+        ),
+        (
+            "store:\n  url: sqlite://state.db\n  pool_size: 4\n",
+            "portcullis.yaml:8:14: store.pool_size: only used with a PostgreSQL store (`postgres://…`); remove it",
+        ),
+        (
+            "store: { url: sqlite://state.db, outage_grace: 30s }\n",
+            "portcullis.yaml:6:48: store.outage_grace: only used with a PostgreSQL store (`postgres://…`); remove it",
+        ),
+        (
+            "store: postgres://u:${PG_PASSWORD}@db.internal/p\nkey_dir: /var/lib/portcullis/keys\n",
+            "portcullis.yaml:7:10: key_dir: not used with a PostgreSQL store (signing keys live in the database); remove it",
+        ),
+        (
+            "store: { url: 'postgres://u:${NO_SUCH_VAR}@db.internal/p' }\n",
+            "portcullis.yaml:6:15: store.url: environment variable `NO_SUCH_VAR` is not set",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let errs = errors(&format!("{BASE}{yaml}"));
+        assert_eq!(errs, [*want], "{yaml}");
+        assert!(!errs[0].contains("hunter2"), "{}", errs[0]);
+    }
+}
+
+#[test]
+fn store_of_the_wrong_type_names_both_forms() {
+    let errs = errors(&format!("{BASE}store: [a, b]\n"));
+    assert_eq!(
+        errs,
+        ["portcullis.yaml:6:1: store: expected a store URL or a map with `url`, `pool_size`, `outage_grace`, found sequence"]
+    );
+}
+
+#[test]
+fn key_dir_stays_for_sqlite_and_is_unused_with_postgres() {
+    let c = ok(&format!("{BASE}store: postgres://db.internal/p\n"));
+    assert_eq!(c.key_dir, PathBuf::from("/etc/portcullis/keys"));
+    let c = ok(&format!(
+        "{BASE}store: {{ url: sqlite://s.db }}\nkey_dir: /k\n"
+    ));
+    assert_eq!(c.key_dir, PathBuf::from("/k"));
+}
+
+#[test]
+fn public_scheme_and_port_are_read() {
+    let c = ok(&format!("{PLAIN}public: {{ scheme: https, port: 443 }}\n"));
+    assert_eq!(
+        c.public,
+        Some(Public {
+            scheme: Some(Scheme::Https),
+            port: Some(443)
+        })
+    );
+    let c = ok(&format!("{PLAIN}public: {{ port: 8080 }}\n"));
+    assert_eq!(
+        c.public,
+        Some(Public {
+            scheme: None,
+            port: Some(8080)
+        })
+    );
+    assert_eq!(ok(PLAIN).public, None);
+}
+
+#[test]
+fn public_errors_are_located() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "public: { scheme: htps, port: 0 }\n",
+            &[
+                "portcullis.yaml:4:19: public.scheme: unknown scheme `htps`: expected `http` or `https`",
+                "portcullis.yaml:4:31: public.port: 0 is out of range: expected 1 to 65535",
+            ],
+        ),
+        (
+            "public:\n  port: 65536\n",
+            &["portcullis.yaml:5:9: public.port: 65536 is out of range: expected 1 to 65535"],
+        ),
+        (
+            "public:\n  schema: https\n",
+            &["portcullis.yaml:5:3: public.schema: unknown key `schema`, did you mean `scheme`?"],
+        ),
+    ];
+    for (yaml, want) in cases {
+        assert_eq!(errors(&format!("{PLAIN}{yaml}")), *want, "{yaml}");
+    }
+}
+
+#[test]
+fn auth_domain_port_must_agree_with_public_port() {
+    let errs = errors(
+        "listen: [{ addr: '10.0.0.5:8443' }]\nauth_domain: auth.example.com:8443\npolicies: p\npublic: { scheme: https, port: 443 }\n",
+    );
+    assert_eq!(
+        errs,
+        ["portcullis.yaml:2:14: auth_domain: port 8443 differs from public.port 443: browsers reach the auth domain on the public port; write auth_domain without a port"]
+    );
+    let c = ok(
+        "listen: [{ addr: '10.0.0.5:8443' }]\nauth_domain: auth.example.com:8443\npolicies: p\npublic: { scheme: https, port: 8443 }\n",
+    );
+    assert_eq!(c.auth_origin(), "https://auth.example.com:8443");
+}
+
+#[test]
+fn scheme_and_auth_origin_honour_public() {
+    let tls = BASE;
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // (listeners, public, scheme, auth origin)
+        (PLAIN, "", "http", "http://auth.example.com"),
+        (tls, "", "https", "https://auth.example.com"),
+        (
+            PLAIN,
+            "public: { scheme: https }\n",
+            "https",
+            "https://auth.example.com",
+        ),
+        (
+            PLAIN,
+            "public: { scheme: https, port: 443 }\n",
+            "https",
+            "https://auth.example.com",
+        ),
+        (
+            PLAIN,
+            "public: { scheme: https, port: 4443 }\n",
+            "https",
+            "https://auth.example.com:4443",
+        ),
+        (
+            PLAIN,
+            "public: { scheme: http, port: 80 }\n",
+            "http",
+            "http://auth.example.com",
+        ),
+        (
+            PLAIN,
+            "public: { port: 8080 }\n",
+            "http",
+            "http://auth.example.com:8080",
+        ),
+        // 443 is not http's default port, so it shows.
+        (
+            PLAIN,
+            "public: { port: 443 }\n",
+            "http",
+            "http://auth.example.com:443",
+        ),
+        (
+            tls,
+            "public: { port: 443 }\n",
+            "https",
+            "https://auth.example.com",
+        ),
+        (
+            tls,
+            "public: { scheme: http }\n",
+            "http",
+            "http://auth.example.com",
+        ),
+    ];
+    for (listeners, public, scheme, origin) in cases {
+        let c = ok(&format!("{listeners}{public}"));
+        assert_eq!(c.scheme(), *scheme, "{public}");
+        assert_eq!(c.auth_origin(), *origin, "{public}");
+    }
+    // An auth_domain with a port is used as written (today's behaviour).
+    let c = ok("listen: [{ addr: '127.0.0.1:8080' }]\nauth_domain: auth.localhost:8080\npolicies: p\npublic: { scheme: https }\n");
+    assert_eq!(c.auth_origin(), "https://auth.localhost:8080");
+}
+
+#[test]
+fn redirect_ports_follow_public_port() {
+    // Without `public.port`: the listeners' ports and the auth domain's.
+    let c = ok(
+        "listen: [{ addr: '10.0.0.5:8443' }]\nauth_domain: auth.example.com:9443\npolicies: p\n",
+    );
+    assert!(c.redirect_port_allowed(8443));
+    assert!(c.redirect_port_allowed(9443));
+    assert!(!c.redirect_port_allowed(443));
+    // With it: that port only, never the inside listener's.
+    let c = ok(&format!("{PLAIN}public: {{ scheme: https, port: 4443 }}\n"));
+    assert!(c.redirect_port_allowed(4443));
+    assert!(!c.redirect_port_allowed(8443));
+    let c = ok(&format!("{PLAIN}public: {{ scheme: https, port: 443 }}\n"));
+    assert!(!c.redirect_port_allowed(8443));
 }

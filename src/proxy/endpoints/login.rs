@@ -54,8 +54,8 @@ fn bad_request(info: &RequestInfo<'_>, msg: &str) -> Reply {
 }
 
 /// Validate a `redirect_url` (SECURITY.md rule 5): WHATWG parse, our scheme,
-/// no credentials, a port we listen on (or none), and a host + path that
-/// routes to a configured app.
+/// no credentials, a port we listen on or `public.port` (or none), and a
+/// host + path that routes to a configured app.
 fn check_redirect(state: &State, raw: &str) -> Option<Target> {
     if raw.len() > 4096 || raw.bytes().any(|b| b < 0x20 || b == b'\\') {
         return None;
@@ -68,16 +68,12 @@ fn check_redirect(state: &State, raw: &str) -> Option<Target> {
         return None;
     }
     let host = url.host_str()?.to_ascii_lowercase();
-    if let Some(port) = url.port() {
-        let auth_port = state
-            .cfg
-            .auth_domain
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok());
-        let ok = state.cfg.listen.iter().any(|l| l.addr.port() == port) || auth_port == Some(port);
-        if !ok {
-            return None;
-        }
+    // `url` leaves out the scheme's default port.
+    if url
+        .port()
+        .is_some_and(|p| !state.cfg.redirect_port_allowed(p))
+    {
+        return None;
     }
     let target = match url.query() {
         Some(q) => format!("{}?{}", url.path(), q),
