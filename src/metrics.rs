@@ -21,7 +21,9 @@ const IDP_REQUEST_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 
 /// Fleet fan-out lag, write to eviction on another instance: a NOTIFY on
 /// loopback or a LAN arrives in about a millisecond; the contract is 1 s.
-const NOTIFY_LAG_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const NOTIFY_LAG_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 /// All portcullis metrics.
 pub struct Metrics {

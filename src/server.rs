@@ -48,7 +48,7 @@ pub enum StartError {
 /// runtime: IdP discovery/refresh, policy watcher, revocation poller,
 /// upstream health checks.
 pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
-    let store = open_store_with(&cfg.store, crate::store::DEFAULT_POOL_SIZE).await?;
+    let store = open_store_with(&cfg.store, cfg.store_options.pool_size).await?;
     // Fleet mode keeps the signing keys in the database, shared by every
     // instance; otherwise they live in `key_dir`.
     let keys = match store.key_store() {

@@ -198,14 +198,14 @@ async fn reload_keys(state: &State) {
     match KeyRing::from_stored(&stored, now_unix()) {
         Ok(ring) => {
             let before = state.keys.ring();
-            if before.signing_kid() != ring.signing_kid()
-                || before.kids().ne(ring.kids())
-            {
+            if before.signing_kid() != ring.signing_kid() || before.kids().ne(ring.kids()) {
                 tracing::info!(signing_kid = %ring.signing_kid(), keys = stored.len(), "Signing keys reloaded");
             }
             state.keys.replace(ring);
         }
-        Err(e) => tracing::error!(error = %e, "Stored signing keys are not usable; keeping the current ones"),
+        Err(e) => {
+            tracing::error!(error = %e, "Stored signing keys are not usable; keeping the current ones")
+        }
     }
 }
 

@@ -17,3 +17,5 @@ mod okta;
 mod scim;
 // The command line: check and explain.
 mod cli;
+// Fleet mode: several instances on one PostgreSQL database behind a balancer.
+mod fleet;

@@ -1,0 +1,456 @@
+//! Fleet mode: three proxies on one PostgreSQL database behind a TCP load
+//! balancer of the test's own, which sends each new connection to the
+//! instance the test picks. The hops of one login land on different
+//! instances; a logout on one is refused by the others within a second;
+//! an instance that stops takes nothing with it, and a new one serves the
+//! existing sessions at once.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis::demo::echo::{self, Echo};
+use portcullis::idp::dev::{self, DevIdp, DevIdpOptions};
+use portcullis::server::{build_server, build_state, ServerHandle};
+use portcullis::testing::postgres::PgServer;
+
+use crate::harness::{free_port, location, HOSTS, HTML, POLICIES, SCIM_SECRET};
+
+/// A TCP balancer on loopback: each accepted connection is piped to the
+/// backend the test set last.
+struct Balancer {
+    port: u16,
+    target: Arc<AtomicUsize>,
+}
+
+impl Balancer {
+    async fn start(backends: Vec<u16>) -> Balancer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = Arc::new(AtomicUsize::new(0));
+        let t = target.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let backend = backends[t.load(Ordering::SeqCst) % backends.len()];
+                tokio::spawn(async move {
+                    if let Ok(mut out) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        Balancer { port, target }
+    }
+
+    /// Send new connections to instance `i`.
+    fn to(&self, i: usize) {
+        self.target.store(i, Ordering::SeqCst);
+    }
+}
+
+/// One instance of the fleet.
+struct Instance {
+    port: u16,
+    server: Option<ServerHandle>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+}
+
+/// Three instances, one database, one IdP, one upstream, one balancer.
+struct Fleet {
+    db: String,
+    idp: DevIdp,
+    upstream: Echo,
+    lb: Balancer,
+    lb_port: u16,
+    ports: Vec<u16>,
+    instances: Vec<Option<Instance>>,
+    policies: tempfile::TempDir,
+}
+
+impl Fleet {
+    async fn start(n: usize) -> Fleet {
+        let db = PgServer::shared().fresh_database().await;
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let lb = Balancer::start(ports.clone()).await;
+        let lb_port = lb.port;
+        let redirect = format!("http://auth.localhost:{lb_port}/cdn-cgi/access/callback");
+        let idp = dev::start(DevIdpOptions::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![redirect],
+        ))
+        .await
+        .unwrap();
+        let upstream = echo::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let policies = tempfile::tempdir().unwrap();
+        let yaml = POLICIES
+            .replace("${UPSTREAM}", &format!("http://{}", upstream.addr()))
+            .replace("__CI_SECRET_SHA256__", &"0".repeat(64));
+        std::fs::write(policies.path().join("main.yaml"), yaml).unwrap();
+        let mut fleet = Fleet {
+            db,
+            idp,
+            upstream,
+            lb,
+            lb_port,
+            ports,
+            instances: Vec::new(),
+            policies,
+        };
+        for i in 0..n {
+            let inst = fleet.instance(fleet.ports[i]).await;
+            fleet.instances.push(Some(inst));
+        }
+        fleet
+    }
+
+    /// Start an instance on `port` (one of the balancer's backends).
+    async fn instance(&self, port: u16) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            r#"
+listen:
+  - addr: 127.0.0.1:{port}
+auth_domain: auth.localhost:{lb}
+public: {{ port: {lb} }}
+threads: 1
+store: {{ url: "{db}", pool_size: 4 }}
+identity_providers:
+  - name: okta
+    type: okta
+    config:
+      client_id: {client_id}
+      client_secret: {client_secret}
+      okta_account: {okta}
+      authorization_server_id: default
+    scim_config:
+      enabled: true
+      secret: {SCIM_SECRET}
+      user_deprovision: true
+policies: {policies}
+"#,
+            lb = self.lb_port,
+            db = self.db,
+            client_id = self.idp.client_id(),
+            client_secret = self.idp.client_secret(),
+            okta = self.idp.okta_account(),
+            policies = self.policies.path().display(),
+        );
+        let path = dir.path().join("portcullis.yaml");
+        std::fs::write(&path, config).unwrap();
+        let cfg = portcullis::config::load_file(&path).unwrap_or_else(|e| panic!("config: {e}"));
+        let state = build_state(cfg).await.unwrap_or_else(|e| panic!("{e}"));
+        let server = ServerHandle::start(build_server(state.clone()).unwrap(), false);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "instance on {port} never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ready = Instant::now() + Duration::from_secs(20);
+        while !state.idps.iter().all(|p| p.is_ready()) {
+            assert!(Instant::now() < ready, "instance on {port} never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Instance {
+            port,
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// A browser through the balancer: cookie jar, no redirects, and a new
+    /// connection per request, so each request goes where the balancer
+    /// points at the time.
+    fn browser(&self) -> reqwest::Client {
+        self.browser_with(Arc::new(reqwest::cookie::Jar::default()))
+    }
+
+    /// [`browser`](Self::browser) with a cookie jar the test can read.
+    fn browser_with(&self, jar: Arc<reqwest::cookie::Jar>) -> reqwest::Client {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.lb_port).parse().unwrap();
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar)
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(20));
+        for h in HOSTS {
+            b = b.resolve(h, addr);
+        }
+        b.build().unwrap()
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.lb_port)
+    }
+
+    /// GET `url` on instance `i` as a browser page load.
+    async fn get_on(&self, i: usize, browser: &reqwest::Client, url: &str) -> reqwest::Response {
+        self.lb.to(i);
+        browser
+            .get(url)
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Log `user` in at the app, each hop on the next instance (round
+    /// robin from `first`); returns the instances that served the hops.
+    async fn login_hopping(
+        &self,
+        browser: &reqwest::Client,
+        user: &str,
+        first: usize,
+    ) -> Vec<usize> {
+        let n = self.ports.len();
+        let mut hop = first;
+        let mut served = vec![hop % n];
+        let mut trail = Vec::new();
+        let mut resp = self
+            .get_on(hop % n, browser, &self.url("app.localhost", "/"))
+            .await;
+        let idp_base = format!("http://{}", self.idp.addr());
+        for _ in 0..12 {
+            if !resp.status().is_redirection() {
+                break;
+            }
+            let next = location(&resp);
+            if next.starts_with(&idp_base) {
+                let (login_url, form) = dev::login_form(&next, user).unwrap();
+                resp = browser.post(&login_url).form(&form).send().await.unwrap();
+                continue;
+            }
+            hop += 1;
+            served.push(hop % n);
+            trail.push(next.clone());
+            resp = self.get_on(hop % n, browser, &next).await;
+        }
+        let status = resp.status();
+        assert_eq!(
+            status,
+            200,
+            "login ended with {status} after {trail:?}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        served
+    }
+}
+
+/// The app's status on instance `i` for this browser.
+async fn app_status(f: &Fleet, i: usize, browser: &reqwest::Client) -> u16 {
+    f.get_on(i, browser, &f.url("app.localhost", "/"))
+        .await
+        .status()
+        .as_u16()
+}
+
+/// Any hop of a login may land on any instance: the login state, the
+/// transfer token and the session are in the database, and every instance
+/// signs and verifies with the same keys, published in the same JWKS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_hops_across_instances_and_every_instance_serves_it() {
+    let f = Fleet::start(3).await;
+    let browser = f.browser();
+    let served = f.login_hopping(&browser, "00ualice", 0).await;
+    let distinct: std::collections::BTreeSet<_> = served.iter().collect();
+    assert_eq!(distinct.len(), 3, "hops served by {served:?}");
+    for i in 0..3 {
+        assert_eq!(app_status(&f, i, &browser).await, 200, "instance {i}");
+    }
+    let mut jwks = Vec::new();
+    for i in 0..3 {
+        f.lb.to(i);
+        let body = f
+            .browser()
+            .get(f.url("auth.localhost", "/cdn-cgi/access/certs"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        jwks.push(body);
+    }
+    assert!(
+        jwks.iter().all(|j| j == &jwks[0] && j.contains("\"kid\"")),
+        "{jwks:?}"
+    );
+    assert!(f.upstream.seen().len() >= 4);
+}
+
+/// A logout on one instance is refused by every other within 1 s, though
+/// they hold the session in their caches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_on_one_instance_is_refused_by_all_within_a_second() {
+    let f = Fleet::start(3).await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = f.browser_with(jar.clone());
+    f.login_hopping(&browser, "00ualice", 1).await;
+    // Warm every instance's cache with the app session.
+    for i in 0..3 {
+        assert_eq!(app_status(&f, i, &browser).await, 200);
+    }
+    // Keep a copy of the cookies: logout clears them in the browser.
+    let replay = f.browser();
+    let cookie = app_cookie(&f, &jar);
+    f.lb.to(2);
+    let out = browser
+        .post(f.url("app.localhost", "/cdn-cgi/access/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.status().is_success(), "logout: {}", out.status());
+    let logged_out = Instant::now();
+    for i in [0, 1] {
+        loop {
+            f.lb.to(i);
+            let s = replay
+                .get(f.url("app.localhost", "/"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if s == 401 {
+                break;
+            }
+            assert_eq!(s, 200);
+            assert!(
+                logged_out.elapsed() < Duration::from_secs(1),
+                "instance {i} still served the revoked session after 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The `Cookie` header the browser sends to the app.
+fn app_cookie(f: &Fleet, jar: &reqwest::cookie::Jar) -> String {
+    use reqwest::cookie::CookieStore as _;
+    let url = f.url("app.localhost", "/").parse().unwrap();
+    let cookie = jar.cookies(&url).expect("app cookies");
+    cookie.to_str().unwrap().to_string()
+}
+
+/// An instance that stops takes nothing with it: the others keep serving
+/// its sessions, and a new instance serves them at once, without a login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_instance_loses_nothing_and_a_new_one_serves_at_once() {
+    let mut f = Fleet::start(2).await;
+    let browser = f.browser();
+    // The whole login on instance 0.
+    f.lb.to(0);
+    let mut resp = browser
+        .get(f.url("app.localhost", "/"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    let idp_base = format!("http://{}", f.idp.addr());
+    while resp.status().is_redirection() {
+        let next = location(&resp);
+        resp = if next.starts_with(&idp_base) {
+            let (u, form) = dev::login_form(&next, "00ualice").unwrap();
+            browser.post(&u).form(&form).send().await.unwrap()
+        } else {
+            browser
+                .get(&next)
+                .header("accept", HTML)
+                .send()
+                .await
+                .unwrap()
+        };
+    }
+    assert_eq!(resp.status(), 200);
+    // Instance 0 goes away; instance 1 serves the session.
+    drop(f.instances[0].take());
+    assert_eq!(app_status(&f, 1, &browser).await, 200);
+    // A new instance on instance 0's port serves it at once.
+    let again = f.instance(f.ports[0]).await;
+    assert_eq!(again.port, f.ports[0]);
+    f.instances[0] = Some(again);
+    assert_eq!(app_status(&f, 0, &browser).await, 200);
+}
+
+/// A SCIM deactivation on one instance revokes the user's session on the
+/// others, which held it in their caches, within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scim_deactivation_on_one_instance_is_refused_by_the_others() {
+    let f = Fleet::start(3).await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = f.browser_with(jar.clone());
+    f.login_hopping(&browser, "00ualice", 0).await;
+    for i in 0..3 {
+        assert_eq!(app_status(&f, i, &browser).await, 200);
+    }
+    let cookie = app_cookie(&f, &jar);
+    let scim = f.browser();
+    let user = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "alice@example.com",
+        "active": true,
+        "emails": [{"value": "alice@example.com", "primary": true}],
+    });
+    f.lb.to(1);
+    let created: serde_json::Value = scim
+        .post(f.url("auth.localhost", "/scim/v2/Users"))
+        .bearer_auth(SCIM_SECRET)
+        .json(&user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().expect("created user id").to_string();
+    f.lb.to(2);
+    let patch = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": false}}],
+    });
+    let r = scim
+        .patch(f.url("auth.localhost", &format!("/scim/v2/Users/{id}")))
+        .bearer_auth(SCIM_SECRET)
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let acked = Instant::now();
+    for i in [0, 1] {
+        loop {
+            f.lb.to(i);
+            let s = f
+                .browser()
+                .get(f.url("app.localhost", "/"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if s == 401 {
+                break;
+            }
+            assert_eq!(s, 200);
+            assert!(
+                acked.elapsed() < Duration::from_secs(1),
+                "instance {i} after 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
