@@ -51,19 +51,40 @@ pub struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    /// Log a store failure (nothing was written) and answer 500.
+    /// Log a store failure (nothing was written) and answer 500, or 503
+    /// when the database could not be reached (the client retries).
     fn store_failed(&self, e: StoreError) -> ScimError {
+        if e.is_unavailable() {
+            self.state.store_health.contact_failed();
+            return unavailable();
+        }
         tracing::warn!(error = %e, idp = %self.idp, "SCIM store operation failed");
         ScimError::internal()
     }
 
     /// The write is committed but its effect on sessions failed: answer
-    /// 500 so the client retries (effects are idempotent).
+    /// 500 (503 if the database is unreachable) so the client retries
+    /// (effects are idempotent).
     fn effect_failed(&self, e: StoreError) -> ScimError {
         tracing::error!(error = %e, idp = %self.idp, "SCIM write committed but revoking access failed");
+        if e.is_unavailable() {
+            self.state.store_health.contact_failed();
+            return unavailable();
+        }
         ScimError::internal()
     }
 }
+
+/// 503 while the store is unreachable (fleet mode).
+fn unavailable() -> ScimError {
+    ScimError::new(
+        503,
+        None,
+        "Service unavailable: the store cannot be reached; retry later",
+    )
+}
+
+impl Cx<'_> {}
 
 /// Bounded `resource` label.
 fn resource_label(rest: &str) -> &'static str {
@@ -121,6 +142,9 @@ async fn handle(
     method: &Method,
     rest: &str,
 ) -> Result<Reply, ScimError> {
+    if state.store_health.is_down() {
+        return Err(unavailable());
+    }
     let enabled = auth::enabled_idps(&state.cfg);
     if enabled.is_empty() {
         return Err(ScimError::not_found(

@@ -4,6 +4,7 @@
 //! instance shares one database, the session signing keys live there too,
 //! and changes reach every instance's cache through [`Change`]s.
 
+pub mod health;
 pub mod postgres;
 mod scim_postgres;
 mod scim_sqlite;
@@ -32,6 +33,9 @@ pub enum StoreError {
     Data(String),
     #[error("unsupported store url {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// Not tried: the store is known to be unreachable right now.
+    #[error("store unreachable")]
+    Unavailable,
 }
 
 impl StoreError {
@@ -41,13 +45,14 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Db(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-            )
+            StoreError::Unavailable
+                | StoreError::Db(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                )
         )
     }
 }

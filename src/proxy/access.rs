@@ -62,6 +62,9 @@ pub enum Denial {
     Forbidden,
     /// Something failed inside the access phase.
     Internal,
+    /// The store cannot be reached and the session is not (or no longer,
+    /// past `outage_grace`) served from the cache: 503.
+    Unavailable,
 }
 
 /// The access decision for one request.
@@ -137,7 +140,7 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
     let (candidate, session) = match find_session(state, &app, req).await {
         Ok(Some(found)) => found,
         Ok(None) => return Verdict::deny(&app, Denial::Unauthenticated),
-        Err(()) => return Verdict::deny(&app, Denial::Internal),
+        Err(denial) => return Verdict::deny(&app, denial),
     };
     match evaluate(
         &app,
@@ -224,13 +227,18 @@ pub fn candidate_tokens<'a>(
 }
 
 /// The verified session for `app`, from the cache or verified and loaded
-/// once. `Err` only for internal failures (store down), which deny.
+/// once. `Err` for internal failures and store outages, which deny: past
+/// `outage_grace` without contact with the store, not even a cached
+/// session is served.
 pub(crate) async fn find_session(
     state: &State,
     app: &App,
     req: &RequestHeader,
-) -> Result<Option<(usize, Arc<CachedSession>)>, ()> {
-    let mut internal = false;
+) -> Result<Option<(usize, Arc<CachedSession>)>, Denial> {
+    if state.store_health.is_past_grace() {
+        return Err(Denial::Unavailable);
+    }
+    let mut failed = None;
     for (i, token) in candidate_tokens(state, req).into_iter().enumerate() {
         let Some(token) = token else { break };
         if token.is_empty() || token.len() > 8192 {
@@ -247,13 +255,12 @@ pub(crate) async fn find_session(
         match load_session(state, app, token).await {
             Ok(Some(s)) => return Ok(Some((i, s))),
             Ok(None) => {}
-            Err(()) => internal = true,
+            Err(denial) => failed = Some(denial),
         }
     }
-    if internal {
-        Err(())
-    } else {
-        Ok(None)
+    match failed {
+        Some(denial) => Err(denial),
+        None => Ok(None),
     }
 }
 
@@ -263,7 +270,7 @@ async fn load_session(
     state: &State,
     app: &App,
     token: &str,
-) -> Result<Option<Arc<CachedSession>>, ()> {
+) -> Result<Option<Arc<CachedSession>>, Denial> {
     let loaded = state
         .cache
         .get_or_load(token, || verify_and_load(state, token))
@@ -280,9 +287,13 @@ async fn load_session(
                 tracing::debug!(app.name = %app.name, error = %why, "Session token refused");
                 Ok(None)
             }
+            LoadError::Store(err) if err.is_unavailable() => {
+                state.store_health.contact_failed();
+                Err(Denial::Unavailable)
+            }
             LoadError::Store(err) => {
                 tracing::warn!(error = %err, "Session store read failed");
-                Err(())
+                Err(Denial::Internal)
             }
         },
     }
@@ -304,6 +315,11 @@ async fn verify_and_load(state: &State, token: &str) -> Result<Arc<CachedSession
         .keys
         .verify(token, &expect)
         .map_err(LoadError::Refused)?;
+    // While the store is unreachable a miss fails at once (503) instead of
+    // waiting for a connection.
+    if state.store_health.is_down() {
+        return Err(LoadError::Store(crate::store::StoreError::Unavailable));
+    }
     let read = match state.store.get_session_now(&claims.sid) {
         Some(read) => read,
         None => state.store.get_session(&claims.sid).await,
@@ -404,7 +420,21 @@ pub fn deny_reply(
             "Something went wrong",
             "The request could not be checked. Try again later.",
         ),
+        Denial::Unavailable => unavailable(info.browser),
     }
+}
+
+/// 503 while the store cannot be reached (fleet mode): a page for a
+/// browser, `{"error":"unavailable"}` otherwise.
+pub fn unavailable(browser: bool) -> Reply {
+    Reply::error(
+        browser,
+        503,
+        "unavailable",
+        "Temporarily unavailable",
+        "The service cannot reach its database. Try again in a moment.",
+    )
+    .with_header("retry-after", "5".into())
 }
 
 /// A fresh login nonce and its hash (for the nonce cookie and the state).
@@ -427,5 +457,6 @@ pub fn denial_label(d: Denial) -> &'static str {
         Denial::BadServiceToken => "unauthenticated",
         Denial::Forbidden => "forbidden",
         Denial::Internal => "error",
+        Denial::Unavailable => "unavailable",
     }
 }

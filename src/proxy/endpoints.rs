@@ -30,6 +30,13 @@ pub async fn serve(
         return not_found(info, "There is no application at this address.");
     }
     let method = req.method.clone();
+    // Fleet mode, store unreachable: the endpoints that need it answer at
+    // once rather than after a connection timeout.
+    if state.store_health.is_down()
+        && matches!(rest, "/login" | "/callback" | "/authorized" | "/logout")
+    {
+        return super::access::unavailable(info.browser);
+    }
     match rest {
         // The OIDC redirect URI exists only on the auth domain.
         "/callback" if !on_auth => not_found(info, "There is no such page."),

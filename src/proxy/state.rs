@@ -23,6 +23,8 @@ pub struct State {
     pub keys: LiveKeys,
     pub cache: SessionCache,
     pub store: Arc<dyn Store>,
+    /// Whether the store answers (fleet mode's outage rules).
+    pub store_health: crate::store::health::StoreHealth,
     pub idps: Vec<Arc<Provider>>,
     pub protected: Protected,
     /// `scheme://auth_domain` (with `public.port` when set: `Config::auth_origin`);
@@ -101,6 +103,11 @@ impl State {
             None => cfg.auth_domain.clone(),
         };
         let name = cfg.session.cookie_name.clone();
+        // Only a shared store (fleet mode, which keeps the keys) has outages.
+        let store_health = crate::store::health::StoreHealth::new(
+            store.key_store().is_some(),
+            cfg.store_options.outage_grace,
+        );
         State {
             protected: Protected::new(&cfg.headers),
             upstream_headers: UpstreamHeaders::new(&cfg.headers),
@@ -129,6 +136,7 @@ impl State {
             cfg,
             policies,
             keys: LiveKeys::new(keys),
+            store_health,
             store,
             idps,
         }

@@ -136,20 +136,29 @@ async fn poll_changes(state: &State, cursor: &mut Option<i64>, applied: &mut App
                 c
             }
             Err(e) => {
-                tracing::warn!(error = %e, "Store change poll failed");
+                state.store_health.observe::<()>(&Err(e));
+                tracing::debug!("Store change poll failed");
                 return;
             }
         },
     };
     match state.store.changes_since(since).await {
         Ok((changes, next)) => {
+            state.store_health.contact_ok();
             for c in &changes {
                 apply(state, applied, c).await;
             }
             *cursor = Some(next);
             applied.prune(next - 2 * crate::store::postgres::CATCH_UP_OVERLAP_MS);
         }
-        Err(e) => tracing::warn!(error = %e, "Store change poll failed"),
+        Err(e) => {
+            if e.is_unavailable() {
+                // StoreHealth logs the outage once.
+                state.store_health.contact_failed();
+            } else {
+                tracing::warn!(error = %e, "Store change poll failed");
+            }
+        }
     }
 }
 

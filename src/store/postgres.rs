@@ -162,6 +162,12 @@ impl PgStore {
     }
 }
 
+/// True when `e` means the connection itself failed (so a fresh one may
+/// work), not the query.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+}
+
 /// True on every `PURGE_EVERY`-th call.
 fn due(counter: &AtomicU64) -> bool {
     counter.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1
@@ -279,10 +285,18 @@ impl Store for PgStore {
     }
 
     async fn get_session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query_as::<_, SessionRow>(sql::SELECT_SESSION)
-            .bind(sid)
-            .fetch_optional(&self.pool)
-            .await?;
+        let read = || {
+            sqlx::query_as::<_, SessionRow>(sql::SELECT_SESSION)
+                .bind(sid)
+                .fetch_optional(&self.pool)
+        };
+        // Pooled connections are not pinged before use: one that died with
+        // a database restart fails its first query. A read is safe to try
+        // once more, on a fresh connection.
+        let row = match read().await {
+            Err(e) if connection_lost(&e) => read().await?,
+            r => r?,
+        };
         row.map(|row| session_record(sid, row)).transpose()
     }
 

@@ -76,11 +76,19 @@ struct Fleet {
     ports: Vec<u16>,
     instances: Vec<Option<Instance>>,
     policies: tempfile::TempDir,
+    /// Extra keys of every instance's `store` map.
+    extra: String,
 }
 
 impl Fleet {
     async fn start(n: usize) -> Fleet {
         let db = PgServer::shared().fresh_database().await;
+        Fleet::start_on(db, n, "").await
+    }
+
+    /// `n` instances on database `db`; `extra` is added inside the `store`
+    /// map (e.g. `, outage_grace: 5s`).
+    async fn start_on(db: String, n: usize, extra: &str) -> Fleet {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let lb = Balancer::start(ports.clone()).await;
         let lb_port = lb.port;
@@ -106,6 +114,7 @@ impl Fleet {
             ports,
             instances: Vec::new(),
             policies,
+            extra: extra.to_string(),
         };
         for i in 0..n {
             let inst = fleet.instance(fleet.ports[i]).await;
@@ -124,7 +133,7 @@ listen:
 auth_domain: auth.localhost:{lb}
 public: {{ port: {lb} }}
 threads: 1
-store: {{ url: "{db}", pool_size: 4 }}
+store: {{ url: "{db}", pool_size: 4{extra_store} }}
 identity_providers:
   - name: okta
     type: okta
@@ -145,6 +154,7 @@ policies: {policies}
             client_secret = self.idp.client_secret(),
             okta = self.idp.okta_account(),
             policies = self.policies.path().display(),
+            extra_store = self.extra,
         );
         let path = dir.path().join("portcullis.yaml");
         std::fs::write(&path, config).unwrap();
@@ -453,4 +463,95 @@ async fn a_scim_deactivation_on_one_instance_is_refused_by_the_others() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// While PostgreSQL is down: logins and SCIM answer 503 at once, a bypass
+/// route keeps working, a cached session is served for `outage_grace` and
+/// then refused with 503 (fail closed); when PostgreSQL is back the
+/// instance recovers by itself, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_serves_cached_sessions_for_the_grace_then_fails_closed_and_recovers() {
+    let server = PgServer::start();
+    let db = server.fresh_database().await;
+    let f = Fleet::start_on(db, 1, ", outage_grace: 4s").await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = f.browser_with(jar.clone());
+    f.login_hopping(&browser, "00ualice", 0).await;
+    let cookie = app_cookie(&f, &jar);
+    let with_cookie = || async {
+        f.browser()
+            .get(f.url("app.localhost", "/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(with_cookie().await, 200);
+
+    server.stop();
+    let stopped = Instant::now();
+    // The instance notices within a poll or two: logins answer 503 at once.
+    let login = f.url("auth.localhost", "/cdn-cgi/access/login?redirect_url=x");
+    loop {
+        let r = f.browser().get(&login).send().await.unwrap();
+        if r.status() == 503 {
+            let body = r.text().await.unwrap();
+            assert!(body.contains("unavailable"), "{body}");
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(4),
+            "login never answered 503"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let noticed = stopped.elapsed();
+    // Within the grace: the cached session is served, a bypass route works,
+    // SCIM and a session the cache does not hold get 503.
+    if noticed < Duration::from_secs(3) {
+        assert_eq!(with_cookie().await, 200, "cached session within the grace");
+    }
+    let public = f
+        .browser()
+        .get(f.url("app.localhost", "/public/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 200, "bypass route during the outage");
+    let scim = f
+        .browser()
+        .get(f.url("auth.localhost", "/scim/v2/Users"))
+        .bearer_auth(SCIM_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scim.status(), 503);
+    // Past the grace: fail closed.
+    loop {
+        let s = with_cookie().await;
+        if s == 503 {
+            break;
+        }
+        assert_eq!(s, 200);
+        assert!(
+            stopped.elapsed() < Duration::from_secs(4 + 3),
+            "cached session still served past outage_grace"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The database comes back: the instance recovers by itself.
+    server.start_again();
+    let back = Instant::now();
+    loop {
+        if with_cookie().await == 200 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(10), "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = f.browser();
+    f.login_hopping(&again, "00ubob", 0).await;
+    server.stop();
 }

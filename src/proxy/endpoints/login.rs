@@ -367,6 +367,10 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
             return bad_request(info, "This sign-in response was already used.")
                 .with_cookie(clear_state)
         }
+        Err(e) if e.is_unavailable() => {
+            state.store_health.contact_failed();
+            return super::super::access::unavailable(info.browser).with_cookie(clear_state);
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Store failed at callback");
             return Reply::page(
@@ -466,6 +470,10 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
         revoked: false,
     };
     if let Err(e) = state.store.create_session(&rec).await {
+        if e.is_unavailable() {
+            state.store_health.contact_failed();
+            return super::super::access::unavailable(true);
+        }
         tracing::warn!(error = %e, "Session store write failed");
         return Reply::page(
             500,
@@ -629,6 +637,10 @@ pub async fn authorized(state: &State, info: &RequestInfo<'_>, req: &RequestHead
     {
         Ok(true) => {}
         Ok(false) => return bad_request(info, "This sign-in link was already used."),
+        Err(e) if e.is_unavailable() => {
+            state.store_health.contact_failed();
+            return super::super::access::unavailable(info.browser);
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Store failed at authorized");
             return Reply::page(
@@ -647,6 +659,10 @@ pub async fn authorized(state: &State, info: &RequestInfo<'_>, req: &RequestHead
     let rec = match state.store.get_session(&t.sid).await {
         Ok(Some(r)) if !r.revoked && r.expires_at > now_unix() => r,
         Ok(_) => return bad_request(info, "The session has ended. Please sign in again."),
+        Err(e) if e.is_unavailable() => {
+            state.store_health.contact_failed();
+            return super::super::access::unavailable(info.browser);
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Session store read failed");
             return Reply::page(

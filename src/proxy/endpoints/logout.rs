@@ -75,6 +75,10 @@ pub async fn logout(
                 .with_label_values(&[crate::metrics::REVOKED_BY_LOGOUT])
                 .inc(),
             Ok(false) => {}
+            Err(e) if e.is_unavailable() => {
+                state.store_health.contact_failed();
+                return crate::proxy::access::unavailable(info.browser);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "Session revocation failed");
                 return Reply::error(
