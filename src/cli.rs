@@ -197,6 +197,90 @@ pub fn scim_rotate_secret(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The fleet's key store, or why there is none.
+async fn fleet_store(cfg: &Config) -> Result<std::sync::Arc<dyn crate::store::Store>> {
+    let store = crate::store::open_store_with(&cfg.store, 2).await?;
+    if store.key_store().is_none() {
+        anyhow::bail!(
+            "signing keys live in key_dir ({}) with an SQLite store: to rotate, add a new key file there and restart; `keys` works on a PostgreSQL store (fleet mode)",
+            cfg.key_dir.display()
+        );
+    }
+    Ok(store)
+}
+
+/// `portcullis keys rotate -c FILE` (fleet mode).
+pub fn keys_rotate(path: &Path) -> Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime()?;
+    let rotated = rt.block_on(async {
+        let store = fleet_store(&cfg).await?;
+        let ks = store.key_store().context("no key store")?;
+        let now = crate::session::token::now_unix();
+        Ok::<_, anyhow::Error>(
+            crate::session::rotate::rotate(
+                ks,
+                now,
+                crate::session::rotate::PUBLISH_AHEAD,
+                cfg.session.duration,
+            )
+            .await?,
+        )
+    })?;
+    println!(
+        "New signing key {} published now; it signs from {} (in {} s).",
+        rotated.kid,
+        rfc3339(rotated.signs_from),
+        crate::session::rotate::PUBLISH_AHEAD.as_secs()
+    );
+    for kid in &rotated.removed {
+        println!("Removed retired key {kid} (every token it signed has expired).");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis keys list -c FILE` (fleet mode).
+pub fn keys_list(path: &Path) -> Result<ExitCode> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime()?;
+    let keys = rt.block_on(async {
+        let store = fleet_store(&cfg).await?;
+        let ks = store.key_store().context("no key store")?;
+        Ok::<_, anyhow::Error>(ks.signing_keys().await?)
+    })?;
+    let now = crate::session::token::now_unix();
+    let ring = crate::session::keys::KeyRing::from_stored(&keys, now)?;
+    println!("{:<24} {:<26} state", "kid", "signs from");
+    for k in &keys {
+        let state = if k.kid == ring.signing_kid() {
+            "signing"
+        } else if k.signs_from > now {
+            "published, signs later"
+        } else {
+            "verifying only"
+        };
+        println!("{:<24} {:<26} {state}", k.kid, rfc3339(k.signs_from));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 /// `portcullis seats list -c FILE`
 pub fn seats_list(path: &Path) -> Result<ExitCode> {
     let cfg = match load_config(path) {

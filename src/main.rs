@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: ScimCommand,
     },
+    /// Session signing keys (fleet mode: kept in PostgreSQL).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Seats: users who have used an app.
     Seats {
         #[command(subcommand)]
@@ -56,6 +61,22 @@ enum Command {
 enum ScimCommand {
     /// Make a new SCIM secret (the old one stops working) and print it once.
     RotateSecret {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key: every instance publishes it at once and signs
+    /// with it from a minute later; keys whose tokens have all expired are
+    /// removed.
+    Rotate {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// List the signing keys and which one signs.
+    List {
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -88,6 +109,12 @@ fn main() -> ExitCode {
         Command::Scim {
             command: ScimCommand::RotateSecret { config },
         } => portcullis::cli::scim_rotate_secret(&config),
+        Command::Keys {
+            command: KeysCommand::Rotate { config },
+        } => portcullis::cli::keys_rotate(&config),
+        Command::Keys {
+            command: KeysCommand::List { config },
+        } => portcullis::cli::keys_list(&config),
         Command::Seats {
             command: SeatsCommand::List { config },
         } => portcullis::cli::seats_list(&config),

@@ -5,4 +5,5 @@
 pub mod cache;
 pub mod crypto;
 pub mod keys;
+pub mod rotate;
 pub mod token;

@@ -168,3 +168,75 @@ fn explain_shows_the_deciding_policy() {
     assert!(stdout.contains("engineers"), "{stdout}");
     assert!(stdout.to_lowercase().contains("allow"), "{stdout}");
 }
+
+/// `keys rotate` needs the fleet's store: on an SQLite store it says how
+/// to rotate there instead, and exits 1.
+#[test]
+fn keys_rotate_on_an_sqlite_store_explains_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.yaml"), "apps: []\n").unwrap();
+    let cfg = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &cfg,
+        "listen: [{ addr: 127.0.0.1:1 }]\nauth_domain: auth.localhost\npolicies: policies\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["keys", "rotate", "-c", cfg.to_str().unwrap()])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("add a new key file there and restart"),
+        "{err}"
+    );
+}
+
+/// `keys rotate` on a PostgreSQL store adds a key that signs a minute
+/// later, and `keys list` shows it as published but not yet signing.
+#[tokio::test]
+async fn keys_rotate_and_list_on_a_fleet_store() {
+    let db = portcullis::testing::postgres::PgServer::shared()
+        .fresh_database()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.yaml"), "apps: []\n").unwrap();
+    let cfg = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &cfg,
+        format!("listen: [{{ addr: 127.0.0.1:1 }}]\nauth_domain: auth.localhost\nstore: \"{db}\"\npolicies: policies\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .args(["-c", cfg.to_str().unwrap()])
+            .env("RUST_LOG", "error");
+        c.output().unwrap()
+    };
+    // On a database no instance has used yet, the rotated key is the only
+    // one, and it signs (there is nothing else to sign with).
+    let out = run(&["keys", "rotate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("New signing key"), "{stdout}");
+    let list = run(&["keys", "list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
+        listed.contains("published, signs later") || listed.contains("signing"),
+        "{listed}"
+    );
+}

@@ -555,3 +555,99 @@ async fn a_database_outage_serves_cached_sessions_for_the_grace_then_fails_close
     f.login_hopping(&again, "00ubob", 0).await;
     server.stop();
 }
+
+/// The `kid` in the header of the app session token the browser holds.
+fn session_kid(f: &Fleet, jar: &reqwest::cookie::Jar) -> String {
+    let cookie = app_cookie(f, jar);
+    let token = cookie
+        .split("; ")
+        .find_map(|c| c.strip_prefix("CF_Authorization="))
+        .expect("app session cookie");
+    jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("kid")
+}
+
+/// The `kid`s an instance publishes at `/certs`.
+async fn published_kids(f: &Fleet, i: usize) -> Vec<String> {
+    f.lb.to(i);
+    let jwks: serde_json::Value = f
+        .browser()
+        .get(f.url("auth.localhost", "/cdn-cgi/access/certs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect();
+    kids.sort();
+    kids
+}
+
+/// A rotated key is published by every instance at once and signs only
+/// from its time; sessions signed by the old key stay valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotated_key_is_published_everywhere_before_any_instance_signs_with_it() {
+    let f = Fleet::start(2).await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let before = f.browser_with(jar.clone());
+    f.login_hopping(&before, "00ualice", 0).await;
+    let old_kid = session_kid(&f, &jar);
+    assert_eq!(published_kids(&f, 0).await, vec![old_kid.clone()]);
+
+    let admin = portcullis::store::postgres::PgStore::open(&f.db, 2)
+        .await
+        .unwrap();
+    let now = portcullis::session::token::now_unix();
+    let rotated = portcullis::session::rotate::rotate(
+        &admin,
+        now,
+        Duration::from_secs(3),
+        Duration::from_secs(86_400),
+    )
+    .await
+    .unwrap();
+    let announced = Instant::now();
+    let mut both = vec![old_kid.clone(), rotated.kid.clone()];
+    both.sort();
+    for i in 0..2 {
+        while published_kids(&f, i).await != both {
+            assert!(
+                announced.elapsed() < Duration::from_secs(1),
+                "instance {i} did not publish the new key within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Before its time no instance signs with it.
+    if portcullis::session::token::now_unix() < rotated.signs_from {
+        let jar2 = Arc::new(reqwest::cookie::Jar::default());
+        f.login_hopping(&f.browser_with(jar2.clone()), "00ubob", 1)
+            .await;
+        if portcullis::session::token::now_unix() < rotated.signs_from {
+            assert_eq!(session_kid(&f, &jar2), old_kid);
+        }
+    }
+    // From its time on, every instance signs with it.
+    tokio::time::sleep(Duration::from_secs(
+        (rotated.signs_from - portcullis::session::token::now_unix()).max(0) as u64 + 2,
+    ))
+    .await;
+    for first in 0..2 {
+        let jar3 = Arc::new(reqwest::cookie::Jar::default());
+        f.login_hopping(&f.browser_with(jar3.clone()), "00ubob", first)
+            .await;
+        assert_eq!(session_kid(&f, &jar3), rotated.kid, "login from {first}");
+    }
+    // The session signed by the old key is still served everywhere.
+    for i in 0..2 {
+        assert_eq!(app_status(&f, i, &before).await, 200);
+    }
+}
