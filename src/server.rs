@@ -29,12 +29,14 @@ use crate::store::open_store_with;
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    // The messages carry their cause's text, so the causes are not also
+    // chained as `source` (an `{:#}` print would say everything twice).
     #[error("signing keys: {0}")]
-    Keys(#[from] crate::session::keys::KeyError),
+    Keys(crate::session::keys::KeyError),
     #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(crate::store::StoreError),
     #[error("policies:\n{0}")]
-    Policies(#[from] crate::policy::load::PolicyErrors),
+    Policies(crate::policy::load::PolicyErrors),
     #[error("identity provider {name}: {source}")]
     Idp {
         name: String,
@@ -42,6 +44,24 @@ pub enum StartError {
     },
     #[error("listener {addr}: {message}")]
     Listener { addr: String, message: String },
+}
+
+impl From<crate::session::keys::KeyError> for StartError {
+    fn from(e: crate::session::keys::KeyError) -> StartError {
+        StartError::Keys(e)
+    }
+}
+
+impl From<crate::store::StoreError> for StartError {
+    fn from(e: crate::store::StoreError) -> StartError {
+        StartError::Store(e)
+    }
+}
+
+impl From<crate::policy::load::PolicyErrors> for StartError {
+    fn from(e: crate::policy::load::PolicyErrors) -> StartError {
+        StartError::Policies(e)
+    }
 }
 
 /// Build the state and start its background tasks on the current tokio

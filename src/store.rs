@@ -27,15 +27,25 @@ use crate::scim::model::{
 /// Store failures. The access phase treats every one as a deny.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    // Not chained as `source`: the message already carries it.
     #[error("store database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("store data error: {0}")]
     Data(String),
     #[error("unsupported store url {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// The database could not be reached or refused the login (opening).
+    #[error("{0}")]
+    Connect(String),
     /// Not tried: the store is known to be unreachable right now.
     #[error("store unreachable")]
     Unavailable,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        StoreError::Db(e)
+    }
 }
 
 impl StoreError {
@@ -46,6 +56,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::Unavailable
+                | StoreError::Connect(_)
                 | StoreError::Db(
                     sqlx::Error::Io(_)
                         | sqlx::Error::PoolTimedOut

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Connection as _;
 use sqlx::PgPool;
 
 use super::{Change, ChangeKind, FeedEvent, KeyStore, Seat, SessionRecord, Store, StoreError};
@@ -82,6 +83,25 @@ impl PgStore {
             .parse()
             .map_err(|e| StoreError::Data(format!("store url {}: {e}", super::redact_url(url))))?;
         let opts = opts.application_name("portcullis");
+        // One connection first, so that a wrong host, password or database
+        // name is reported as such (a pool would only say it timed out).
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&opts))
+            .await
+            .map_err(|_| {
+                StoreError::Connect(format!(
+                    "PostgreSQL at {} did not answer within {}s",
+                    super::redact_url(url),
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| {
+                StoreError::Connect(format!(
+                    "cannot connect to PostgreSQL at {}: {}",
+                    super::redact_url(url),
+                    one_line(&e.to_string())
+                ))
+            })?;
+        let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
             .min_connections(1)
@@ -100,7 +120,7 @@ impl PgStore {
         tokio::time::timeout(CONNECT_TIMEOUT, migrate(&store.pool, MIGRATIONS))
             .await
             .map_err(|_| {
-                StoreError::Data(format!(
+                StoreError::Connect(format!(
                     "PostgreSQL at {} did not answer within {}s",
                     super::redact_url(url),
                     CONNECT_TIMEOUT.as_secs()
@@ -160,6 +180,11 @@ impl PgStore {
         }
         Ok(())
     }
+}
+
+/// `s` on one line (a server's message may hold several).
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// True when `e` means the connection itself failed (so a fresh one may

@@ -240,3 +240,39 @@ async fn keys_rotate_and_list_on_a_fleet_store() {
         "{listed}"
     );
 }
+
+/// `run` with a PostgreSQL store that cannot be reached exits non-zero
+/// within 10 s with one line that names the cause and hides the password.
+#[test]
+fn run_with_an_unreachable_database_exits_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.yaml"), "apps: []\n").unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: [{{ addr: 127.0.0.1:1 }}]\nauth_domain: auth.localhost\nstore: \"postgres://app:s3cret@127.0.0.1:{port}/db\"\npolicies: policies\n"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}

@@ -284,3 +284,53 @@ async fn acknowledged_writes_survive_a_database_crash() {
     assert!(ok, "the store did not recover after the restart");
     server.stop();
 }
+
+#[tokio::test]
+async fn a_notification_it_does_not_understand_asks_for_a_catch_up_and_the_feed_goes_on() {
+    let url = PgServer::shared().fresh_database().await;
+    let writer = PgStore::open(&url, 2).await.unwrap();
+    let reader = PgStore::open(&url, 2).await.unwrap();
+    let mut feed = reader.subscribe().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
+    assert_eq!(first.unwrap(), Some(FeedEvent::CatchUp));
+    sqlx::query("SELECT pg_notify('portcullis_changes', 'not a change')")
+        .execute(writer.pool())
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
+    assert_eq!(next.unwrap(), Some(FeedEvent::CatchUp));
+    let rec = conformance::record("okta", "erin", 3600);
+    writer.create_session(&rec).await.unwrap();
+    writer.revoke_session(&rec.sid).await.unwrap();
+    assert_eq!(
+        next_change(&mut feed).await.kind,
+        ChangeKind::Revoked { sid: rec.sid }
+    );
+}
+
+#[tokio::test]
+async fn the_feed_reconnects_and_asks_for_a_catch_up_after_its_connection_is_killed() {
+    let url = PgServer::shared().fresh_database().await;
+    let writer = PgStore::open(&url, 2).await.unwrap();
+    let reader = PgStore::open(&url, 2).await.unwrap();
+    let mut feed = reader.subscribe().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
+    assert_eq!(first.unwrap(), Some(FeedEvent::CatchUp));
+    // Kill every listening backend of this database, as a restart would.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
+    )
+    .execute(writer.pool())
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), feed.recv()).await;
+    assert_eq!(next.unwrap(), Some(FeedEvent::CatchUp));
+    let rec = conformance::record("okta", "fay", 3600);
+    writer.create_session(&rec).await.unwrap();
+    writer.revoke_session(&rec.sid).await.unwrap();
+    assert_eq!(
+        next_change(&mut feed).await.kind,
+        ChangeKind::Revoked { sid: rec.sid }
+    );
+}
