@@ -89,6 +89,17 @@ impl Fleet {
     /// `n` instances on database `db`; `extra` is added inside the `store`
     /// map (e.g. `, outage_grace: 5s`).
     async fn start_on(db: String, n: usize, extra: &str) -> Fleet {
+        let mut fleet = Fleet::prepare(db, n, extra).await;
+        for i in 0..n {
+            let inst = fleet.instance(fleet.ports[i]).await;
+            fleet.instances.push(Some(inst));
+        }
+        fleet
+    }
+
+    /// The database, IdP, upstream and balancer of a fleet of `n`, with no
+    /// instance started yet.
+    async fn prepare(db: String, n: usize, extra: &str) -> Fleet {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let lb = Balancer::start(ports.clone()).await;
         let lb_port = lb.port;
@@ -105,7 +116,7 @@ impl Fleet {
             .replace("${UPSTREAM}", &format!("http://{}", upstream.addr()))
             .replace("__CI_SECRET_SHA256__", &"0".repeat(64));
         std::fs::write(policies.path().join("main.yaml"), yaml).unwrap();
-        let mut fleet = Fleet {
+        Fleet {
             db,
             idp,
             upstream,
@@ -115,18 +126,12 @@ impl Fleet {
             instances: Vec::new(),
             policies,
             extra: extra.to_string(),
-        };
-        for i in 0..n {
-            let inst = fleet.instance(fleet.ports[i]).await;
-            fleet.instances.push(Some(inst));
         }
-        fleet
     }
 
-    /// Start an instance on `port` (one of the balancer's backends).
-    async fn instance(&self, port: u16) -> Instance {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
+    /// The config file of an instance listening on `port`.
+    fn config(&self, port: u16) -> String {
+        format!(
             r#"
 listen:
   - addr: 127.0.0.1:{port}
@@ -155,9 +160,14 @@ policies: {policies}
             okta = self.idp.okta_account(),
             policies = self.policies.path().display(),
             extra_store = self.extra,
-        );
+        )
+    }
+
+    /// Start an instance on `port` (one of the balancer's backends).
+    async fn instance(&self, port: u16) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("portcullis.yaml");
-        std::fs::write(&path, config).unwrap();
+        std::fs::write(&path, self.config(port)).unwrap();
         let cfg = portcullis::config::load_file(&path).unwrap_or_else(|e| panic!("config: {e}"));
         let state = build_state(cfg).await.unwrap_or_else(|e| panic!("{e}"));
         let server = ServerHandle::start(build_server(state.clone()).unwrap(), false);
@@ -650,4 +660,126 @@ async fn a_rotated_key_is_published_everywhere_before_any_instance_signs_with_it
     for i in 0..2 {
         assert_eq!(app_status(&f, i, &before).await, 200);
     }
+}
+
+/// An instance running as its own process (`portcullis run`).
+struct Process {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fleet {
+    /// Run `portcullis run` on `port` and wait until it serves.
+    async fn process(&self, port: u16) -> Process {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.yaml");
+        std::fs::write(&path, self.config(port)).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["run", "-c", path.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "process on {port} never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Process { child, _dir: dir }
+    }
+}
+
+/// kill -9 of an instance loses nothing it acknowledged: a SCIM user it
+/// created and the session it issued are there on the other instance, and
+/// a new process serves the session at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_an_instance_loses_nothing_it_acknowledged() {
+    let db = PgServer::shared().fresh_database().await;
+    let f = Fleet::prepare(db, 2, "").await;
+    let mut a = f.process(f.ports[0]).await;
+    let b = f.process(f.ports[1]).await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = f.browser_with(jar.clone());
+    // The whole login on process a (the dev IdP may need a moment to be
+    // discovered by a fresh process: retry the first hop).
+    let mut served = Vec::new();
+    for _ in 0..50 {
+        f.lb.to(0);
+        let r = browser
+            .get(f.url("app.localhost", "/"))
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 302 {
+            served.push(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.len(), 1, "process a never redirected to login");
+    f.lb.to(0);
+    let mut resp = served.pop().unwrap();
+    let idp_base = format!("http://{}", f.idp.addr());
+    while resp.status().is_redirection() {
+        let next = location(&resp);
+        resp = if next.starts_with(&idp_base) {
+            let (u, form) = dev::login_form(&next, "00ualice").unwrap();
+            browser.post(&u).form(&form).send().await.unwrap()
+        } else {
+            browser
+                .get(&next)
+                .header("accept", HTML)
+                .send()
+                .await
+                .unwrap()
+        };
+    }
+    assert_eq!(resp.status(), 200);
+    // A SCIM write acknowledged by a, then kill -9 at once.
+    let created = f
+        .browser()
+        .post(f.url("auth.localhost", "/scim/v2/Users"))
+        .bearer_auth(SCIM_SECRET)
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "carol@example.com",
+            "active": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // b has both.
+    f.lb.to(1);
+    let got = f
+        .browser()
+        .get(f.url("auth.localhost", &format!("/scim/v2/Users/{id}")))
+        .bearer_auth(SCIM_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(app_status(&f, 1, &browser).await, 200);
+    // A new process on a's port serves the session on its first request.
+    let _a2 = f.process(f.ports[0]).await;
+    assert_eq!(app_status(&f, 0, &browser).await, 200);
+    drop(b);
 }
