@@ -126,14 +126,13 @@ impl ServeHttp for MetricsApp {
         let path = session.req_header().uri.path().to_string();
         let (status, ctype, body) = match path.as_str() {
             "/metrics" => {
-                metrics().seats.set(
-                    self.state
-                        .store
-                        .list_seats()
-                        .await
-                        .map(|s| s.len() as i64)
-                        .unwrap_or(0),
-                );
+                // While the store is unreachable the gauge keeps its last
+                // value (and the scrape does not wait for a connection).
+                if !self.state.store_health.is_down() {
+                    if let Ok(seats) = self.state.store.list_seats().await {
+                        metrics().seats.set(seats.len() as i64);
+                    }
+                }
                 (200, "text/plain; version=0.0.4", crate::metrics::render())
             }
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),

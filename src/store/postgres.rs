@@ -166,6 +166,8 @@ impl PgStore {
         Ok(())
     }
 
+    /// Every `PURGE_EVERY`-th announcing write: drop revocations and
+    /// change-log rows past their retention.
     async fn purge_revocations(&self, now: i64) -> Result<(), StoreError> {
         if due(&self.revocation_writes) {
             let cutoff = now - REVOCATION_RETENTION_SECS;
@@ -378,7 +380,9 @@ impl Store for PgStore {
 
     async fn announce_user_change(&self, idp: &str, sub: &str) -> Result<(), StoreError> {
         let mut c = self.pool.acquire().await?;
-        Self::announce(&mut c, "user", None, Some((idp, sub))).await
+        Self::announce(&mut c, "user", None, Some((idp, sub))).await?;
+        drop(c);
+        self.purge_revocations(now_unix()).await
     }
 
     async fn change_cursor(&self) -> Result<i64, StoreError> {
