@@ -1,9 +1,13 @@
-//! Persistent state behind one [`Store`] trait: sessions, single-use markers,
-//! seats, and (see `scim`) users, groups, memberships and the SCIM secret.
+//! Persistent state behind one [`Store`] trait, in two halves:
+//! [`SessionStore`] (sessions, single-use markers, seats, revocations and
+//! their change feed, fleet signing keys) and [`DirectoryStore`] (see
+//! `scim`: users, groups, memberships and the SCIM secrets), whose flows
+//! are written once in `directory` over each backend's SQL text.
 //! `sqlite` is the embedded default; `postgres` is fleet mode, where every
 //! instance shares one database, the session signing keys live there too,
 //! and changes reach every instance's cache through [`Change`]s.
 
+mod directory;
 pub mod postgres;
 mod scim_postgres;
 mod scim_sqlite;
@@ -54,7 +58,7 @@ impl StoreError {
 
 /// A change that every instance must apply to its caches: announced by
 /// the instance that wrote it (fleet mode), and listed by
-/// [`Store::changes_since`] for instances that missed the announcement.
+/// [`SessionStore::changes_since`] for instances that missed the announcement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// Position in the change log (0 where the store keeps none).
@@ -84,7 +88,7 @@ pub enum FeedEvent {
     Change(Change),
     /// Changes may have been missed (the feed's connection was lost and is
     /// back, or an announcement was not understood): poll
-    /// [`Store::changes_since`] now.
+    /// [`SessionStore::changes_since`] now.
     CatchUp,
 }
 
@@ -114,30 +118,25 @@ pub struct Seat {
     pub last_login: i64,
 }
 
-/// The storage contract. Implementations must make every successful write
-/// durable before returning.
+/// Everything the proxy keeps: sessions and their fan-out
+/// ([`SessionStore`]) and the SCIM directory ([`DirectoryStore`]). Callers
+/// hold an `Arc<dyn Store>`; every type with both halves is one.
+pub trait Store: SessionStore + DirectoryStore {}
+
+impl<T: SessionStore + DirectoryStore + ?Sized> Store for T {}
+
+/// Sessions, revocations and their change feed, single-use markers, seats
+/// and (fleet mode) the signing keys. Implementations must make every
+/// successful write durable before returning.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait SessionStore: Send + Sync + 'static {
     /// Persist a new session.
     async fn create_session(&self, rec: &SessionRecord) -> Result<(), StoreError>;
-    /// Load a session by id (revoked ones too, with `revoked = true`).
+    /// Load a session by id (revoked ones too, with `revoked = true`). A
+    /// store that can read a row faster on the calling thread than through
+    /// a hop to another thread (an SQLite file) does so here, in the first
+    /// poll of the returned future.
     async fn get_session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
-    /// [`get_session`](Self::get_session) on the calling thread, for stores
-    /// that can read a row faster than a hop to another thread (an SQLite
-    /// file). `None`: not available now, use `get_session`.
-    fn get_session_now(&self, _sid: &str) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        None
-    }
-    /// [`scim_link`](Self::scim_link) on the calling thread, as
-    /// [`get_session_now`](Self::get_session_now). `None`: use `scim_link`.
-    fn scim_link_now(
-        &self,
-        _idp: &str,
-        _sub: &str,
-        _verified_email: Option<&str>,
-    ) -> Option<Result<ScimLink, StoreError>> {
-        None
-    }
     /// Mark a session revoked. Returns whether it existed and was live.
     async fn revoke_session(&self, sid: &str) -> Result<bool, StoreError>;
     /// Revoke every live session of a user of an IdP; returns their sids.
@@ -188,10 +187,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_seats(&self) -> Result<Vec<Seat>, StoreError>;
     /// Remove every seat of a user. Returns how many were removed.
     async fn remove_seats(&self, idp: &str, sub: &str) -> Result<u64, StoreError>;
+}
 
-    // SCIM (see `crate::scim`). Every write is one transaction, durable
-    // before it returns; users and groups belong to one IdP.
-
+/// The SCIM directory (see `crate::scim`): users, groups, memberships and
+/// the SCIM secrets. Every write is one transaction, durable before it
+/// returns, and changes nothing when it does not return `Done`; users and
+/// groups belong to one IdP. Implemented once for every backend in
+/// `directory`.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + 'static {
     /// Every stored SCIM secret hash: (IdP name, SHA-256 of the secret).
     async fn scim_secret_hashes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Store the hash if the IdP has none yet; `true` when it was stored.
@@ -262,6 +266,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(i64, Vec<GroupRecord>), StoreError>;
     /// The SCIM users of `idp` linked to a login (`externalId == sub`, else
     /// userName / primary email == the verified email) and their groups.
+    /// Read in place, on the calling thread, where the store can (an SQLite
+    /// file), as [`SessionStore::get_session`].
     async fn scim_link(
         &self,
         idp: &str,
