@@ -30,8 +30,11 @@ use crate::scim::model::{
 /// Store failures. The access phase treats every one as a deny.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database failed (unreachable, or a query failed). Opaque: ask
+    /// [`is_unavailable`](StoreError::is_unavailable) rather than looking
+    /// at the backend's own error.
     #[error("store database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Backend(#[source] BackendError),
     #[error("store data error: {0}")]
     Data(String),
     #[error("unsupported store url {0:?}: expected sqlite://PATH or postgres://…")]
@@ -43,17 +46,61 @@ impl StoreError {
     /// dropped, or no pooled connection in time), as opposed to a query
     /// or data error: the caller answers 503 and may retry.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Db(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-            )
-        )
+        matches!(self, StoreError::Backend(e) if e.is_unavailable())
     }
+}
+
+/// A backend's own error, classified when it is wrapped; it displays as
+/// the backend's error and has the same sources.
+#[derive(Debug)]
+pub struct BackendError {
+    unavailable: bool,
+    error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BackendError {
+    /// See [`StoreError::is_unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        let unavailable = matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+        );
+        StoreError::Backend(BackendError {
+            unavailable,
+            error: Box::new(e),
+        })
+    }
+}
+
+/// Why the store refused a SCIM write on its own account (the SCIM layer
+/// turns it into its client error; an edit function's refusal is passed
+/// through as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// A member to add is not a user of the group's IdP.
+    UnknownMember(String),
 }
 
 /// A change that every instance must apply to its caches: announced by

@@ -7,12 +7,11 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::DirConn;
-use crate::scim::error::ScimError;
 use crate::scim::model::{
     now_ms, GroupChange, GroupDraft, GroupEdit, LinkKeys, MemberOp, Outcome, UserChange, UserDraft,
     UserEdit, UserRecord,
 };
-use crate::store::StoreError;
+use crate::store::{Rejection, StoreError};
 
 /// Net membership changes within one transaction.
 #[derive(Default)]
@@ -44,25 +43,23 @@ async fn check_users<C: DirConn>(
     c: &mut C,
     idp: &str,
     ids: &[String],
-) -> Result<Option<ScimError>, StoreError> {
+) -> Result<Option<Rejection>, StoreError> {
     for id in ids {
         if c.user_keys(idp, id).await?.is_none() {
-            return Ok(Some(ScimError::invalid_value(format!(
-                "members: no user with id {id:?}"
-            ))));
+            return Ok(Some(Rejection::UnknownMember(id.clone())));
         }
     }
     Ok(None)
 }
 
-/// Apply membership operations in order; `Err(ScimError)` refuses the write.
+/// Apply membership operations in order; `Err(Rejection)` refuses the write.
 async fn apply_member_ops<C: DirConn>(
     c: &mut C,
     idp: &str,
     group: &str,
     ops: &[MemberOp],
     now: i64,
-) -> Result<Result<Delta, ScimError>, StoreError> {
+) -> Result<Result<Delta, Rejection>, StoreError> {
     let mut delta = Delta::default();
     for op in ops {
         match op {
@@ -221,7 +218,7 @@ pub(super) async fn create_group<C: DirConn>(
     let add = [MemberOp::Add(members.to_vec())];
     let delta = match apply_member_ops(c, idp, &id, &add, now).await? {
         Ok(d) => d,
-        Err(e) => return Ok(Outcome::Rejected(e)),
+        Err(r) => return Ok(Outcome::Rejected(r.into())),
     };
     let mut group = c
         .group_by_id(idp, &id)
@@ -263,7 +260,7 @@ pub(super) async fn modify_group<C: DirConn>(
     }
     let delta = match apply_member_ops(c, idp, id, ops, now).await? {
         Ok(d) => d,
-        Err(e) => return Ok(Outcome::Rejected(e)),
+        Err(r) => return Ok(Outcome::Rejected(r.into())),
     };
     if draft.is_some() || !delta.is_empty() {
         c.bump_group(id, now).await?;
