@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use portcullis::store::postgres::PgStore;
-use portcullis::store::{ChangeKind, FeedEvent, SessionRecord, Store};
+use portcullis::store::{ChangeKind, FeedEvent, SessionRecord, SessionStore as _};
 use portcullis::testing::postgres::PgServer;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

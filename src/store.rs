@@ -1,9 +1,13 @@
-//! Persistent state behind one [`Store`] trait: sessions, single-use markers,
-//! seats, and (see `scim`) users, groups, memberships and the SCIM secret.
+//! Persistent state behind one [`Store`] trait, in two halves:
+//! [`SessionStore`] (sessions, single-use markers, seats, revocations and
+//! their change feed, fleet signing keys) and [`DirectoryStore`] (see
+//! `scim`: users, groups, memberships and the SCIM secrets), whose flows
+//! are written once in `directory` over each backend's SQL text.
 //! `sqlite` is the embedded default; `postgres` is fleet mode, where every
 //! instance shares one database, the session signing keys live there too,
 //! and changes reach every instance's cache through [`Change`]s.
 
+mod directory;
 pub mod health;
 pub mod postgres;
 mod scim_postgres;
@@ -27,9 +31,12 @@ use crate::scim::model::{
 /// Store failures. The access phase treats every one as a deny.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    // Not chained as `source`: the message already carries it.
+    /// The database failed (unreachable, or a query failed). Opaque: ask
+    /// [`is_unavailable`](StoreError::is_unavailable) rather than looking
+    /// at the backend's own error. Not chained as `source`: the message
+    /// already carries it (an `{:#}` print would say it twice).
     #[error("store database error: {0}")]
-    Db(sqlx::Error),
+    Backend(BackendError),
     #[error("store data error: {0}")]
     Data(String),
     #[error("unsupported store url {0:?}: expected sqlite://PATH or postgres://…")]
@@ -42,35 +49,73 @@ pub enum StoreError {
     Unavailable,
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> StoreError {
-        StoreError::Db(e)
-    }
-}
-
 impl StoreError {
     /// True when the database could not be reached (connection refused,
     /// dropped, or no pooled connection in time), as opposed to a query
     /// or data error: the caller answers 503 and may retry.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable
-                | StoreError::Connect(_)
-                | StoreError::Db(
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::Tls(_)
-                        | sqlx::Error::Protocol(_)
-                )
-        )
+        match self {
+            StoreError::Unavailable | StoreError::Connect(_) => true,
+            StoreError::Backend(e) => e.is_unavailable(),
+            _ => false,
+        }
     }
+}
+
+/// A backend's own error, classified when it is wrapped; it displays as
+/// the backend's error.
+#[derive(Debug)]
+pub struct BackendError {
+    unavailable: bool,
+    error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BackendError {
+    /// See [`StoreError::is_unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// No `source`: the backend's message already includes its causes (sqlx
+/// formats them in), and a chained print would repeat them.
+impl std::error::Error for BackendError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        let unavailable = matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+        );
+        StoreError::Backend(BackendError {
+            unavailable,
+            error: Box::new(e),
+        })
+    }
+}
+
+/// Why the store refused a SCIM write on its own account (the SCIM layer
+/// turns it into its client error; an edit function's refusal is passed
+/// through as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// A member to add is not a user of the group's IdP.
+    UnknownMember(String),
 }
 
 /// A change that every instance must apply to its caches: announced by
 /// the instance that wrote it (fleet mode), and listed by
-/// [`Store::changes_since`] for instances that missed the announcement.
+/// [`SessionStore::changes_since`] for instances that missed the announcement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// Position in the change log (0 where the store keeps none).
@@ -100,7 +145,7 @@ pub enum FeedEvent {
     Change(Change),
     /// Changes may have been missed (the feed's connection was lost and is
     /// back, or an announcement was not understood): poll
-    /// [`Store::changes_since`] now.
+    /// [`SessionStore::changes_since`] now.
     CatchUp,
 }
 
@@ -130,30 +175,25 @@ pub struct Seat {
     pub last_login: i64,
 }
 
-/// The storage contract. Implementations must make every successful write
-/// durable before returning.
+/// Everything the proxy keeps: sessions and their fan-out
+/// ([`SessionStore`]) and the SCIM directory ([`DirectoryStore`]). Callers
+/// hold an `Arc<dyn Store>`; every type with both halves is one.
+pub trait Store: SessionStore + DirectoryStore {}
+
+impl<T: SessionStore + DirectoryStore + ?Sized> Store for T {}
+
+/// Sessions, revocations and their change feed, single-use markers, seats
+/// and (fleet mode) the signing keys. Implementations must make every
+/// successful write durable before returning.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait SessionStore: Send + Sync + 'static {
     /// Persist a new session.
     async fn create_session(&self, rec: &SessionRecord) -> Result<(), StoreError>;
-    /// Load a session by id (revoked ones too, with `revoked = true`).
+    /// Load a session by id (revoked ones too, with `revoked = true`). A
+    /// store that can read a row faster on the calling thread than through
+    /// a hop to another thread (an SQLite file) does so here, in the first
+    /// poll of the returned future.
     async fn get_session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
-    /// [`get_session`](Self::get_session) on the calling thread, for stores
-    /// that can read a row faster than a hop to another thread (an SQLite
-    /// file). `None`: not available now, use `get_session`.
-    fn get_session_now(&self, _sid: &str) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        None
-    }
-    /// [`scim_link`](Self::scim_link) on the calling thread, as
-    /// [`get_session_now`](Self::get_session_now). `None`: use `scim_link`.
-    fn scim_link_now(
-        &self,
-        _idp: &str,
-        _sub: &str,
-        _verified_email: Option<&str>,
-    ) -> Option<Result<ScimLink, StoreError>> {
-        None
-    }
     /// Mark a session revoked. Returns whether it existed and was live.
     async fn revoke_session(&self, sid: &str) -> Result<bool, StoreError>;
     /// Revoke every live session of a user of an IdP; returns their sids.
@@ -204,10 +244,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_seats(&self) -> Result<Vec<Seat>, StoreError>;
     /// Remove every seat of a user. Returns how many were removed.
     async fn remove_seats(&self, idp: &str, sub: &str) -> Result<u64, StoreError>;
+}
 
-    // SCIM (see `crate::scim`). Every write is one transaction, durable
-    // before it returns; users and groups belong to one IdP.
-
+/// The SCIM directory (see `crate::scim`): users, groups, memberships and
+/// the SCIM secrets. Every write is one transaction, durable before it
+/// returns, and changes nothing when it does not return `Done`; users and
+/// groups belong to one IdP. Implemented once for every backend in
+/// `directory`.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + 'static {
     /// Every stored SCIM secret hash: (IdP name, SHA-256 of the secret).
     async fn scim_secret_hashes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Store the hash if the IdP has none yet; `true` when it was stored.
@@ -278,6 +323,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(i64, Vec<GroupRecord>), StoreError>;
     /// The SCIM users of `idp` linked to a login (`externalId == sub`, else
     /// userName / primary email == the verified email) and their groups.
+    /// Read in place, on the calling thread, where the store can (an SQLite
+    /// file), as [`SessionStore::get_session`].
     async fn scim_link(
         &self,
         idp: &str,

@@ -300,10 +300,9 @@ async fn load_session(
 }
 
 /// The cache loader: verify the token, then read its session record. The
-/// store is touched only for a token that verified. The read is done in
-/// place when the store offers it (an SQLite file: a few microseconds, where
-/// a hop to sqlx's worker thread and back costs about 90); otherwise, or
-/// while the database is locked, through the async store. `aud` is checked
+/// store is touched only for a token that verified; an SQLite file store
+/// reads it in place, on this thread (a few microseconds, where a hop to
+/// sqlx's worker thread and back costs about 90). `aud` is checked
 /// by the caller: one verified token serves every request that presents it.
 async fn verify_and_load(state: &State, token: &str) -> Result<Arc<CachedSession>, LoadError> {
     let expect = Expect {
@@ -320,11 +319,12 @@ async fn verify_and_load(state: &State, token: &str) -> Result<Arc<CachedSession
     if state.store_health.is_down() {
         return Err(LoadError::Store(crate::store::StoreError::Unavailable));
     }
-    let read = match state.store.get_session_now(&claims.sid) {
-        Some(read) => read,
-        None => state.store.get_session(&claims.sid).await,
-    };
-    let rec = read.map_err(LoadError::Store)?.ok_or(LoadError::Gone)?;
+    let rec = state
+        .store
+        .get_session(&claims.sid)
+        .await
+        .map_err(LoadError::Store)?
+        .ok_or(LoadError::Gone)?;
     if rec.revoked || rec.expires_at <= now_unix() {
         return Err(LoadError::Gone);
     }

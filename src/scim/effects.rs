@@ -10,7 +10,7 @@
 //!   linked logins are evicted.
 //!
 //! Evictions and revocations reach the other instances of a fleet through
-//! the store (`Store::announce_user_change`, and the revocation itself).
+//! the store (`SessionStore::announce_user_change`, and the revocation itself).
 //!
 //! Effects depend on the state after the write, not on the transition, so
 //! a client retrying after a failed effect (a 500) gets them applied.

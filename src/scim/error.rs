@@ -3,6 +3,7 @@
 //! `status` as a JSON string.
 
 use crate::proxy::respond::Reply;
+use crate::store::Rejection;
 
 /// `urn:ietf:params:scim:api:messages:2.0:Error`
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -18,6 +19,16 @@ pub struct ScimError {
     /// RFC 7644 `scimType` (`invalidFilter`, `uniqueness`, …).
     pub scim_type: Option<&'static str>,
     pub detail: String,
+}
+
+impl From<Rejection> for ScimError {
+    fn from(r: Rejection) -> ScimError {
+        match r {
+            Rejection::UnknownMember(id) => {
+                ScimError::invalid_value(format!("members: no user with id {id:?}"))
+            }
+        }
+    }
 }
 
 impl ScimError {

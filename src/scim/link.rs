@@ -14,14 +14,11 @@ fn verified_email(identity: &Identity) -> Option<&str> {
     (identity.email_verified && !identity.email.is_empty()).then_some(identity.email.as_str())
 }
 
-/// The SCIM users linked to this login and their groups: read in place
-/// when the store can, else through the async store.
+/// The SCIM users linked to this login and their groups (an SQLite file
+/// store reads them in place, on this thread).
 async fn link(store: &dyn Store, identity: &Identity) -> Result<ScimLink, StoreError> {
     let email = verified_email(identity);
-    match store.scim_link_now(&identity.idp, &identity.sub, email) {
-        Some(read) => read,
-        None => store.scim_link(&identity.idp, &identity.sub, email).await,
-    }
+    store.scim_link(&identity.idp, &identity.sub, email).await
 }
 
 /// Whether a user who just authenticated may get a session: false when a

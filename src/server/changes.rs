@@ -4,7 +4,7 @@
 //!
 //! Two sources, one applier: the store's push feed (fleet mode: PostgreSQL
 //! `LISTEN`), applied as it arrives, and a poll of
-//! [`Store::changes_since`](crate::store::Store::changes_since) every
+//! [`SessionStore::changes_since`](crate::store::SessionStore::changes_since) every
 //! [`POLL_EVERY`] and at once whenever the feed says it may have missed
 //! something (a reconnect, a payload it did not understand). The poll
 //! alone keeps the "refused everywhere within 1 s" contract when the feed

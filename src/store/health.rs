@@ -124,7 +124,7 @@ mod tests {
         let h = StoreHealth::new(true, Duration::from_secs(1));
         h.observe::<()>(&Err(super::super::StoreError::Data("bad row".into())));
         assert!(!h.is_down());
-        h.observe::<()>(&Err(super::super::StoreError::Db(
+        h.observe::<()>(&Err(super::super::StoreError::from(
             sqlx::Error::PoolTimedOut,
         )));
         assert!(h.is_down());

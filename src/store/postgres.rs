@@ -11,7 +11,8 @@
 //! `NOTIFY`s `portcullis_changes` in the same transaction; [`listen`] turns
 //! notifications into [`Change`]s for the cache, and `changes_since` lets an
 //! instance catch up on what it missed while its listening connection was
-//! down. SCIM tables and queries live in `scim_postgres`.
+//! down. SCIM tables and SQL text live in `scim_postgres`; the SCIM flows
+//! are `directory`'s, shared with the SQLite store.
 
 pub(crate) mod keys;
 pub(crate) mod listen;
@@ -25,12 +26,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Connection as _;
 use sqlx::PgPool;
 
-use super::{Change, ChangeKind, FeedEvent, KeyStore, Seat, SessionRecord, Store, StoreError};
-use crate::identity::Identity;
-use crate::scim::model::{
-    GroupChange, GroupDraft, GroupEdit, GroupRecord, LinkKeys, MemberOp, MemberRef, Outcome, Page,
-    Query, ScimLink, UserChange, UserDraft, UserEdit, UserRecord,
+use super::{
+    Change, ChangeKind, FeedEvent, KeyStore, Seat, SessionRecord, SessionStore, StoreError,
 };
+use crate::identity::Identity;
 use crate::session::token::now_unix;
 
 /// Schema migrations, in order; append only.
@@ -288,7 +287,7 @@ pub(crate) fn change_from(
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl SessionStore for PgStore {
     async fn create_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
         let now = now_unix();
         sqlx::query(sql::INSERT_SESSION)
@@ -464,110 +463,6 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
-    }
-
-    // SCIM: implemented in `scim_postgres`.
-    async fn scim_secret_hashes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        PgStore::scim_secret_hashes(self).await
-    }
-    async fn scim_seed_secret(&self, idp: &str, sha256: &[u8]) -> Result<bool, StoreError> {
-        PgStore::scim_seed_secret(self, idp, sha256).await
-    }
-    async fn scim_set_secret(&self, idp: &str, sha256: &[u8]) -> Result<(), StoreError> {
-        PgStore::scim_set_secret(self, idp, sha256).await
-    }
-    async fn scim_create_user(
-        &self,
-        idp: &str,
-        draft: &UserDraft,
-    ) -> Result<Outcome<UserRecord>, StoreError> {
-        PgStore::scim_create_user(self, idp, draft).await
-    }
-    async fn scim_get_user(&self, idp: &str, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        PgStore::scim_get_user(self, idp, id).await
-    }
-    async fn scim_modify_user(
-        &self,
-        idp: &str,
-        id: &str,
-        edit: &UserEdit<'_>,
-    ) -> Result<Outcome<UserChange>, StoreError> {
-        PgStore::scim_modify_user(self, idp, id, edit).await
-    }
-    async fn scim_delete_user(
-        &self,
-        idp: &str,
-        id: &str,
-    ) -> Result<Option<UserRecord>, StoreError> {
-        PgStore::scim_delete_user(self, idp, id).await
-    }
-    async fn scim_list_users(
-        &self,
-        idp: &str,
-        query: Option<&Query>,
-        page: Page,
-    ) -> Result<(i64, Vec<UserRecord>), StoreError> {
-        PgStore::scim_list_users(self, idp, query, page).await
-    }
-    async fn scim_user_groups(&self, user_id: &str) -> Result<Vec<MemberRef>, StoreError> {
-        PgStore::scim_user_groups(self, user_id).await
-    }
-    async fn scim_create_group(
-        &self,
-        idp: &str,
-        draft: &GroupDraft,
-        members: &[String],
-    ) -> Result<Outcome<GroupChange>, StoreError> {
-        PgStore::scim_create_group(self, idp, draft, members).await
-    }
-    async fn scim_get_group(
-        &self,
-        idp: &str,
-        id: &str,
-        with_members: bool,
-    ) -> Result<Option<GroupRecord>, StoreError> {
-        PgStore::scim_get_group(self, idp, id, with_members).await
-    }
-    async fn scim_modify_group(
-        &self,
-        idp: &str,
-        id: &str,
-        edit: &GroupEdit<'_>,
-        members: &[MemberOp],
-        with_members: bool,
-    ) -> Result<Outcome<GroupChange>, StoreError> {
-        PgStore::scim_modify_group(self, idp, id, edit, members, with_members).await
-    }
-    async fn scim_delete_group(
-        &self,
-        idp: &str,
-        id: &str,
-    ) -> Result<Option<GroupChange>, StoreError> {
-        PgStore::scim_delete_group(self, idp, id).await
-    }
-    async fn scim_list_groups(
-        &self,
-        idp: &str,
-        query: Option<&Query>,
-        page: Page,
-        with_members: bool,
-    ) -> Result<(i64, Vec<GroupRecord>), StoreError> {
-        PgStore::scim_list_groups(self, idp, query, page, with_members).await
-    }
-    async fn scim_link(
-        &self,
-        idp: &str,
-        sub: &str,
-        verified_email: Option<&str>,
-    ) -> Result<ScimLink, StoreError> {
-        PgStore::scim_link(self, idp, sub, verified_email).await
-    }
-    async fn scim_linked_subjects(
-        &self,
-        idp: &str,
-        keys: &[LinkKeys],
-    ) -> Result<Vec<String>, StoreError> {
-        PgStore::scim_linked_subjects(self, idp, keys).await
     }
 }
 

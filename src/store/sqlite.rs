@@ -4,9 +4,12 @@
 //! The schema is built by [`MIGRATIONS`], applied in order under an
 //! exclusive write lock; `PRAGMA user_version` records how many ran, so a
 //! later release (or the SCIM tables in `scim_sqlite`) appends an entry and
-//! older files upgrade on open. Every SQL statement lives in [`sql`].
-//! Session records are also read in place, without sqlx, for the
-//! session-cache miss ([`reader`]).
+//! older files upgrade on open. Every SQL statement of sessions, markers
+//! and seats lives in [`sql`]; the SCIM ones in `scim_sqlite`.
+//! Session records and SCIM links are read in place first, without sqlx
+//! and on the caller's thread ([`reader`]): `get_session` and `scim_link`
+//! (the session-cache miss) fall back to the pool only while the database
+//! is locked. The SCIM flows are `directory`'s, over `scim_sqlite`'s SQL.
 
 mod reader;
 mod sql;
@@ -20,12 +23,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use super::{Seat, SessionRecord, Store, StoreError};
+use super::{Seat, SessionRecord, SessionStore, StoreError};
 use crate::identity::Identity;
-use crate::scim::model::{
-    GroupChange, GroupDraft, GroupEdit, GroupRecord, LinkKeys, MemberOp, MemberRef, Outcome, Page,
-    Query, ScimLink, UserChange, UserDraft, UserEdit, UserRecord,
-};
+use crate::scim::model::ScimLink;
 use crate::session::token::now_unix;
 
 /// URL of a private in-memory database (tests).
@@ -174,6 +174,40 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// [`get_session`](SessionStore::get_session) on the calling thread,
+    /// without sqlx (a file database that is not locked); `None`: read
+    /// through the pool.
+    pub(crate) fn get_session_now(
+        &self,
+        sid: &str,
+    ) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        self.reader.as_ref()?.get_session(sid)
+    }
+
+    /// The session read through the pool.
+    pub(crate) async fn get_session_pooled(
+        &self,
+        sid: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query_as::<_, SessionRow>(sql::SELECT_SESSION)
+            .bind(sid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| session_record(sid, row)).transpose()
+    }
+
+    /// `scim_link` on the calling thread, as
+    /// [`get_session_now`](Self::get_session_now); `None`: read through
+    /// the pool.
+    pub(crate) fn scim_link_now(
+        &self,
+        idp: &str,
+        sub: &str,
+        verified_email: Option<&str>,
+    ) -> Option<Result<ScimLink, StoreError>> {
+        self.reader.as_ref()?.scim_link(idp, sub, verified_email)
+    }
+
     async fn purge_revocations(&self, now: i64) -> Result<(), StoreError> {
         if due(&self.revocation_writes) {
             sqlx::query(sql::PURGE_REVOCATIONS)
@@ -272,7 +306,7 @@ fn session_record(sid: &str, row: SessionRow) -> Result<SessionRecord, StoreErro
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SessionStore for SqliteStore {
     async fn create_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
         let now = now_unix();
         let revoked_at = rec.revoked.then_some(now);
@@ -295,25 +329,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// Read in place first (see `reader`): the future completes on its
+    /// first poll, on the caller's thread, unless the database is locked.
     async fn get_session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query_as::<_, SessionRow>(sql::SELECT_SESSION)
-            .bind(sid)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| session_record(sid, row)).transpose()
-    }
-
-    fn get_session_now(&self, sid: &str) -> Option<Result<Option<SessionRecord>, StoreError>> {
-        self.reader.as_ref()?.get_session(sid)
-    }
-
-    fn scim_link_now(
-        &self,
-        idp: &str,
-        sub: &str,
-        verified_email: Option<&str>,
-    ) -> Option<Result<ScimLink, StoreError>> {
-        self.reader.as_ref()?.scim_link(idp, sub, verified_email)
+        match self.get_session_now(sid) {
+            Some(read) => read,
+            None => self.get_session_pooled(sid).await,
+        }
     }
 
     async fn revoke_session(&self, sid: &str) -> Result<bool, StoreError> {
@@ -415,110 +437,6 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
-    }
-
-    // SCIM: implemented in `scim_sqlite`.
-    async fn scim_secret_hashes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        SqliteStore::scim_secret_hashes(self).await
-    }
-    async fn scim_seed_secret(&self, idp: &str, sha256: &[u8]) -> Result<bool, StoreError> {
-        SqliteStore::scim_seed_secret(self, idp, sha256).await
-    }
-    async fn scim_set_secret(&self, idp: &str, sha256: &[u8]) -> Result<(), StoreError> {
-        SqliteStore::scim_set_secret(self, idp, sha256).await
-    }
-    async fn scim_create_user(
-        &self,
-        idp: &str,
-        draft: &UserDraft,
-    ) -> Result<Outcome<UserRecord>, StoreError> {
-        SqliteStore::scim_create_user(self, idp, draft).await
-    }
-    async fn scim_get_user(&self, idp: &str, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        SqliteStore::scim_get_user(self, idp, id).await
-    }
-    async fn scim_modify_user(
-        &self,
-        idp: &str,
-        id: &str,
-        edit: &UserEdit<'_>,
-    ) -> Result<Outcome<UserChange>, StoreError> {
-        SqliteStore::scim_modify_user(self, idp, id, edit).await
-    }
-    async fn scim_delete_user(
-        &self,
-        idp: &str,
-        id: &str,
-    ) -> Result<Option<UserRecord>, StoreError> {
-        SqliteStore::scim_delete_user(self, idp, id).await
-    }
-    async fn scim_list_users(
-        &self,
-        idp: &str,
-        query: Option<&Query>,
-        page: Page,
-    ) -> Result<(i64, Vec<UserRecord>), StoreError> {
-        SqliteStore::scim_list_users(self, idp, query, page).await
-    }
-    async fn scim_user_groups(&self, user_id: &str) -> Result<Vec<MemberRef>, StoreError> {
-        SqliteStore::scim_user_groups(self, user_id).await
-    }
-    async fn scim_create_group(
-        &self,
-        idp: &str,
-        draft: &GroupDraft,
-        members: &[String],
-    ) -> Result<Outcome<GroupChange>, StoreError> {
-        SqliteStore::scim_create_group(self, idp, draft, members).await
-    }
-    async fn scim_get_group(
-        &self,
-        idp: &str,
-        id: &str,
-        with_members: bool,
-    ) -> Result<Option<GroupRecord>, StoreError> {
-        SqliteStore::scim_get_group(self, idp, id, with_members).await
-    }
-    async fn scim_modify_group(
-        &self,
-        idp: &str,
-        id: &str,
-        edit: &GroupEdit<'_>,
-        members: &[MemberOp],
-        with_members: bool,
-    ) -> Result<Outcome<GroupChange>, StoreError> {
-        SqliteStore::scim_modify_group(self, idp, id, edit, members, with_members).await
-    }
-    async fn scim_delete_group(
-        &self,
-        idp: &str,
-        id: &str,
-    ) -> Result<Option<GroupChange>, StoreError> {
-        SqliteStore::scim_delete_group(self, idp, id).await
-    }
-    async fn scim_list_groups(
-        &self,
-        idp: &str,
-        query: Option<&Query>,
-        page: Page,
-        with_members: bool,
-    ) -> Result<(i64, Vec<GroupRecord>), StoreError> {
-        SqliteStore::scim_list_groups(self, idp, query, page, with_members).await
-    }
-    async fn scim_link(
-        &self,
-        idp: &str,
-        sub: &str,
-        verified_email: Option<&str>,
-    ) -> Result<ScimLink, StoreError> {
-        SqliteStore::scim_link(self, idp, sub, verified_email).await
-    }
-    async fn scim_linked_subjects(
-        &self,
-        idp: &str,
-        keys: &[LinkKeys],
-    ) -> Result<Vec<String>, StoreError> {
-        SqliteStore::scim_linked_subjects(self, idp, keys).await
     }
 }
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::scim::model::GroupRecord;
+use crate::scim::model::{GroupRecord, MemberOp, Outcome};
 use crate::store::conformance::scim::{group, member_ids, user};
-use crate::store::{conformance, FeedEvent};
+use crate::store::{conformance, DirectoryStore as _, FeedEvent};
 use crate::testing::postgres::PgServer;
 
 /// A store on a new database of the shared server.

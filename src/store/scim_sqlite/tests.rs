@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::scim::model::{GroupRecord, MemberOp, Outcome};
 use crate::store::conformance::scim::{create, draft, group, member_ids, user};
+use crate::store::directory::link_pooled;
 use crate::store::sqlite::MEMORY_URL;
-use crate::store::Store;
+use crate::store::DirectoryStore as _;
 
 async fn mem() -> SqliteStore {
     SqliteStore::open(MEMORY_URL).await.unwrap()
@@ -65,7 +67,7 @@ async fn in_place_link_agrees_with_the_async_link() {
     ];
     for (idp, sub, email) in logins {
         let now = s.scim_link_now(idp, sub, email).expect("offered").unwrap();
-        let pooled = s.scim_link(idp, sub, email).await.unwrap();
+        let pooled = link_pooled(&s, idp, sub, email).await.unwrap();
         assert_eq!(now, pooled, "{idp} {sub} {email:?}");
     }
     // A deactivated user is linked, and reported inactive (login refused).

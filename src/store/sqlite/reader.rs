@@ -23,7 +23,8 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 
 use super::{sql, SessionRow};
 use crate::scim::model::ScimLink;
-use crate::store::scim_sqlite as scim_sql;
+use crate::store::directory::{link_groups_sql, linked_users};
+use crate::store::scim_sqlite::SQL as SCIM_SQL;
 use crate::store::{SessionRecord, StoreError};
 
 /// Most idle read connections kept (one per thread that read at once).
@@ -65,7 +66,7 @@ impl SessionReader {
     }
 
     /// The SCIM users of `idp` linked to a login and their groups (as
-    /// `Store::scim_link`), read on this thread; `None` when the database
+    /// `DirectoryStore::scim_link`), read on this thread; `None` when the database
     /// was locked.
     pub fn scim_link(
         &self,
@@ -135,7 +136,7 @@ fn read_row(conn: &Connection, sid: &str) -> rusqlite::Result<Option<SessionRow>
         .optional()
 }
 
-/// `Store::scim_link`'s two queries, on `conn`.
+/// `DirectoryStore::scim_link`'s two queries, on `conn`.
 fn read_link(
     conn: &Connection,
     idp: &str,
@@ -170,17 +171,17 @@ fn link_queries(
     sub: &str,
     email: Option<&str>,
 ) -> rusqlite::Result<ScimLink> {
-    let mut stmt = conn.prepare_cached(scim_sql::LINK_USERS)?;
+    let mut stmt = conn.prepare_cached(SCIM_SQL.link_users)?;
     let rows = stmt
         .query_map(params![idp, sub, email], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let users = scim_sql::linked_users(rows, sub);
+    let users = linked_users(rows, sub);
     if users.is_empty() {
         return Ok(ScimLink::default());
     }
-    let mut stmt = conn.prepare_cached(&scim_sql::link_groups_sql(users.len()))?;
+    let mut stmt = conn.prepare_cached(&link_groups_sql(&SCIM_SQL.dialect, users.len()))?;
     let groups = stmt
         .query_map(params_from_iter(users.iter().map(|(id, _)| id)), |r| {
             r.get(0)

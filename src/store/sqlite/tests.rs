@@ -195,7 +195,7 @@ async fn in_place_read_returns_what_the_pool_wrote() {
     s.create_session(&rec).await.unwrap();
     let now = s.get_session_now(&rec.sid).expect("offered").unwrap();
     assert_eq!(now, Some(rec.clone()));
-    assert_eq!(now, s.get_session(&rec.sid).await.unwrap());
+    assert_eq!(now, s.get_session_pooled(&rec.sid).await.unwrap());
 }
 
 #[tokio::test]
