@@ -236,12 +236,30 @@ policies: {policies}
         user: &str,
         first: usize,
     ) -> Vec<usize> {
-        let n = self.ports.len();
+        self.login_walk(browser, user, first, self.ports.len())
+            .await
+    }
+
+    /// Log `user` in at the app with every hop on instance `i`.
+    async fn login_on(&self, browser: &reqwest::Client, user: &str, i: usize) {
+        self.login_walk(browser, user, i, 1).await;
+    }
+
+    /// The login walk: hop `k` goes to instance `(first + k) % n` when
+    /// `n` is the fleet's size, or stays on `first` when `n` is 1.
+    async fn login_walk(
+        &self,
+        browser: &reqwest::Client,
+        user: &str,
+        first: usize,
+        n: usize,
+    ) -> Vec<usize> {
+        let at = |hop: usize| if n == 1 { first } else { hop % n };
         let mut hop = first;
-        let mut served = vec![hop % n];
+        let mut served = vec![at(hop)];
         let mut trail = Vec::new();
         let mut resp = self
-            .get_on(hop % n, browser, &self.url("app.localhost", "/"))
+            .get_on(at(hop), browser, &self.url("app.localhost", "/"))
             .await;
         let idp_base = format!("http://{}", self.idp.addr());
         for _ in 0..12 {
@@ -255,9 +273,9 @@ policies: {policies}
                 continue;
             }
             hop += 1;
-            served.push(hop % n);
+            served.push(at(hop));
             trail.push(next.clone());
-            resp = self.get_on(hop % n, browser, &next).await;
+            resp = self.get_on(at(hop), browser, &next).await;
         }
         let status = resp.status();
         assert_eq!(
@@ -267,6 +285,38 @@ policies: {policies}
             resp.text().await.unwrap_or_default()
         );
         served
+    }
+}
+
+/// The app's status on instance `i` for a request carrying `cookie`.
+async fn status_with_cookie(f: &Fleet, i: usize, cookie: &str) -> u16 {
+    f.lb.to(i);
+    f.browser()
+        .get(f.url("app.localhost", "/"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Every one of `instances` refuses the session in `cookie` (401) within
+/// 1 s of `since`; until then each may still serve it (200).
+async fn refused_within_a_second(f: &Fleet, cookie: &str, instances: &[usize], since: Instant) {
+    for &i in instances {
+        loop {
+            let s = status_with_cookie(f, i, cookie).await;
+            if s == 401 {
+                break;
+            }
+            assert_eq!(s, 200);
+            assert!(
+                since.elapsed() < Duration::from_secs(1),
+                "instance {i} still served the revoked session after 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -325,7 +375,6 @@ async fn a_logout_on_one_instance_is_refused_by_all_within_a_second() {
         assert_eq!(app_status(&f, i, &browser).await, 200);
     }
     // Keep a copy of the cookies: logout clears them in the browser.
-    let replay = f.browser();
     let cookie = app_cookie(&f, &jar);
     f.lb.to(2);
     let out = browser
@@ -334,28 +383,7 @@ async fn a_logout_on_one_instance_is_refused_by_all_within_a_second() {
         .await
         .unwrap();
     assert!(out.status().is_success(), "logout: {}", out.status());
-    let logged_out = Instant::now();
-    for i in [0, 1] {
-        loop {
-            f.lb.to(i);
-            let s = replay
-                .get(f.url("app.localhost", "/"))
-                .header("cookie", &cookie)
-                .send()
-                .await
-                .unwrap()
-                .status();
-            if s == 401 {
-                break;
-            }
-            assert_eq!(s, 200);
-            assert!(
-                logged_out.elapsed() < Duration::from_secs(1),
-                "instance {i} still served the revoked session after 1 s"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    refused_within_a_second(&f, &cookie, &[0, 1], Instant::now()).await;
 }
 
 /// The `Cookie` header the browser sends to the app.
@@ -372,30 +400,7 @@ fn app_cookie(f: &Fleet, jar: &reqwest::cookie::Jar) -> String {
 async fn a_stopped_instance_loses_nothing_and_a_new_one_serves_at_once() {
     let mut f = Fleet::start(2).await;
     let browser = f.browser();
-    // The whole login on instance 0.
-    f.lb.to(0);
-    let mut resp = browser
-        .get(f.url("app.localhost", "/"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    let idp_base = format!("http://{}", f.idp.addr());
-    while resp.status().is_redirection() {
-        let next = location(&resp);
-        resp = if next.starts_with(&idp_base) {
-            let (u, form) = dev::login_form(&next, "00ualice").unwrap();
-            browser.post(&u).form(&form).send().await.unwrap()
-        } else {
-            browser
-                .get(&next)
-                .header("accept", HTML)
-                .send()
-                .await
-                .unwrap()
-        };
-    }
-    assert_eq!(resp.status(), 200);
+    f.login_on(&browser, "00ualice", 0).await;
     // Instance 0 goes away; instance 1 serves the session.
     drop(f.instances[0].take());
     assert_eq!(app_status(&f, 1, &browser).await, 200);
@@ -450,29 +455,7 @@ async fn a_scim_deactivation_on_one_instance_is_refused_by_the_others() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let acked = Instant::now();
-    for i in [0, 1] {
-        loop {
-            f.lb.to(i);
-            let s = f
-                .browser()
-                .get(f.url("app.localhost", "/"))
-                .header("cookie", &cookie)
-                .send()
-                .await
-                .unwrap()
-                .status();
-            if s == 401 {
-                break;
-            }
-            assert_eq!(s, 200);
-            assert!(
-                acked.elapsed() < Duration::from_secs(1),
-                "instance {i} after 1 s"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    refused_within_a_second(&f, &cookie, &[0, 1], Instant::now()).await;
 }
 
 /// While PostgreSQL is down: logins and SCIM answer 503 at once, a bypass
@@ -488,16 +471,7 @@ async fn a_database_outage_serves_cached_sessions_for_the_grace_then_fails_close
     let browser = f.browser_with(jar.clone());
     f.login_hopping(&browser, "00ualice", 0).await;
     let cookie = app_cookie(&f, &jar);
-    let with_cookie = || async {
-        f.browser()
-            .get(f.url("app.localhost", "/"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let with_cookie = || status_with_cookie(&f, 0, &cookie);
     assert_eq!(with_cookie().await, 200);
 
     server.stop();
@@ -711,42 +685,17 @@ async fn kill_9_of_an_instance_loses_nothing_it_acknowledged() {
     let b = f.process(f.ports[1]).await;
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let browser = f.browser_with(jar.clone());
-    // The whole login on process a (the dev IdP may need a moment to be
-    // discovered by a fresh process: retry the first hop).
-    let mut served = Vec::new();
-    for _ in 0..50 {
-        f.lb.to(0);
-        let r = browser
-            .get(f.url("app.localhost", "/"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 302 {
-            served.push(r);
-            break;
-        }
+    // A fresh process discovers the dev IdP first: wait for its redirect
+    // to the login, then log in with every hop on process a.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app_status(&f, 0, &browser).await != 302 {
+        assert!(
+            Instant::now() < deadline,
+            "process a never redirected to login"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(served.len(), 1, "process a never redirected to login");
-    f.lb.to(0);
-    let mut resp = served.pop().unwrap();
-    let idp_base = format!("http://{}", f.idp.addr());
-    while resp.status().is_redirection() {
-        let next = location(&resp);
-        resp = if next.starts_with(&idp_base) {
-            let (u, form) = dev::login_form(&next, "00ualice").unwrap();
-            browser.post(&u).form(&form).send().await.unwrap()
-        } else {
-            browser
-                .get(&next)
-                .header("accept", HTML)
-                .send()
-                .await
-                .unwrap()
-        };
-    }
-    assert_eq!(resp.status(), 200);
+    f.login_on(&browser, "00ualice", 0).await;
     // A SCIM write acknowledged by a, then kill -9 at once.
     let created = f
         .browser()
