@@ -74,6 +74,76 @@ pub fn run_config_in(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Flags of `portcullis dev-idp` (hidden from `--help`): the demo's dev IdP
+/// and, with `--app`, its echo app, without a proxy. For several instances
+/// sharing one IdP (`scripts/fleet-demo`); `run` never starts a dev IdP.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevIdpArgs {
+    /// Dev IdP listener (loopback only).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: std::net::SocketAddr,
+    /// A redirect URI to accept, compared exactly (repeatable), e.g.
+    /// `http://auth.localhost:8080/cdn-cgi/access/callback`.
+    #[arg(long = "redirect", required = true)]
+    pub redirects: Vec<String>,
+    /// Also start the demo app (the echo upstream of `demo`) here (loopback only).
+    #[arg(long)]
+    pub app: Option<std::net::SocketAddr>,
+}
+
+/// `portcullis dev-idp`: serve until SIGINT/SIGTERM. Refuses any address
+/// that is not loopback: the dev IdP signs with public keys and logs
+/// anyone in who clicks a name.
+pub fn dev_idp(args: DevIdpArgs) -> Result<ExitCode> {
+    use crate::idp::dev::{self, DevIdpOptions};
+    for addr in std::iter::once(args.listen).chain(args.app) {
+        if !addr.ip().is_loopback() {
+            eprintln!(
+                "dev-idp: {addr} is not a loopback address; the dev IdP is for this machine only"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let idp = dev::start(DevIdpOptions::new(args.listen, args.redirects.clone()))
+            .await
+            .with_context(|| format!("starting the dev IdP on {}", args.listen))?;
+        let app = match args.app {
+            Some(addr) => Some(
+                crate::demo::echo::start(addr)
+                    .await
+                    .with_context(|| format!("starting the demo app on {addr}"))?,
+            ),
+            None => None,
+        };
+        println!(
+            "dev IdP: okta_account {} issuer {}",
+            idp.okta_account(),
+            idp.issuer()
+        );
+        println!(
+            "client_id {} client_secret {} api_token {}",
+            idp.client_id(),
+            idp.client_secret(),
+            dev::DEV_API_TOKEN
+        );
+        println!("redirect URIs: {}", args.redirects.join(" "));
+        if let Some(app) = &app {
+            println!("demo app: http://{}", app.addr());
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        drop(app);
+        drop(idp);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// `portcullis check -c FILE`. A config with errors is reported, and then
 /// its policies are checked too when their folder can still be read from
 /// it, so that one run shows the errors of both.

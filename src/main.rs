@@ -28,6 +28,10 @@ enum Command {
     },
     /// Everything on loopback: proxy, dev IdP and a demo app.
     Demo(portcullis::demo::DemoArgs),
+    /// The demo's dev IdP (and demo app) alone, on loopback, for a fleet
+    /// demo (`scripts/fleet-demo`). Dev only; hidden from `--help`.
+    #[command(hide = true)]
+    DevIdp(portcullis::cli::DevIdpArgs),
     /// Validate config and policies and print the compiled table.
     Check {
         #[arg(short, long)]
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => portcullis::cli::run(&config),
         Command::Demo(args) => portcullis::demo::run(args),
+        Command::DevIdp(args) => portcullis::cli::dev_idp(args),
         Command::Check { config } => portcullis::cli::check(&config),
         Command::Explain(args) => portcullis::cli::explain(args),
         Command::TestIdp { config } => portcullis::cli::test_idp(&config),

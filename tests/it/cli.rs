@@ -276,3 +276,90 @@ fn run_with_an_unreachable_database_exits_with_one_line() {
     assert!(err.contains("Connection refused"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+/// `dev-idp` (for `scripts/fleet-demo`) is not listed by `--help`, and
+/// refuses an address that is not loopback: the dev IdP signs with public
+/// keys and logs in anyone who clicks a name.
+#[test]
+fn dev_idp_is_hidden_and_loopback_only() {
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("demo"), "{help}");
+    assert!(!help.contains("dev-idp"), "{help}");
+    for args in [
+        ["--listen", "0.0.0.0:0", "--redirect", "http://a/cb"],
+        ["--app", "192.0.2.1:0", "--redirect", "http://a/cb"],
+    ] {
+        let out = Command::new(BIN)
+            .arg("dev-idp")
+            .args(args)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("not a loopback address"), "{stderr}");
+    }
+}
+
+/// `dev-idp` serves the dev IdP's discovery and the demo app on the
+/// addresses it prints, and stops with exit 0 on SIGTERM.
+#[test]
+fn dev_idp_serves_until_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(BIN)
+        .args([
+            "dev-idp",
+            "--listen",
+            "127.0.0.1:0",
+            "--app",
+            "127.0.0.1:0",
+            "--redirect",
+            "http://auth.localhost:8080/cdn-cgi/access/callback",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut idp = None;
+    let mut app = None;
+    for line in lines.by_ref().take(4) {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("dev IdP: okta_account http://") {
+            idp = rest.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(rest) = line.strip_prefix("demo app: http://") {
+            app = Some(rest.to_string());
+        }
+    }
+    let get = |addr: &str, path: &str| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let idp = idp.expect("the IdP's address on stdout");
+    let discovery = get(&idp, "/oauth2/default/.well-known/openid-configuration");
+    assert!(discovery.starts_with("HTTP/1.1 200"), "{discovery}");
+    assert!(
+        discovery.contains(&format!("http://{idp}/oauth2/default")),
+        "{discovery}"
+    );
+    let echo = get(&app.expect("the app's address on stdout"), "/hello");
+    assert!(
+        echo.starts_with("HTTP/1.1 200") && echo.contains("/hello"),
+        "{echo}"
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+}
