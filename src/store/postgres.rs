@@ -81,7 +81,11 @@ impl PgStore {
         let opts: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::Data(format!("store url {}: {e}", super::redact_url(url))))?;
-        let opts = opts.application_name("portcullis");
+        // Notices ("relation … already exists, skipping" at every start)
+        // are not the proxy's news: only warnings and errors reach it.
+        let opts = opts
+            .application_name("portcullis")
+            .options([("client_min_messages", "warning")]);
         // One connection first, so that a wrong host, password or database
         // name is reported as such (a pool would only say it timed out).
         let first = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&opts))

@@ -732,3 +732,126 @@ async fn kill_9_of_an_instance_loses_nothing_it_acknowledged() {
     assert_eq!(app_status(&f, 0, &browser).await, 200);
     drop(b);
 }
+
+/// Okta's SCIM writes may arrive on any instance at once: 24 parallel
+/// member adds to one group, spread over three instances, all land, and
+/// the group's ETag counts every one of them on every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_scim_member_adds_over_three_instances_all_land() {
+    let f = Arc::new(Fleet::start(3).await);
+    // A client per instance, straight to its port (the balancer picks per
+    // connection, and these run at the same time).
+    let direct = |i: usize| {
+        let addr: SocketAddr = format!("127.0.0.1:{}", f.ports[i]).parse().unwrap();
+        reqwest::Client::builder()
+            .resolve("auth.localhost", addr)
+            .build()
+            .unwrap()
+    };
+    let scim = |path: &str| f.url("auth.localhost", &format!("/scim/v2{path}"));
+    let mut ids = Vec::new();
+    for n in 0..24 {
+        let r: serde_json::Value = direct(n % 3)
+            .post(scim("/Users"))
+            .bearer_auth(SCIM_SECRET)
+            .json(&serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("user{n}@example.com"),
+                "active": true,
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    let group: serde_json::Value = direct(0)
+        .post(scim("/Groups"))
+        .bearer_auth(SCIM_SECRET)
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "engineering-fleet",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gid = group["id"].as_str().unwrap().to_string();
+    let adds: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let client = direct(n % 3);
+            let url = scim(&format!("/Groups/{gid}"));
+            let body = serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}],
+            });
+            tokio::spawn(async move {
+                client
+                    .patch(url)
+                    .bearer_auth(SCIM_SECRET)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for a in adds {
+        assert_eq!(a.await.unwrap(), 200);
+    }
+    let mut etags = Vec::new();
+    for i in 0..3 {
+        let r = direct(i)
+            .get(scim(&format!("/Groups/{gid}")))
+            .bearer_auth(SCIM_SECRET)
+            .send()
+            .await
+            .unwrap();
+        etags.push(r.headers()["etag"].to_str().unwrap().to_string());
+        let g: serde_json::Value = r.json().await.unwrap();
+        let mut members: Vec<String> = g["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["value"].as_str().unwrap().to_string())
+            .collect();
+        members.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(members, want, "instance {i}");
+    }
+    assert!(etags.iter().all(|e| e == &etags[0]), "{etags:?}");
+    assert!(
+        etags[0].contains("25"),
+        "one version step per write: {}",
+        etags[0]
+    );
+}
+
+/// `/get-identity` answers on any instance for a session made on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn get_identity_answers_on_every_instance() {
+    let f = Fleet::start(3).await;
+    let browser = f.browser();
+    f.login_hopping(&browser, "00ualice", 2).await;
+    for i in 0..3 {
+        f.lb.to(i);
+        let id: serde_json::Value = browser
+            .get(f.url("app.localhost", "/cdn-cgi/access/get-identity"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(id["email"], "alice@example.com", "instance {i}: {id}");
+    }
+}
