@@ -162,11 +162,22 @@ pub fn check(path: &Path) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // The TLS files are read as the server would read them.
+    let mut tls_ok = true;
+    for (i, l) in cfg.listen.iter().enumerate() {
+        if let Some(tls) = &l.tls {
+            if let Err(e) = crate::server::preflight::check_tls(tls) {
+                eprintln!("{}: listen[{i}].tls: {e}", path.display());
+                tls_ok = false;
+            }
+        }
+    }
     match policy::load::load_path(&cfg.policies, Some(&cfg.idp_names())) {
-        Ok(set) => {
+        Ok(set) if tls_ok => {
             print!("{}", policy::explain::check_table(&cfg, &set));
             Ok(ExitCode::SUCCESS)
         }
+        Ok(_) => Ok(ExitCode::FAILURE),
         Err(e) => {
             eprintln!("{e}");
             Ok(ExitCode::FAILURE)

@@ -6,6 +6,7 @@
 //! instance's caches.
 
 pub mod changes;
+pub mod preflight;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -118,6 +119,37 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
 /// `/metrics`, `/healthz`, `/readyz` on the metrics listener.
 struct MetricsApp {
     state: Arc<State>,
+    /// Every proxy listener accepted a connection once: they are bound.
+    bound: std::sync::atomic::AtomicBool,
+}
+
+impl MetricsApp {
+    /// Whether every proxy listener accepts connections; once true, it is
+    /// not asked again (Pingora binds once, at start).
+    async fn listeners_bound(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.bound.load(Ordering::Relaxed) {
+            return true;
+        }
+        for l in &self.state.cfg.listen {
+            let mut addr = l.addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let probe = tokio::time::timeout(
+                std::time::Duration::from_millis(250),
+                tokio::net::TcpStream::connect(addr),
+            );
+            if !matches!(probe.await, Ok(Ok(_))) {
+                return false;
+            }
+        }
+        self.bound.store(true, Ordering::Relaxed);
+        true
+    }
 }
 
 #[async_trait]
@@ -138,7 +170,9 @@ impl ServeHttp for MetricsApp {
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
                 let ready = self.state.idps.iter().all(|p| p.is_ready());
-                if ready {
+                if !self.listeners_bound().await {
+                    (503, "text/plain", b"listeners not bound yet\n".to_vec())
+                } else if ready {
                     (200, "text/plain", b"ready\n".to_vec())
                 } else {
                     (
@@ -168,6 +202,21 @@ pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
+    // Fail here, with the listener named, rather than in Pingora's thread.
+    for l in &cfg.listen {
+        if let Some(tls) = &l.tls {
+            preflight::check_tls(tls).map_err(|e| StartError::Listener {
+                addr: l.addr.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    for addr in cfg.listen.iter().map(|l| l.addr).chain(cfg.metrics) {
+        preflight::check_bind(addr).map_err(|e| StartError::Listener {
+            addr: addr.to_string(),
+            message: format!("cannot listen: {e}"),
+        })?;
+    }
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -204,6 +253,7 @@ pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
             "metrics".to_string(),
             MetricsApp {
                 state: state.clone(),
+                bound: std::sync::atomic::AtomicBool::new(false),
             },
         );
         svc.add_tcp(&addr.to_string());

@@ -5,7 +5,7 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
-fn example() -> Command {
+fn example_cmd() -> Command {
     let mut c = Command::new(BIN);
     c.env("OKTA_CLIENT_SECRET", "example-secret")
         .env("OKTA_API_TOKEN", "example-token")
@@ -15,11 +15,30 @@ fn example() -> Command {
 }
 
 /// `check` on the shipped example prints one row per app with its audience
-/// tag and policies, and exits 0.
+/// tag and policies, and exits 0. The example's TLS files
+/// (`/etc/portcullis/tls.*`) are swapped for a real pair, since `check`
+/// reads them.
 #[test]
 fn check_prints_compiled_table_for_the_example() {
-    let out = example()
-        .args(["check", "-c", "conf/portcullis.yaml"])
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["auth.example.com".into()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), pair.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("tls.key"), pair.signing_key.serialize_pem()).unwrap();
+    let conf = std::fs::canonicalize("conf").unwrap();
+    let example = std::fs::read_to_string("conf/portcullis.yaml")
+        .unwrap()
+        .replace(
+            "/etc/portcullis/tls.",
+            &format!("{}/tls.", dir.path().display()),
+        )
+        .replace(
+            "policies: policies/",
+            &format!("policies: {}/policies/", conf.display()),
+        );
+    let cfg = dir.path().join("portcullis.yaml");
+    std::fs::write(&cfg, example).unwrap();
+    let out = example_cmd()
+        .args(["check", "-c", cfg.to_str().unwrap()])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -142,7 +161,7 @@ fn check_names_an_unset_variable() {
 /// `explain` names the app, the deciding policy and the decision.
 #[test]
 fn explain_shows_the_deciding_policy() {
-    let out = example()
+    let out = example_cmd()
         .args([
             "explain",
             "-c",
@@ -362,4 +381,124 @@ fn dev_idp_serves_until_sigterm() {
         .unwrap();
     assert!(killed.success());
     assert!(child.wait().unwrap().success());
+}
+
+/// A config file in `dir` with one listener at `listen` (plus `extra`
+/// lines under it) and one app.
+fn minimal_config(dir: &std::path::Path, listen: &str, extra: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies/p.yaml"),
+        "apps:\n  - name: app\n    domain: app.localhost\n    upstream: http://127.0.0.1:9\n    policies:\n      - { name: all, decision: allow, include: [{ everyone: true }] }\n",
+    )
+    .unwrap();
+    let cfg = dir.join("portcullis.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen:\n  - addr: {listen}\n{extra}auth_domain: auth.localhost\npolicies: policies\n"
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// `portcullis run -c cfg`: (exit success, stderr, how long it took).
+fn run_briefly(cfg: &std::path::Path) -> (bool, String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()])
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A run that does not fail keeps running: stop it after 12 s.
+    let deadline = started + std::time::Duration::from_secs(12);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status.is_some_and(|s| s.success()), err, started.elapsed())
+}
+
+/// A listen address already in use: exit non-zero at once, one line
+/// naming the address, no backtrace (Pingora alone retried for 30 s,
+/// panicked in a thread and kept the process running).
+#[test]
+fn run_exits_with_one_line_when_the_listen_address_is_in_use() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = minimal_config(dir.path(), &addr, "");
+    let (ok, err, took) = run_briefly(&cfg);
+    assert!(!ok, "{err}");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A TLS certificate that does not exist: `run` exits with one line, and
+/// `check` says which file and what is wrong.
+#[test]
+fn a_missing_tls_certificate_fails_run_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = minimal_config(
+        dir.path(),
+        &format!("127.0.0.1:{port}"),
+        "    tls: { cert: missing.crt, key: missing.key }\n",
+    );
+    let (ok, err, took) = run_briefly(&cfg);
+    assert!(!ok, "{err}");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("missing.crt") && err.contains("No such file"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("listen[0].tls: certificate"), "{stderr}");
+    assert!(stderr.contains("missing.crt"), "{stderr}");
+}
+
+/// A key that belongs to another certificate: `check` names the mismatch.
+#[test]
+fn check_reports_a_key_that_does_not_match_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = rcgen::generate_simple_self_signed(vec!["auth.localhost".into()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["auth.localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), a.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("tls.key"), b.signing_key.serialize_pem()).unwrap();
+    let cfg = minimal_config(
+        dir.path(),
+        "127.0.0.1:1",
+        "    tls: { cert: tls.crt, key: tls.key }\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not match certificate"), "{stderr}");
 }
