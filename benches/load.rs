@@ -34,8 +34,9 @@
 //! machine this was written for has 2 cores, shared by wrk (2 threads),
 //! the upstream and the proxy under test. No CPU pinning.
 //!
-//! Variants, alternated round by round (every request carries the rotating
-//! session cookie, so all of them send the same bytes):
+//! Variants, alternated round by round in the order `--variants` gives
+//! (every request carries the rotating session cookie, so all of them send
+//! the same bytes):
 //! - `bare`: `app-0007.bench.localhost` through the bare proxy;
 //! - `auth`: the same host through portcullis — session cookie verified
 //!   (cache hit after warm-up), 10 policies evaluated, identity headers
@@ -756,9 +757,12 @@ fn bench(o: &Opts) {
             threads: "portcullis",
         });
     }
-    let targets: Vec<&Target<'_>> = all
+    // In the order of `--variants`, so that a second run can swap the
+    // places of two variants within a round.
+    let targets: Vec<&Target<'_>> = o
+        .variants
         .iter()
-        .filter(|t| o.variants.iter().any(|v| v == t.variant))
+        .filter_map(|v| all.iter().find(|t| t.variant == v))
         .collect();
 
     // Warm-up: connections, pools, and every session verified once (auth

@@ -30,7 +30,7 @@
 //! Printed: p50, p90, p99, max and mean per state, the verdict against
 //! the fleet target (≤ 1 ms p99 on PostgreSQL), the steps of a miss
 //! timed one by one (ES256, session read, SCIM merge), and a PostgreSQL
-//! round trip (`SELECT 1` on a pooled connection) as the yardstick of
+//! round trip (`SELECT 1` on one connection, no pool) as the yardstick of
 //! the loopback hop. The async runtime is a one-thread tokio runtime, as
 //! in `benches/access.rs`; the PostgreSQL server runs on the other core.
 //! Results: `BENCHMARKS.md`.
@@ -256,25 +256,24 @@ fn stats(mut v: Vec<Duration>) -> [f64; 5] {
     ]
 }
 
-/// Round trips of `SELECT 1` on one pooled connection to `url`: the
+/// Round trips of `SELECT 1` on one connection to `url` (no pool): the
 /// loopback hop and PostgreSQL's per-statement cost, nothing of ours.
 async fn pg_round_trips(url: &str, n: usize) -> Vec<Duration> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url)
         .await
         .expect("connect for SELECT 1");
     let mut took = Vec::with_capacity(n);
     for _ in 0..n + WARMUP {
         let t = Instant::now();
         let one: i32 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&pool)
+            .fetch_one(&mut conn)
             .await
             .expect("SELECT 1");
         took.push(t.elapsed());
         black_box(one);
     }
-    pool.close().await;
+    let _ = conn.close().await;
     took.split_off(WARMUP)
 }
 
@@ -372,7 +371,7 @@ async fn run(o: &Opts, bench: bool) {
     }
     let rt = stats(pg_round_trips(&pg, n.max(20)).await);
     say(format!(
-        "PostgreSQL round trip (SELECT 1, one pooled connection, {} queries): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        "PostgreSQL round trip (SELECT 1 on one connection, no pool, {} queries): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
         n.max(20),
         rt[0],
         rt[2],
