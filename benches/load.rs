@@ -5,7 +5,8 @@
 //! `cargo bench --bench load -- --rounds 3 --duration 10 --out bench/runs/X`).
 //! Options (defaults): `--rounds 3`, `--duration 10` (s per run),
 //! `--warmup 4` (s per warm-up pass), `--connections 32`, `--wrk-threads 2`,
-//! `--sessions 10000`, `--apps 1000`, `--variants bare,auth,bypass`,
+//! `--sessions 10000`, `--apps 1000`, `--variants bare,auth,bypass` (any of
+//! `bare,auth,bypass,auth-pg`),
 //! `--groups-header off` (no `X-Portcullis-Groups` upstream),
 //! `--policy-files 1`, `--skip-reload`, `--out DIR`.
 //! Needs `wrk` on the PATH; without it the bench says so and exits 0.
@@ -22,21 +23,35 @@
 //!   SQLite store on tmpfs and the 1,000-app generated policy set
 //!   (`support/fixtures.rs`; 10 policies per app, mixed selectors);
 //!   10,000 distinct sessions (users with 100 groups) are stored and their
-//!   tokens signed with the proxy's key, as a login would mint them.
+//!   tokens signed with the proxy's key, as a login would mint them;
+//! - with the `auth-pg` variant, a second portcullis, the same in every
+//!   respect but its store: a database of the PostgreSQL server the tests
+//!   start (`src/testing/postgres.rs`, loopback, `fsync=off`), fleet mode
+//!   (signing keys in the database, no `key_dir`, the change feed
+//!   listening), with its own 10,000 sessions stored there.
 //!
 //! Both proxies run with `threads: 1` (one worker thread each): the
 //! machine this was written for has 2 cores, shared by wrk (2 threads),
 //! the upstream and the proxy under test. No CPU pinning.
 //!
-//! Variants, alternated round by round (every request carries the rotating
-//! session cookie, so all three send the same bytes):
+//! Variants, alternated round by round in the order `--variants` gives
+//! (every request carries the rotating session cookie, so all of them send
+//! the same bytes):
 //! - `bare`: `app-0007.bench.localhost` through the bare proxy;
 //! - `auth`: the same host through portcullis — session cookie verified
 //!   (cache hit after warm-up), 10 policies evaluated, identity headers
 //!   added;
-//! - `bypass`: `public.bench.localhost` through portcullis (bypass policy).
+//! - `bypass`: `public.bench.localhost` through portcullis (bypass policy);
+//! - `auth-pg`: `auth` through the portcullis on PostgreSQL. After the
+//!   warm-up every session is cached and the cached path never touches the
+//!   store, so `auth-pg` should equal `auth`; the summary gives the ratios.
 //!
-//! Reload phase (skip with `--skip-reload`): `auth` alone, then with the
+//! Both portcullis servers' threads are named `portcullis`: the proxy CPU
+//! of a run counts both, and the one not under load is idle (its
+//! background tasks run on the bench's own runtime).
+//!
+//! Reload phase (skip with `--skip-reload`; SQLite instance only): `auth`
+//! alone, then with the
 //! policy file (1,000 apps) rewritten every second so the watcher reloads
 //! it (it polls every 500 ms and waits until a change has been stable for
 //! 100 ms, so a file rewritten faster than that would never reload), then
@@ -76,6 +91,7 @@ use portcullis::idp::dev::{self, DevIdpOptions};
 use portcullis::metrics::metrics;
 use portcullis::proxy::State;
 use portcullis::server::{build_server, build_state, ServerHandle};
+use portcullis::testing::postgres::PgServer;
 
 /// mimalloc, as in the `portcullis` binary (`src/main.rs`), so that both
 /// proxies of this bench run on the allocator portcullis ships with.
@@ -269,6 +285,8 @@ fn start_bare(upstream: SocketAddr) -> (u16, ServerHandle) {
 
 /// A running portcullis with its sessions.
 struct Portcullis {
+    /// The variant that measures it (`auth` or `auth-pg`), for messages.
+    name: &'static str,
     state: Arc<State>,
     apps: usize,
     policy_files: usize,
@@ -309,6 +327,14 @@ impl Portcullis {
     }
 }
 
+/// Which store a portcullis of the bench keeps its state in.
+enum StoreKind {
+    /// A SQLite file in the temp folder, keys in `key_dir`.
+    Sqlite,
+    /// A PostgreSQL database (fleet mode: keys in the database).
+    Postgres(String),
+}
+
 /// Start portcullis (`threads: 1`, threads named `portcullis`) with
 /// `apps` generated apps and `sessions` stored sessions on app 7.
 async fn start_portcullis(
@@ -317,6 +343,7 @@ async fn start_portcullis(
     policy_files: usize,
     sessions: usize,
     groups_header: bool,
+    store: StoreKind,
 ) -> Portcullis {
     let port = free_port();
     let dir = fixtures::fast_tempdir();
@@ -341,6 +368,16 @@ async fn start_portcullis(
             std::fs::write(policies.join(name), text).expect("write policies");
         }
     }
+    let data = dir.path().display();
+    // The config refuses `key_dir` with a PostgreSQL store: the signing
+    // keys live in the database.
+    let (name, store) = match &store {
+        StoreKind::Sqlite => (
+            "auth",
+            format!("store: sqlite://{data}/state.db\nkey_dir: {data}/keys"),
+        ),
+        StoreKind::Postgres(url) => ("auth-pg", format!("store: {url}")),
+    };
     let config = format!(
         r#"
 listen:
@@ -348,8 +385,7 @@ listen:
 auth_domain: auth.bench.localhost:{port}
 threads: 1
 grace_period_seconds: 0
-store: sqlite://{data}/state.db
-key_dir: {data}/keys
+{store}
 headers: {{ groups: {groups} }}
 identity_providers:
   - name: okta
@@ -361,7 +397,6 @@ identity_providers:
       authorization_server_id: default
 policies: {data}/policies
 "#,
-        data = dir.path().display(),
         client_id = idp.client_id(),
         client_secret = idp.client_secret(),
         okta = idp.okta_account(),
@@ -390,6 +425,7 @@ policies: {data}/policies
     }
     std::fs::write(&tokens_file, text).expect("write tokens");
     Portcullis {
+        name,
         state,
         apps,
         policy_files,
@@ -467,12 +503,15 @@ struct Target<'a> {
     variant: &'static str,
     port: u16,
     host: &'a str,
+    /// The token file of the instance behind `port` (each has its own
+    /// sessions, signed with its own key).
+    tokens: &'a Path,
     /// Thread-name prefix of the proxy serving it.
     threads: &'static str,
 }
 
 /// Run wrk once against `t` and measure.
-fn wrk(log: &mut Log, o: &Opts, script: &Path, tokens: &Path, t: &Target<'_>, seconds: u64) -> Run {
+fn wrk(log: &mut Log, o: &Opts, script: &Path, t: &Target<'_>, seconds: u64) -> Run {
     let url = format!("http://127.0.0.1:{}", t.port);
     let cpu0 = (thread_cpu_ns(t.threads), thread_cpu_ns("upstream"));
     let miss0 = counter(&metrics().session_cache_total, "miss");
@@ -484,7 +523,7 @@ fn wrk(log: &mut Log, o: &Opts, script: &Path, tokens: &Path, t: &Target<'_>, se
         .arg(script)
         .arg(&url)
         .arg("--")
-        .arg(tokens)
+        .arg(t.tokens)
         .arg(t.host)
         .arg(PATH)
         .arg(o.wrk_threads.to_string())
@@ -663,54 +702,84 @@ fn bench(o: &Opts) {
         o.policy_files,
         o.sessions,
         o.groups_header,
+        StoreKind::Sqlite,
     ));
     log.say(format!(
-        "portcullis up with {} apps and {} sessions in {:.1} s",
+        "portcullis (SQLite) up with {} apps and {} sessions in {:.1} s",
         o.apps,
         o.sessions,
         started.elapsed().as_secs_f64()
     ));
-    rt.block_on(preflight(&px, bare_port));
+    let pg = o.variants.iter().any(|v| v == "auth-pg").then(|| {
+        let started = Instant::now();
+        let px = rt.block_on(start_portcullis_pg(o, upstream));
+        log.say(format!(
+            "portcullis (PostgreSQL) up with {} apps and {} sessions in {:.1} s",
+            o.apps,
+            o.sessions,
+            started.elapsed().as_secs_f64()
+        ));
+        px
+    });
+    rt.block_on(preflight(&px, pg.as_ref(), bare_port));
 
     let script = px.dir.path().join("rotate.lua");
     std::fs::write(&script, ROTATE_LUA).expect("write script");
-    let targets = [
+    let mut all = vec![
         Target {
             variant: "bare",
             port: bare_port,
             host: AUTH_HOST,
+            tokens: &px.tokens_file,
             threads: "bare",
         },
         Target {
             variant: "auth",
             port: px.port,
             host: AUTH_HOST,
+            tokens: &px.tokens_file,
             threads: "portcullis",
         },
         Target {
             variant: "bypass",
             port: px.port,
             host: BYPASS_HOST,
+            tokens: &px.tokens_file,
             threads: "portcullis",
         },
     ];
-    let all = targets;
-    let targets: Vec<&Target<'_>> = all
+    if let Some(pg) = &pg {
+        all.push(Target {
+            variant: "auth-pg",
+            port: pg.port,
+            host: AUTH_HOST,
+            tokens: &pg.tokens_file,
+            threads: "portcullis",
+        });
+    }
+    // In the order of `--variants`, so that a second run can swap the
+    // places of two variants within a round.
+    let targets: Vec<&Target<'_>> = o
+        .variants
         .iter()
-        .filter(|t| o.variants.iter().any(|v| v == t.variant))
+        .filter_map(|v| all.iter().find(|t| t.variant == v))
         .collect();
 
     // Warm-up: connections, pools, and every session verified once (auth
     // repeats until a pass has no cache miss, at most 8 passes).
     for t in &targets {
+        let state = match &pg {
+            Some(pg) if t.variant == pg.name => &pg.state,
+            _ => &px.state,
+        };
         for pass in 1..=8 {
-            let r = wrk(&mut log, o, &script, &px.tokens_file, t, o.warmup);
+            let r = wrk(&mut log, o, &script, t, o.warmup);
             log.say(format!(
                 "warm-up {:<8} pass {pass} {:>9.0} req/s, {} cache misses, {} cached sessions",
                 t.variant,
                 r.rps,
                 r.cache_misses,
-                entry_count(&rt, &px.state)
+                entry_count(&rt, state)
             ));
             if r.cache_misses == 0 {
                 break;
@@ -721,7 +790,7 @@ fn bench(o: &Opts) {
     let mut runs = Vec::new();
     for round in 1..=o.rounds {
         for t in &targets {
-            let mut r = wrk(&mut log, o, &script, &px.tokens_file, t, o.duration);
+            let mut r = wrk(&mut log, o, &script, t, o.duration);
             r.phase = "proxy";
             r.round = round;
             show(&mut log, &r);
@@ -738,6 +807,10 @@ fn bench(o: &Opts) {
         summarize(&mut log, &runs, "proxy", &names, "bare");
         verdicts(&mut log, &runs);
     }
+    if pg.is_some() && o.variants.iter().any(|v| v == "auth") {
+        log.say(String::new());
+        pg_ratios(&mut log, &runs);
+    }
 
     if o.reload {
         log.say(String::new());
@@ -748,6 +821,50 @@ fn bench(o: &Opts) {
     if let Some(dir) = &o.out {
         write_out(dir, &log, &runs);
     }
+}
+
+/// The portcullis of `auth-pg`: the same as `auth`'s but on a fresh
+/// database of the tests' PostgreSQL server.
+async fn start_portcullis_pg(o: &Opts, upstream: SocketAddr) -> Portcullis {
+    let url = PgServer::shared().fresh_database().await;
+    start_portcullis(
+        upstream,
+        o.apps,
+        o.policy_files,
+        o.sessions,
+        o.groups_header,
+        StoreKind::Postgres(url),
+    )
+    .await
+}
+
+/// `auth-pg` against `auth` (medians over the rounds): the cached path
+/// never touches the store, so the ratios should be 1 within noise.
+fn pg_ratios(log: &mut Log, runs: &[Run]) {
+    let med = |v: &str, f: fn(&Run) -> f64| {
+        median(
+            runs.iter()
+                .filter(|r| r.phase == "proxy" && r.variant == v)
+                .map(f)
+                .collect(),
+        )
+    };
+    let ratio = |f: fn(&Run) -> f64| med("auth-pg", f) / med("auth", f);
+    log.say(format!(
+        "auth-pg / auth (PostgreSQL store / SQLite store, medians): throughput {:.3}, p50 {:.3}, p99 {:.3}, proxy cpu {:.3}",
+        ratio(|r| r.rps),
+        ratio(|r| r.p50_us),
+        ratio(|r| r.p99_us),
+        ratio(|r| r.proxy_cpu_us),
+    ));
+    let misses: u64 = runs
+        .iter()
+        .filter(|r| r.phase == "proxy" && r.variant == "auth-pg")
+        .map(|r| r.cache_misses)
+        .sum();
+    log.say(format!(
+        "auth-pg cache misses over the measured runs: {misses} (0: every request took the cached path)"
+    ));
 }
 
 fn entry_count(rt: &tokio::runtime::Runtime, state: &State) -> u64 {
@@ -782,9 +899,12 @@ fn verdicts(log: &mut Log, runs: &[Run]) {
 }
 
 /// Check every variant answers as intended before measuring.
-async fn preflight(px: &Portcullis, bare_port: u16) {
-    let token = std::fs::read_to_string(&px.tokens_file).expect("tokens");
-    let token = token.lines().next().expect("one token").to_string();
+async fn preflight(px: &Portcullis, pg: Option<&Portcullis>, bare_port: u16) {
+    let first_token = |p: &Portcullis| {
+        let text = std::fs::read_to_string(&p.tokens_file).expect("tokens");
+        text.lines().next().expect("one token").to_string()
+    };
+    let token = first_token(px);
     let get = |port: u16, host: &'static str, cookie: Option<String>| async move {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let client = reqwest::Client::builder()
@@ -800,17 +920,38 @@ async fn preflight(px: &Portcullis, bare_port: u16) {
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap_or_default())
     };
+    let ports: Vec<u16> = [Some(px.port), pg.map(|p| p.port), Some(bare_port)]
+        .into_iter()
+        .flatten()
+        .collect();
     let ready = fixtures::wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", px.port)).is_ok()
-            && std::net::TcpStream::connect(("127.0.0.1", bare_port)).is_ok()
+        ports
+            .iter()
+            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
     });
     assert!(ready, "proxies did not start listening");
-    let cases = [
+    let mut cases = vec![
         ("bare", bare_port, AUTH_HOST, Some(token.clone()), 200),
         ("auth", px.port, AUTH_HOST, Some(token.clone()), 200),
         ("auth without cookie", px.port, AUTH_HOST, None, 401),
         ("bypass", px.port, BYPASS_HOST, Some(token.clone()), 200),
     ];
+    if let Some(pg) = pg {
+        let pg_token = first_token(pg);
+        cases.extend([
+            ("auth-pg", pg.port, AUTH_HOST, Some(pg_token), 200),
+            ("auth-pg without cookie", pg.port, AUTH_HOST, None, 401),
+            // Each instance signs with its own key: a token of the other is
+            // refused (401), which shows the variants are not crossed.
+            (
+                "auth-pg with auth's token",
+                pg.port,
+                AUTH_HOST,
+                Some(token.clone()),
+                401,
+            ),
+        ]);
+    }
     for (what, port, host, cookie, want) in cases {
         let (status, body) = get(port, host, cookie).await;
         assert_eq!(status, want, "preflight {what}: {status} {body}");
@@ -837,6 +978,7 @@ fn reload_phase(
         variant: "auth",
         port: px.port,
         host: AUTH_HOST,
+        tokens: &px.tokens_file,
         threads: "portcullis",
     };
     let ok0 = || counter(&metrics().policy_reloads_total, "success");
@@ -845,7 +987,7 @@ fn reload_phase(
     let revision = AtomicU64::new(1);
     for round in 1..=o.rounds {
         // Steady.
-        let mut r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
+        let mut r = wrk(log, o, script, &t, o.duration);
         (r.phase, r.round, r.variant) = ("reload", round, "steady");
         show(log, &r);
         runs.push(r);
@@ -863,7 +1005,7 @@ fn reload_phase(
                     }
                 })
                 .expect("writer thread");
-            let r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
+            let r = wrk(log, o, script, &t, o.duration);
             stop.store(true, Ordering::Relaxed);
             r
         });
@@ -891,7 +1033,7 @@ fn reload_phase(
                     }
                 })
                 .expect("reloader thread");
-            let r = wrk(log, o, script, &px.tokens_file, &t, o.duration);
+            let r = wrk(log, o, script, &t, o.duration);
             stop.store(true, Ordering::Relaxed);
             r
         });
@@ -966,10 +1108,26 @@ fn smoke() {
         .expect("runtime");
     let upstream = start_upstream();
     let (bare_port, bare) = start_bare(upstream);
-    let px = rt.block_on(start_portcullis(upstream, 20, 1, 5, true));
-    rt.block_on(preflight(&px, bare_port));
+    let px = rt.block_on(start_portcullis(
+        upstream,
+        20,
+        1,
+        5,
+        true,
+        StoreKind::Sqlite,
+    ));
+    let url = rt.block_on(PgServer::shared().fresh_database());
+    let pg = rt.block_on(start_portcullis(
+        upstream,
+        20,
+        1,
+        5,
+        true,
+        StoreKind::Postgres(url),
+    ));
+    rt.block_on(preflight(&px, Some(&pg), bare_port));
     drop(bare);
-    println!("load bench smoke test: bare, auth and bypass answered as expected");
+    println!("load bench smoke test: bare, auth, bypass and auth-pg answered as expected");
 }
 
 fn main() {

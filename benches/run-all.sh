@@ -22,6 +22,9 @@ cargo bench --no-run
 cargo bench --bench access -- --noplot 2>&1 | tee "$out/access.txt"
 cargo bench --bench alloc 2>&1 | tee "$out/alloc.txt"
 cargo bench --bench memory 2>&1 | tee "$out/memory.txt"
+# Fleet mode: the miss on SQLite and PostgreSQL, the revocation fan-out.
+cargo bench --bench miss -- --out "$out" 2>&1 | tee "$out/miss.txt"
+cargo bench --bench fanout 2>&1 | tee "$out/fanout.txt"
 cargo bench --bench load -- --out "$out" 2>&1 | tee "$out/load.txt"
 cargo bench --bench load -- --skip-reload --groups-header off 2>&1 | tee "$out/load-groups-off.txt"
 # The reload phase again with the apps in 100 files, one rewritten per reload.

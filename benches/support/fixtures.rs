@@ -2,8 +2,8 @@
 //! `#[path = "support/fixtures.rs"] mod fixtures;`): a generated, realistic
 //! policy set (N apps × 10 policies with mixed selectors), users with 100
 //! groups, a `State` built offline (no IdP, no listener) over a SQLite store
-//! in a temp folder, session records and signed session tokens, and typical
-//! request headers.
+//! in a temp folder or a PostgreSQL database (fleet mode), session records
+//! and signed session tokens, and typical request headers.
 //!
 //! The numbers here are the benchmark's workload; `BENCHMARKS.md` describes
 //! them. Not every bench binary uses every item.
@@ -297,9 +297,10 @@ pub fn request(host: &str, path: &str, token: &str) -> RequestHeader {
     r
 }
 
-/// An offline proxy state: config, compiled policies, an ephemeral key,
-/// a SQLite store (WAL file) in `dir` (on tmpfs when there is one), no
-/// identity provider.
+/// An offline proxy state: config, compiled policies, signing keys, a
+/// store, no identity provider. The store is a SQLite file (WAL) in `dir`
+/// (on tmpfs when there is one) with an ephemeral key, or, in fleet mode,
+/// a PostgreSQL database that also holds the signing keys.
 pub struct Offline {
     pub state: Arc<State>,
     pub dir: tempfile::TempDir,
@@ -307,47 +308,55 @@ pub struct Offline {
 
 /// Build an [`Offline`] state over `n_apps` generated apps.
 pub async fn offline(n_apps: usize) -> Offline {
-    offline_with(n_apps, false).await
+    offline_with(n_apps, false, None).await
 }
 
 /// [`offline`] with SCIM on, as for an Okta that provisions users: a
 /// cache miss also reads the groups of the SCIM users linked to the login
 /// (see [`scim_link`]).
 pub async fn offline_scim(n_apps: usize) -> Offline {
-    offline_with(n_apps, true).await
+    offline_with(n_apps, true, None).await
 }
 
-async fn offline_with(n_apps: usize, scim: bool) -> Offline {
+/// The offline state over the store at `store_url`: `None` for a SQLite
+/// file in the temp folder, or a `postgres://` URL (fleet mode: no
+/// `key_dir`, which the config refuses with a PostgreSQL store; the
+/// signing keys are read from the store, the first one generated there, as
+/// an instance does at start). `scim` as in [`offline_scim`].
+pub async fn offline_with(n_apps: usize, scim: bool, store_url: Option<&str>) -> Offline {
     let dir = fast_tempdir();
     let policies = dir.path().join("policies.yaml");
     std::fs::write(&policies, policy_yaml(n_apps, "http://127.0.0.1:9", 0))
         .expect("write policies");
+    let data = dir.path().display();
+    let store = match store_url {
+        None => format!("store: sqlite://{data}/state.db\nkey_dir: {data}/keys"),
+        Some(url) => format!("store: {url}"),
+    };
     let text = format!(
         r#"
 listen:
   - addr: 127.0.0.1:9
 auth_domain: {AUTH_DOMAIN}
 threads: 1
-store: sqlite://{data}/state.db
-key_dir: {data}/keys
+{store}
 policies: {data}/policies.yaml
-"#,
-        data = dir.path().display()
+"#
     );
     let cfg = portcullis::config::parse_str("bench.yaml", &text, dir.path(), &|_| None)
         .unwrap_or_else(|e| panic!("bench config: {e}"));
-    let store = portcullis::store::open_store(&cfg.store)
+    let store = portcullis::store::open_store_with(&cfg.store, cfg.store_options.pool_size)
         .await
         .unwrap_or_else(|e| panic!("bench store: {e}"));
+    let keys = match store.key_store() {
+        Some(ks) => portcullis::server::changes::fleet_keys(ks)
+            .await
+            .unwrap_or_else(|e| panic!("bench fleet keys: {e}")),
+        None => KeyRing::generate_ephemeral(),
+    };
     let handle =
         PolicyHandle::load(policies, None).unwrap_or_else(|e| panic!("bench policies: {e}"));
-    let mut state = State::new(
-        cfg,
-        Arc::new(handle),
-        KeyRing::generate_ephemeral(),
-        store,
-        Vec::new(),
-    );
+    let mut state = State::new(cfg, Arc::new(handle), keys, store, Vec::new());
     // No IdP is configured offline; `scim_enabled` is what the access
     // phase looks at.
     state.scim_enabled = scim;
