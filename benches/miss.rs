@@ -193,8 +193,8 @@ impl Case {
     }
 
     /// The steps of `n` misses timed one by one, as access.rs
-    /// `verify_and_load` runs them: ES256, the session read (in place when
-    /// the store offers it), the identity policies see (SCIM merge).
+    /// `verify_and_load` runs them: ES256, the session read (in place on
+    /// SQLite), the identity policies see (SCIM merge).
     async fn steps(&mut self, n: usize) -> [Vec<Duration>; 3] {
         let tokens = self.fresh_tokens(n);
         let state = &*self.fx.state;
@@ -208,11 +208,13 @@ impl Case {
             let t0 = Instant::now();
             let claims: SessionClaims = state.keys.verify(token, &expect).expect("valid");
             let t1 = Instant::now();
-            let read = match state.store.get_session_now(&claims.sid) {
-                Some(read) => read,
-                None => state.store.get_session(&claims.sid).await,
-            };
-            let rec = read.expect("read").expect("found");
+            // The SQLite store reads in place inside `get_session`.
+            let rec = state
+                .store
+                .get_session(&claims.sid)
+                .await
+                .expect("read")
+                .expect("found");
             let t2 = Instant::now();
             let id = state.policy_identity(rec.identity).await.expect("identity");
             let t3 = Instant::now();

@@ -5,8 +5,9 @@
 use std::sync::{LazyLock, OnceLock};
 
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, TextEncoder,
+    register_gauge, register_histogram, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Encoder, Gauge, Histogram, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
 
 /// Access-phase latency buckets: the cached path runs in microseconds, a miss
@@ -18,6 +19,12 @@ const ACCESS_PHASE_BUCKETS: &[f64] = &[
 
 /// IdP round trips go over the internet: milliseconds to seconds.
 const IDP_REQUEST_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Whole requests, upstream included: a cached decision adds microseconds
+/// to an origin's milliseconds to seconds.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Fleet fan-out lag, write to eviction on another instance: a NOTIFY on
 /// loopback or a LAN arrives in about a millisecond; the contract is 1 s.
@@ -39,6 +46,10 @@ pub struct Metrics {
     pub seats: IntGauge,
     /// Fleet mode: from a change's write to this instance applying it.
     pub store_notify_lag_seconds: Histogram,
+    pub request_duration_seconds: HistogramVec,
+    pub upstream_errors_total: IntCounterVec,
+    pub build_info: IntGaugeVec,
+    pub config_last_reload_success_timestamp_seconds: Gauge,
     /// `session_cache_total{result="hit"}`, resolved once: the access phase
     /// counts on every request without hashing label values.
     pub session_cache_hit: IntCounter,
@@ -56,6 +67,30 @@ fn build() -> Metrics {
     )
     .expect("register portcullis_session_cache_total");
     Metrics {
+        request_duration_seconds: register_histogram_vec!(
+            "portcullis_request_duration_seconds",
+            "Time from a request's arrival to the end of its response, upstream included, by app.",
+            &["app"],
+            REQUEST_BUCKETS.to_vec()
+        )
+        .expect("register portcullis_request_duration_seconds"),
+        upstream_errors_total: register_int_counter_vec!(
+            "portcullis_upstream_errors_total",
+            "The total number of requests whose upstream failed, by app and kind (connect, connect_timeout, timeout, closed, protocol).",
+            &["app", "kind"]
+        )
+        .expect("register portcullis_upstream_errors_total"),
+        build_info: register_int_gauge_vec!(
+            "portcullis_build_info",
+            "Always 1; the version label is the running build's.",
+            &["version"]
+        )
+        .expect("register portcullis_build_info"),
+        config_last_reload_success_timestamp_seconds: register_gauge!(
+            "portcullis_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the policies (start or reload)."
+        )
+        .expect("register portcullis_config_last_reload_success_timestamp_seconds"),
         store_notify_lag_seconds: register_histogram!(
             "portcullis_store_notify_lag_seconds",
             "Fleet mode: time from a revocation or SCIM change written by any instance to this instance evicting its cache.",
@@ -184,10 +219,32 @@ pub fn init_series(idps: &[String]) {
         m.policy_reloads_total.with_label_values(&[result]);
     }
     m.requests_total.with_label_values(&["_proxy", "proxy"]);
+    m.build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    config_loaded();
+}
+
+/// The policies were (re)loaded successfully just now.
+pub fn config_loaded() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics()
+        .config_last_reload_success_timestamp_seconds
+        .set(now);
+}
+
+/// Count an upstream failure of `app` (`kind` from a bounded set).
+pub fn upstream_error(app: &str, kind: &'static str) {
+    metrics()
+        .upstream_errors_total
+        .with_label_values(&[app, kind])
+        .inc();
 }
 
 /// The `decision` labels an app's requests can carry.
-const APP_DECISIONS: [&str; 8] = [
+const APP_DECISIONS: [&str; 9] = [
     "allow",
     "bypass",
     "service_auth",
@@ -196,6 +253,7 @@ const APP_DECISIONS: [&str; 8] = [
     "error",
     "bad_request",
     "proxy",
+    "unavailable",
 ];
 
 /// Status-class labels, in [`status_class`] order.
@@ -208,6 +266,7 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 pub struct AppCounters {
     requests: [OnceLock<IntCounter>; APP_DECISIONS.len()],
     upstream: [OnceLock<IntCounter>; STATUS_CLASSES.len()],
+    duration: OnceLock<Histogram>,
 }
 
 impl AppCounters {
@@ -222,6 +281,14 @@ impl AppCounters {
                 .with_label_values(&[app, decision])
                 .inc(),
         }
+    }
+
+    /// Observe one whole request of app `app` in
+    /// `portcullis_request_duration_seconds`.
+    pub fn observe_duration(&self, app: &str, seconds: f64) {
+        self.duration
+            .get_or_init(|| metrics().request_duration_seconds.with_label_values(&[app]))
+            .observe(seconds);
     }
 
     /// Count one upstream response of app `app` in

@@ -104,7 +104,10 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
             .with_label_values(&[label])
             .inc();
         match r {
-            Ok(()) => tracing::info!("Policies reloaded"),
+            Ok(()) => {
+                crate::metrics::config_loaded();
+                tracing::info!("Policies reloaded")
+            }
             Err(e) => {
                 tracing::warn!(errors = %e, "Policy reload failed; keeping the last good policies")
             }

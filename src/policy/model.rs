@@ -38,6 +38,12 @@ pub struct App {
     pub upstreams: Vec<Upstream>,
     /// Per-app session length; `None` means the global `session.duration`.
     pub session_duration: Option<Duration>,
+    /// Connecting to an upstream gives up after this (then the next
+    /// upstream is tried; none left: 504). `None`: `upstream_health.timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// Waiting for the upstream's response (each read) gives up after this:
+    /// 504. `None`: [`DEFAULT_READ_TIMEOUT`].
+    pub read_timeout: Option<Duration>,
     /// IdP names this app accepts; `None` = all.
     pub identity_providers: Option<Vec<String>>,
     /// Policies in file order.
@@ -47,6 +53,10 @@ pub struct App {
     /// This app's metric children, resolved on first use.
     pub counters: crate::metrics::AppCounters,
 }
+
+/// How long an upstream may take to answer when the app sets no
+/// `read_timeout` (nginx's `proxy_read_timeout` default).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Host part of an app: exact, or `*.suffix` (one or more labels, never the apex).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -33,6 +33,10 @@ pub struct RawApp {
     #[serde(default)]
     pub session_duration: Option<Str>,
     #[serde(default)]
+    pub connect_timeout: Option<Str>,
+    #[serde(default)]
+    pub read_timeout: Option<Str>,
+    #[serde(default)]
     pub case_insensitive_paths: Option<bool>,
     #[serde(default)]
     pub aud: Option<Str>,

@@ -1,7 +1,8 @@
 //! `ProxyHttp` glue, kept thin: `request_filter` runs the access phase (or
 //! serves a proxy-owned endpoint) and stores a [`Forward`] in the context;
 //! `upstream_peer` and `upstream_request_filter` forward exactly what was
-//! authorised; `logging` counts.
+//! authorised; `fail_to_proxy` answers an upstream failure with our own
+//! 502/504 (page or JSON, never Pingora's empty one); `logging` counts.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::metrics::metrics;
@@ -54,6 +55,8 @@ pub struct Ctx {
     pub failed: Option<usize>,
     /// Upstreams this request tried, a bit each (`health::tried_bit`).
     pub tried: u64,
+    /// When the request arrived (`request_duration_seconds`).
+    pub started: Instant,
 }
 
 impl Ctx {
@@ -85,6 +88,7 @@ impl ProxyHttp for Portcullis {
             upstream: None,
             failed: None,
             tried: 0,
+            started: Instant::now(),
         }
     }
 
@@ -146,9 +150,16 @@ impl ProxyHttp for Portcullis {
             let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
             // A blackholed upstream costs this long, not the kernel's
             // minutes of SYN retries; the failover then moves on.
-            let timeout = self.state.cfg.upstream_health.timeout;
+            let timeout = app
+                .connect_timeout
+                .unwrap_or(self.state.cfg.upstream_health.timeout);
             peer.options.connection_timeout = Some(timeout);
             peer.options.total_connection_timeout = Some(timeout.saturating_mul(2));
+            let read = app
+                .read_timeout
+                .unwrap_or(crate::policy::model::DEFAULT_READ_TIMEOUT);
+            peer.options.read_timeout = Some(read);
+            peer.options.write_timeout = Some(read);
             return Ok(Box::new(peer));
         }
     }
@@ -252,15 +263,72 @@ impl ProxyHttp for Portcullis {
         Ok(())
     }
 
+    /// An error before or while proxying: our own answer instead of
+    /// Pingora's empty one with `Server: Pingora`. Upstream connect
+    /// failures and refusals are 502, timeouts 504, each counted in
+    /// `portcullis_upstream_errors_total`; a response already under way is
+    /// cut, as it must be.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (code, kind) = failure_status(e);
+        if let Some(kind) = kind {
+            let app = ctx.forward.as_ref().map_or("none", |f| f.app.name.as_str());
+            crate::metrics::upstream_error(app, kind);
+            tracing::warn!(app.name = %app, kind, error = %e, "Upstream failed");
+        }
+        if code > 0 && session.response_written().is_none() {
+            let req = session.req_header();
+            let browser = request::is_browser(req);
+            let head = req.method == http::Method::HEAD;
+            let reply = match code {
+                502 => Reply::error(
+                    browser,
+                    502,
+                    "bad_gateway",
+                    "Application unavailable",
+                    "The application behind this address is not answering. Try again in a moment.",
+                ),
+                504 => Reply::error(
+                    browser,
+                    504,
+                    "gateway_timeout",
+                    "Application too slow",
+                    "The application behind this address did not answer in time. Try again in a moment.",
+                ),
+                400 => bad_target(browser),
+                _ => Reply::error(
+                    browser,
+                    code,
+                    "error",
+                    "Something went wrong",
+                    "The request could not be completed.",
+                ),
+            };
+            if let Err(err) = reply.send(session, head).await {
+                tracing::debug!(error = %err, "Error response not sent");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let took = ctx.started.elapsed().as_secs_f64();
         match (&ctx.app_label, ctx.proxy_owned) {
-            (Some(app), false) => app.counters.inc_request(&app.name, ctx.decision),
+            (Some(app), false) => {
+                app.counters.inc_request(&app.name, ctx.decision);
+                app.counters.observe_duration(&app.name, took);
+            }
             (_, proxy_owned) => {
                 let label = if proxy_owned { "_proxy" } else { "none" };
-                metrics()
-                    .requests_total
+                let m = metrics();
+                m.requests_total
                     .with_label_values(&[label, ctx.decision])
-                    .inc()
+                    .inc();
+                m.request_duration_seconds
+                    .with_label_values(&[label])
+                    .observe(took);
             }
         }
     }
@@ -364,6 +432,48 @@ impl Portcullis {
         ctx.proxy_owned = true;
         ctx.decision = "proxy";
         Some(crate::scim::serve(state, session, &rest).await)
+    }
+}
+
+/// The status for an error Pingora hands to `fail_to_proxy`, and the
+/// `upstream_errors_total` kind when the upstream failed. 0: the client is
+/// gone, nothing to answer.
+fn failure_status(e: &Error) -> (u16, Option<&'static str>) {
+    use pingora::ErrorSource;
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => (*code, (*code == 502).then_some("connect")),
+        ErrorType::ConnectTimedout => (504, Some("connect_timeout")),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => match e.esource() {
+            ErrorSource::Upstream => (504, Some("timeout")),
+            _ => (0, None),
+        },
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::ConnectProxyFailure
+        | ErrorType::BindError
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => (502, Some("connect")),
+        _ => match e.esource() {
+            ErrorSource::Upstream => (502, Some(upstream_kind(e))),
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                    (0, None)
+                }
+                _ => (400, None),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => (500, None),
+        },
+    }
+}
+
+/// `closed` when the upstream hung up, `protocol` for anything else it did.
+fn upstream_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => "closed",
+        _ => "protocol",
     }
 }
 

@@ -19,3 +19,5 @@ mod scim;
 mod cli;
 // Fleet mode: several instances on one PostgreSQL database behind a balancer.
 mod fleet;
+// Upstream failures (502/504 pages, counted) and the operator metrics.
+mod upstream;

@@ -8,32 +8,12 @@ use std::time::{Duration, Instant};
 
 use portcullis::policy::reload::POLL_INTERVAL;
 
-use crate::harness::{browse_login, env, eventually, login_ok, write_policies, Env, POLICIES};
+use crate::harness::{
+    browse_login, env, eventually, login_ok, metric, write_policies, Env, POLICIES,
+};
 
 /// How long a reload may take to show.
 const RELOAD_WAIT: Duration = Duration::from_secs(20);
-
-/// The sum of every sample of `name` (exact metric name) whose labels include
-/// all of `labels`; 0 when there is none (a counter never incremented).
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, label_text) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if n != name {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| label_text.split(',').any(|p| p == format!("{k}=\"{v}\"")));
-            all.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
-}
 
 /// Whether any sample of `name` exists.
 fn has_metric(text: &str, name: &str) -> bool {

@@ -69,6 +69,8 @@ fn app(policies: Vec<Policy>) -> App {
         case_insensitive_paths: false,
         upstreams: vec![],
         session_duration: None,
+        connect_timeout: None,
+        read_timeout: None,
         identity_providers: None,
         policies,
         source: s("test"),

@@ -45,6 +45,29 @@ pub(super) fn compile(
             }
         },
     };
+    let mut timeout = |raw: &Option<crate::policy::raw::Str>, field: &'static str| match raw {
+        None => Some(None),
+        Some(s) => match parse_duration(&s.value) {
+            Ok(d) if !d.is_zero() && d <= std::time::Duration::from_secs(3600) => Some(Some(d)),
+            Ok(_) => {
+                cx.err(
+                    &s.referenced,
+                    key.field(field),
+                    format!(
+                        "{} is out of range: expected more than 0s and at most 1h",
+                        s.value
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                cx.err(&s.referenced, key.field(field), e.to_string());
+                None
+            }
+        },
+    };
+    let connect_timeout = timeout(&a.connect_timeout, "connect_timeout");
+    let read_timeout = timeout(&a.read_timeout, "read_timeout");
     let aud = match &a.aud {
         None => name.as_deref().map(default_aud),
         Some(s) => aud(cx, s, key.field("aud")),
@@ -97,6 +120,8 @@ pub(super) fn compile(
         case_insensitive_paths: a.case_insensitive_paths.unwrap_or(false),
         upstreams: upstreams?,
         session_duration: session_duration?,
+        connect_timeout: connect_timeout?,
+        read_timeout: read_timeout?,
         identity_providers: identity_providers?,
         policies: policies?,
         source: cx.source(&at),

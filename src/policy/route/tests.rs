@@ -23,6 +23,8 @@ fn app_ci(name: &str, host: &str, path: &str, ci: bool) -> Arc<App> {
         case_insensitive_paths: ci,
         upstreams: vec![],
         session_duration: None,
+        connect_timeout: None,
+        read_timeout: None,
         identity_providers: None,
         policies: vec![],
         source: "test".to_string(),
