@@ -214,12 +214,12 @@ pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
             })?;
         }
     }
-    for addr in cfg.listen.iter().map(|l| l.addr).chain(cfg.metrics) {
-        preflight::check_bind(addr).map_err(|e| StartError::Listener {
+    preflight::check_bind_all(cfg.listen.iter().map(|l| l.addr).chain(cfg.metrics)).map_err(
+        |(addr, e)| StartError::Listener {
             addr: addr.to_string(),
             message: format!("cannot listen: {e}"),
-        })?;
-    }
+        },
+    )?;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(

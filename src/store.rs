@@ -401,17 +401,35 @@ pub async fn open_store_with(url: &str, pool_size: u32) -> Result<Arc<dyn Store>
     Err(StoreError::UnsupportedUrl(redact_url(url)))
 }
 
-/// `url` with any password replaced, for error messages and logs.
+/// Query parameters of a database URL that hold secrets.
+const SECRET_PARAMS: [&str; 3] = ["password", "sslpassword", "passfile"];
+
+/// `url` with any password replaced (the user part's and those of the
+/// query, `?password=…`), for error messages and logs.
 pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
+        Ok(mut u) => {
             // Setting a password fails only for URLs that cannot have one.
-            if u.set_password(Some("***")).is_err() {
+            if u.password().is_some() && u.set_password(Some("***")).is_err() {
                 return "<url>".to_string();
+            }
+            let secret = |k: &str| SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s));
+            if u.query_pairs().any(|(k, _)| secret(&k)) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secret(&k) {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
             }
             u.to_string()
         }
-        Ok(_) => url.to_string(),
         // Unparseable: it could still hold a secret, so show only its scheme.
         Err(_) => match url.split_once(':') {
             Some((scheme, _))
@@ -456,6 +474,10 @@ mod tests {
     #[test]
     fn redact_url_hides_passwords_only() {
         assert_eq!(redact_url("postgres://u:p@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=s3cret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
         assert_eq!(redact_url("sqlite:///var/x.db"), "sqlite:///var/x.db");
         assert_eq!(redact_url("mysql"), "<url>");
     }

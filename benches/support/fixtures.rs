@@ -361,6 +361,11 @@ policies: {data}/policies.yaml
     // phase looks at.
     state.scim_enabled = scim;
     let state = Arc::new(state);
+    // Fleet mode: the change applier's polls are the contact that keeps
+    // cached sessions served (`store.outage_grace`), as in the proxy.
+    if state.store.key_store().is_some() {
+        portcullis::server::changes::spawn(&state);
+    }
     Offline { state, dir }
 }
 

@@ -29,6 +29,19 @@ pub const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How often the signing keys are re-read even without an announcement.
 const KEYS_REFRESH: Duration = Duration::from_secs(30);
 
+/// After a failed key reload, the next try comes this soon (not after
+/// [`KEYS_REFRESH`]): a rotated key must be published before it signs.
+const KEYS_RETRY: Duration = Duration::from_secs(2);
+
+/// A poll that has not answered by then counts as a failed contact (a
+/// database cut off without a reset would otherwise hang it for minutes),
+/// and the feed is served again.
+const POLL_LIMIT: Duration = Duration::from_secs(2);
+
+/// Most change seqs remembered; past this the oldest are dropped (they are
+/// then at worst applied twice, which is harmless).
+const APPLIED_MAX: usize = 100_000;
+
 /// Seqs of recently applied user changes: the poll re-reads a window of
 /// the log that the feed may already have delivered, and a user eviction
 /// scans the cache, so each is applied once.
@@ -41,7 +54,14 @@ struct Applied {
 impl Applied {
     /// True the first time `c` is seen (changes without a seq always).
     fn first(&mut self, c: &Change) -> bool {
-        c.seq == 0 || self.seqs.insert(c.seq, c.at_ms).is_none()
+        if c.seq == 0 {
+            return true;
+        }
+        let first = self.seqs.insert(c.seq, c.at_ms).is_none();
+        while self.seqs.len() > APPLIED_MAX {
+            self.seqs.pop_first();
+        }
+        first
     }
 
     /// Forget changes older than `before_ms`, which no poll reads again.
@@ -77,7 +97,7 @@ async fn run(weak: Weak<State>, mut feed: Option<Receiver<FeedEvent>>) {
     let mut applied = Applied::default();
     let mut poll = tokio::time::interval(POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut keys_read = tokio::time::Instant::now();
+    let mut keys_due_at = tokio::time::Instant::now() + KEYS_REFRESH;
     loop {
         let event = tokio::select! {
             _ = poll.tick() => None,
@@ -98,17 +118,24 @@ async fn run(weak: Weak<State>, mut feed: Option<Receiver<FeedEvent>>) {
             None => {}
         }
         if catch_up {
-            poll_changes(&state, &mut cursor, &mut applied).await;
+            let polled =
+                tokio::time::timeout(POLL_LIMIT, poll_changes(&state, &mut cursor, &mut applied))
+                    .await;
+            if polled.is_err() {
+                state.store_health.contact_failed();
+            }
         }
-        let keys_due = keys_read.elapsed() >= KEYS_REFRESH
+        let keys_due = tokio::time::Instant::now() >= keys_due_at
             || state
                 .keys
                 .ring()
                 .next_signer_at()
                 .is_some_and(|at| at <= now_unix());
         if keys_due && state.store.key_store().is_some() {
-            reload_keys(&state).await;
-            keys_read = tokio::time::Instant::now();
+            let ok = tokio::time::timeout(POLL_LIMIT, reload_keys(&state))
+                .await
+                .unwrap_or(false);
+            keys_due_at = tokio::time::Instant::now() + if ok { KEYS_REFRESH } else { KEYS_RETRY };
         }
     }
 }
@@ -183,25 +210,30 @@ async fn apply(state: &State, applied: &mut Applied, c: &Change) -> bool {
             if !applied.first(c) {
                 return false;
             }
-            reload_keys(state).await;
+            if !reload_keys(state).await {
+                // Not applied: the next poll, or the retry, tries again.
+                applied.seqs.remove(&c.seq);
+            }
             true
         }
     }
 }
 
-async fn reload_keys(state: &State) {
+/// Re-read the fleet's keys; `false` when that failed (the current ring
+/// stays).
+async fn reload_keys(state: &State) -> bool {
     let Some(ks) = state.store.key_store() else {
-        return;
+        return true;
     };
     let stored = match ks.signing_keys().await {
         Ok(k) if !k.is_empty() => k,
         Ok(_) => {
             tracing::error!("The store holds no signing key; keeping the current ones");
-            return;
+            return false;
         }
         Err(e) => {
             tracing::warn!(error = %e, "Reading the signing keys failed; keeping the current ones");
-            return;
+            return false;
         }
     };
     match KeyRing::from_stored(&stored, now_unix()) {
@@ -211,9 +243,11 @@ async fn reload_keys(state: &State) {
                 tracing::info!(signing_kid = %ring.signing_kid(), keys = stored.len(), "Signing keys reloaded");
             }
             state.keys.replace(ring);
+            true
         }
         Err(e) => {
-            tracing::error!(error = %e, "Stored signing keys are not usable; keeping the current ones")
+            tracing::error!(error = %e, "Stored signing keys are not usable; keeping the current ones");
+            false
         }
     }
 }

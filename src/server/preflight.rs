@@ -68,6 +68,19 @@ pub fn check_bind(addr: SocketAddr) -> Result<(), std::io::Error> {
     TcpListener::bind(addr).map(drop)
 }
 
+/// Whether every address can be bound at the same time (so two listeners
+/// that clash, such as `0.0.0.0:443` and `[::]:443`, are caught too); all
+/// are released at the end. The first that cannot is returned.
+pub fn check_bind_all(
+    addrs: impl IntoIterator<Item = SocketAddr>,
+) -> Result<(), (SocketAddr, std::io::Error)> {
+    let mut held = Vec::new();
+    for addr in addrs {
+        held.push(TcpListener::bind(addr).map_err(|e| (addr, e))?);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +145,18 @@ mod tests {
         let (c, _) = self_signed();
         let e = check_tls(&files(dir.path(), &c, &c)).unwrap_err();
         assert!(e.to_string().starts_with("private key "), "{e}");
+    }
+
+    #[test]
+    fn listeners_that_clash_with_each_other_are_caught() {
+        let free = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (addr, e) = check_bind_all([free, free]).unwrap_err();
+        assert_eq!(addr, free);
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(check_bind_all([free]).is_ok());
     }
 
     #[test]

@@ -241,20 +241,27 @@ impl KeyRing {
         let mut keys = Vec::with_capacity(sorted.len());
         let mut signer = None;
         let mut next_signer_at = None;
-        for (i, k) in sorted.iter().enumerate() {
-            let sk = SigningKey::from_pkcs8_pem(&k.pkcs8_pem).map_err(|e| KeyError::Parse {
-                path: PathBuf::from(format!("store key {}", k.kid)),
-                reason: e.to_string(),
-            })?;
+        for k in sorted {
+            // One bad row must not take every instance's keys down: it is
+            // skipped (and logged); only a store without a usable key fails.
+            let sk = match SigningKey::from_pkcs8_pem(&k.pkcs8_pem) {
+                Ok(sk) => sk,
+                Err(e) => {
+                    tracing::error!(kid = %k.kid, error = %e, "Stored signing key is not a PKCS#8 P-256 key; skipped");
+                    continue;
+                }
+            };
             keys.push(Key::new(&sk)?);
             if k.signs_from <= now {
-                signer = Some(i);
+                signer = Some(keys.len() - 1);
             } else if next_signer_at.is_none() {
                 next_signer_at = Some(k.signs_from);
             }
         }
         if keys.is_empty() {
-            return Err(KeyError::Encode("the store holds no signing key".into()));
+            return Err(KeyError::Encode(
+                "the store holds no usable signing key".into(),
+            ));
         }
         // Only keys still to come: the oldest signs until its time.
         let mut ring = KeyRing::from_keys(keys);

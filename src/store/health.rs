@@ -6,9 +6,13 @@
 //! gets 503 (fail closed). Recovery is automatic on the next successful
 //! contact.
 //!
-//! Contact is reported by the change applier's poll (every 500 ms) and by
-//! any store call that fails because the database is unreachable. The
-//! access phase reads one relaxed atomic while the store is up.
+//! Contact is reported by the change applier's poll (every 500 ms, each
+//! with a time limit): the grace runs from the last poll that succeeded,
+//! whatever made the later ones fail (refused, hung, an error of the
+//! database's own), so an instance cut off without noticing still stops
+//! serving at the end of the grace. Store calls that fail because the
+//! database is unreachable also mark it down, for the 503s. The access
+//! phase reads two relaxed atomics per request that needs a session.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -71,14 +75,14 @@ impl StoreHealth {
         self.down.load(Ordering::Relaxed)
     }
 
-    /// Down for longer than `outage_grace` since the last successful
-    /// contact: cached sessions are no longer served.
+    /// No successful contact for `outage_grace` (fleet mode): cached
+    /// sessions are no longer served.
     pub fn is_past_grace(&self) -> bool {
-        self.is_past_grace_at(crate::session::token::now_unix_coarse())
+        self.shared && self.is_past_grace_at(crate::session::token::now_unix_coarse())
     }
 
     fn is_past_grace_at(&self, now: i64) -> bool {
-        self.is_down() && now - self.last_ok.load(Ordering::Relaxed) >= self.grace_secs
+        now - self.last_ok.load(Ordering::Relaxed) >= self.grace_secs
     }
 }
 
@@ -90,7 +94,17 @@ mod tests {
     fn a_reachable_store_is_neither_down_nor_past_grace() {
         let h = StoreHealth::new(true, Duration::from_secs(30));
         assert!(!h.is_down());
-        assert!(!h.is_past_grace_at(i64::MAX / 2));
+        assert!(!h.is_past_grace());
+    }
+
+    #[test]
+    fn no_contact_for_the_grace_is_past_it_even_without_a_failure() {
+        // A poll that hangs never fails: the grace still runs out.
+        let h = StoreHealth::new(true, Duration::from_secs(30));
+        let last_ok = h.last_ok.load(Ordering::Relaxed);
+        assert!(!h.is_down());
+        assert!(!h.is_past_grace_at(last_ok + 29));
+        assert!(h.is_past_grace_at(last_ok + 30));
     }
 
     #[test]
@@ -109,7 +123,7 @@ mod tests {
         h.contact_failed();
         h.contact_ok();
         assert!(!h.is_down());
-        assert!(!h.is_past_grace_at(i64::MAX / 2));
+        assert!(!h.is_past_grace());
     }
 
     #[test]
@@ -117,6 +131,8 @@ mod tests {
         let h = StoreHealth::new(false, Duration::from_secs(1));
         h.contact_failed();
         assert!(!h.is_down());
+        h.last_ok.store(0, Ordering::Relaxed);
+        assert!(!h.is_past_grace());
     }
 
     #[test]

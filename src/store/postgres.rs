@@ -52,13 +52,16 @@ const REVOCATION_RETENTION_SECS: i64 = 2 * 24 * 3600;
 /// Sessions are kept this long after they end.
 const SESSION_RETENTION_SECS: i64 = 7 * 24 * 3600;
 /// A catch-up poll re-reads this much of the change log before its
-/// cursor: a change stamped just before the previous poll may commit
-/// just after it. Changes seen twice are applied twice, harmlessly.
-pub(crate) const CATCH_UP_OVERLAP_MS: i64 = 5_000;
+/// cursor: a change is stamped when its row is written and may commit
+/// later (a revocation of many sessions, a slow commit). The applier skips
+/// what it already applied.
+pub(crate) const CATCH_UP_OVERLAP_MS: i64 = 15_000;
 
-/// True for the URL schemes this store opens.
+/// True for the URL schemes this store opens (ASCII case-insensitive, as
+/// URL schemes are).
 pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
+    let lower = url.get(..13).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
 /// The fleet-mode store.
@@ -171,9 +174,14 @@ impl PgStore {
 
     /// Every `PURGE_EVERY`-th announcing write: drop revocations and
     /// change-log rows past their retention.
-    async fn purge_revocations(&self, now: i64) -> Result<(), StoreError> {
-        if due(&self.revocation_writes) {
-            let cutoff = now - REVOCATION_RETENTION_SECS;
+    /// The write before it is committed: a failed purge is logged, not
+    /// reported as the write's failure (it is retried on a later write).
+    async fn purge_revocations(&self, now: i64) {
+        if !due(&self.revocation_writes) {
+            return;
+        }
+        let cutoff = now - REVOCATION_RETENTION_SECS;
+        let purged = async {
             sqlx::query(sql::PURGE_REVOCATIONS)
                 .bind(cutoff)
                 .execute(&self.pool)
@@ -181,9 +189,12 @@ impl PgStore {
             sqlx::query(sql::PURGE_CHANGES)
                 .bind(cutoff.saturating_mul(1000))
                 .execute(&self.pool)
-                .await?;
+                .await
         }
-        Ok(())
+        .await;
+        if let Err(e) = purged {
+            tracing::warn!(error = %e, "Purging old revocations failed; retried later");
+        }
     }
 }
 
@@ -347,7 +358,7 @@ impl SessionStore for PgStore {
             Self::announce(&mut tx, "revoked", Some(sid), None).await?;
         }
         tx.commit().await?;
-        self.purge_revocations(now).await?;
+        self.purge_revocations(now).await;
         Ok(expires_at.is_some_and(|e| e > now))
     }
 
@@ -369,7 +380,7 @@ impl SessionStore for PgStore {
             Self::announce(&mut tx, "revoked", Some(sid), None).await?;
         }
         tx.commit().await?;
-        self.purge_revocations(now).await?;
+        self.purge_revocations(now).await;
         sids.sort_unstable();
         Ok(sids)
     }
@@ -385,7 +396,8 @@ impl SessionStore for PgStore {
         let mut c = self.pool.acquire().await?;
         Self::announce(&mut c, "user", None, Some((idp, sub))).await?;
         drop(c);
-        self.purge_revocations(now_unix()).await
+        self.purge_revocations(now_unix()).await;
+        Ok(())
     }
 
     async fn change_cursor(&self) -> Result<i64, StoreError> {

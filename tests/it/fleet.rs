@@ -376,6 +376,13 @@ async fn a_logout_on_one_instance_is_refused_by_all_within_a_second() {
     }
     // Keep a copy of the cookies: logout clears them in the browser.
     let cookie = app_cookie(&f, &jar);
+    for i in 0..3 {
+        assert_eq!(
+            status_with_cookie(&f, i, &cookie).await,
+            200,
+            "copy works on {i}"
+        );
+    }
     f.lb.to(2);
     let out = browser
         .post(f.url("app.localhost", "/cdn-cgi/access/logout"))
@@ -423,6 +430,13 @@ async fn a_scim_deactivation_on_one_instance_is_refused_by_the_others() {
         assert_eq!(app_status(&f, i, &browser).await, 200);
     }
     let cookie = app_cookie(&f, &jar);
+    for i in 0..3 {
+        assert_eq!(
+            status_with_cookie(&f, i, &cookie).await,
+            200,
+            "copy works on {i}"
+        );
+    }
     let scim = f.browser();
     let user = serde_json::json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -466,7 +480,7 @@ async fn a_scim_deactivation_on_one_instance_is_refused_by_the_others() {
 async fn a_database_outage_serves_cached_sessions_for_the_grace_then_fails_closed_and_recovers() {
     let server = PgServer::start();
     let db = server.fresh_database().await;
-    let f = Fleet::start_on(db, 1, ", outage_grace: 4s").await;
+    let f = Fleet::start_on(db, 1, ", outage_grace: 6s").await;
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let browser = f.browser_with(jar.clone());
     f.login_hopping(&browser, "00ualice", 0).await;
@@ -494,7 +508,7 @@ async fn a_database_outage_serves_cached_sessions_for_the_grace_then_fails_close
     let noticed = stopped.elapsed();
     // Within the grace: the cached session is served, a bypass route works,
     // SCIM and a session the cache does not hold get 503.
-    if noticed < Duration::from_secs(3) {
+    if noticed < Duration::from_secs(5) {
         assert_eq!(with_cookie().await, 200, "cached session within the grace");
     }
     let public = f
@@ -520,7 +534,7 @@ async fn a_database_outage_serves_cached_sessions_for_the_grace_then_fails_close
         }
         assert_eq!(s, 200);
         assert!(
-            stopped.elapsed() < Duration::from_secs(4 + 3),
+            stopped.elapsed() < Duration::from_secs(6 + 3),
             "cached session still served past outage_grace"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -593,7 +607,7 @@ async fn a_rotated_key_is_published_everywhere_before_any_instance_signs_with_it
     let rotated = portcullis::session::rotate::rotate(
         &admin,
         now,
-        Duration::from_secs(3),
+        Duration::from_secs(6),
         Duration::from_secs(86_400),
     )
     .await
