@@ -188,7 +188,13 @@ pub fn check(path: &Path) -> Result<ExitCode> {
 /// Arguments of `portcullis explain`.
 #[derive(clap::Args, Debug)]
 pub struct ExplainArgs {
-    #[arg(short, long)]
+    /// The config file (`PORTCULLIS_CONFIG`, else `conf/portcullis.yaml`).
+    #[arg(
+        short,
+        long,
+        env = "PORTCULLIS_CONFIG",
+        default_value = "conf/portcullis.yaml"
+    )]
     pub config: std::path::PathBuf,
     #[arg(long)]
     pub url: String,

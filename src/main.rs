@@ -23,7 +23,12 @@ struct Cli {
 enum Command {
     /// Run the proxy.
     Run {
-        #[arg(short, long, default_value = "conf/portcullis.yaml")]
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "conf/portcullis.yaml"
+        )]
         config: PathBuf,
     },
     /// Everything on loopback: proxy, dev IdP and a demo app.
@@ -34,14 +39,24 @@ enum Command {
     DevIdp(portcullis::cli::DevIdpArgs),
     /// Validate config and policies and print the compiled table.
     Check {
-        #[arg(short, long)]
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "conf/portcullis.yaml"
+        )]
         config: PathBuf,
     },
     /// Explain which policy decides for a URL and an identity.
     Explain(portcullis::cli::ExplainArgs),
     /// Test the identity providers: discovery, JWKS, client credentials.
     TestIdp {
-        #[arg(short, long)]
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "conf/portcullis.yaml"
+        )]
         config: PathBuf,
     },
     /// SCIM administration.
@@ -65,7 +80,12 @@ enum Command {
 enum ScimCommand {
     /// Make a new SCIM secret (the old one stops working) and print it once.
     RotateSecret {
-        #[arg(short, long)]
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "conf/portcullis.yaml"
+        )]
         config: PathBuf,
     },
 }
@@ -76,12 +96,22 @@ enum KeysCommand {
     /// with it from a minute later; keys whose tokens have all expired are
     /// removed.
     Rotate {
-        #[arg(short, long)]
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "conf/portcullis.yaml"
+        )]
         config: PathBuf,
     },
     /// List the signing keys and which one signs.
     List {
-        #[arg(short, long)]
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "conf/portcullis.yaml"
+        )]
         config: PathBuf,
     },
 }
@@ -90,7 +120,12 @@ enum KeysCommand {
 enum SeatsCommand {
     /// List seats.
     List {
-        #[arg(short, long)]
+        #[arg(
+            short,
+            long,
+            env = "PORTCULLIS_CONFIG",
+            default_value = "conf/portcullis.yaml"
+        )]
         config: PathBuf,
     },
 }

@@ -1,6 +1,8 @@
 //! Prometheus metrics: every name in one place, registered once in the
-//! `prometheus` crate's default registry (which also carries the process
-//! collector), and served on the metrics listener only.
+//! `prometheus` crate's default registry (with the `process_*` metrics of
+//! `process`), and served on the metrics listener only.
+
+pub mod process;
 
 use std::sync::{LazyLock, OnceLock};
 
@@ -66,6 +68,8 @@ fn build() -> Metrics {
         &["result"]
     )
     .expect("register portcullis_session_cache_total");
+    prometheus::register(Box::new(process::ProcessMetrics::new()))
+        .expect("register the process_* metrics");
     Metrics {
         request_duration_seconds: register_histogram_vec!(
             "portcullis_request_duration_seconds",

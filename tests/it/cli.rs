@@ -502,3 +502,33 @@ fn check_reports_a_key_that_does_not_match_its_certificate() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("does not match certificate"), "{stderr}");
 }
+
+/// Every subcommand takes its config from `PORTCULLIS_CONFIG` when `-c`
+/// is not given, as container users expect.
+#[test]
+fn the_config_path_comes_from_portcullis_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = minimal_config(dir.path(), "127.0.0.1:1", "");
+    let out = Command::new(BIN)
+        .arg("check")
+        .env("PORTCULLIS_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("app.localhost"), "{stdout}");
+    // Without it, and without -c, the default path is named.
+    let out = Command::new(BIN)
+        .arg("check")
+        .env_remove("PORTCULLIS_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("conf/portcullis.yaml"), "{stderr}");
+}
