@@ -185,9 +185,10 @@ pub fn check(path: &Path) -> Result<ExitCode> {
     }
 }
 
-/// Arguments of `portcullis explain`.
+/// `-c FILE`, as every subcommand takes it: `PORTCULLIS_CONFIG`, else
+/// `conf/portcullis.yaml`.
 #[derive(clap::Args, Debug)]
-pub struct ExplainArgs {
+pub struct ConfigArg {
     /// The config file (`PORTCULLIS_CONFIG`, else `conf/portcullis.yaml`).
     #[arg(
         short,
@@ -196,6 +197,13 @@ pub struct ExplainArgs {
         default_value = "conf/portcullis.yaml"
     )]
     pub config: std::path::PathBuf,
+}
+
+/// Arguments of `portcullis explain`.
+#[derive(clap::Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
     #[arg(long)]
     pub url: String,
     #[arg(long)]
@@ -217,7 +225,7 @@ pub struct ExplainArgs {
 
 /// `portcullis explain`
 pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
-    let cfg = match load_config(&args.config) {
+    let cfg = match load_config(&args.config.config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

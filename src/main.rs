@@ -3,10 +3,10 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use portcullis::cli::ConfigArg;
 
 #[derive(Parser)]
 #[command(
@@ -22,15 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
-    Run {
-        #[arg(
-            short,
-            long,
-            env = "PORTCULLIS_CONFIG",
-            default_value = "conf/portcullis.yaml"
-        )]
-        config: PathBuf,
-    },
+    Run(ConfigArg),
     /// Everything on loopback: proxy, dev IdP and a demo app.
     Demo(portcullis::demo::DemoArgs),
     /// The demo's dev IdP (and demo app) alone, on loopback, for a fleet
@@ -38,27 +30,11 @@ enum Command {
     #[command(hide = true)]
     DevIdp(portcullis::cli::DevIdpArgs),
     /// Validate config and policies and print the compiled table.
-    Check {
-        #[arg(
-            short,
-            long,
-            env = "PORTCULLIS_CONFIG",
-            default_value = "conf/portcullis.yaml"
-        )]
-        config: PathBuf,
-    },
+    Check(ConfigArg),
     /// Explain which policy decides for a URL and an identity.
     Explain(portcullis::cli::ExplainArgs),
     /// Test the identity providers: discovery, JWKS, client credentials.
-    TestIdp {
-        #[arg(
-            short,
-            long,
-            env = "PORTCULLIS_CONFIG",
-            default_value = "conf/portcullis.yaml"
-        )]
-        config: PathBuf,
-    },
+    TestIdp(ConfigArg),
     /// SCIM administration.
     Scim {
         #[command(subcommand)]
@@ -79,15 +55,7 @@ enum Command {
 #[derive(Subcommand)]
 enum ScimCommand {
     /// Make a new SCIM secret (the old one stops working) and print it once.
-    RotateSecret {
-        #[arg(
-            short,
-            long,
-            env = "PORTCULLIS_CONFIG",
-            default_value = "conf/portcullis.yaml"
-        )]
-        config: PathBuf,
-    },
+    RotateSecret(ConfigArg),
 }
 
 #[derive(Subcommand)]
@@ -95,39 +63,15 @@ enum KeysCommand {
     /// Add a new signing key: every instance publishes it at once and signs
     /// with it from a minute later; keys whose tokens have all expired are
     /// removed.
-    Rotate {
-        #[arg(
-            short,
-            long,
-            env = "PORTCULLIS_CONFIG",
-            default_value = "conf/portcullis.yaml"
-        )]
-        config: PathBuf,
-    },
+    Rotate(ConfigArg),
     /// List the signing keys and which one signs.
-    List {
-        #[arg(
-            short,
-            long,
-            env = "PORTCULLIS_CONFIG",
-            default_value = "conf/portcullis.yaml"
-        )]
-        config: PathBuf,
-    },
+    List(ConfigArg),
 }
 
 #[derive(Subcommand)]
 enum SeatsCommand {
     /// List seats.
-    List {
-        #[arg(
-            short,
-            long,
-            env = "PORTCULLIS_CONFIG",
-            default_value = "conf/portcullis.yaml"
-        )]
-        config: PathBuf,
-    },
+    List(ConfigArg),
 }
 
 /// mimalloc instead of glibc malloc: the proxy allocates and frees small
@@ -140,23 +84,23 @@ fn main() -> ExitCode {
     portcullis::cli::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => portcullis::cli::run(&config),
+        Command::Run(ConfigArg { config }) => portcullis::cli::run(&config),
         Command::Demo(args) => portcullis::demo::run(args),
         Command::DevIdp(args) => portcullis::cli::dev_idp(args),
-        Command::Check { config } => portcullis::cli::check(&config),
+        Command::Check(ConfigArg { config }) => portcullis::cli::check(&config),
         Command::Explain(args) => portcullis::cli::explain(args),
-        Command::TestIdp { config } => portcullis::cli::test_idp(&config),
+        Command::TestIdp(ConfigArg { config }) => portcullis::cli::test_idp(&config),
         Command::Scim {
-            command: ScimCommand::RotateSecret { config },
+            command: ScimCommand::RotateSecret(ConfigArg { config }),
         } => portcullis::cli::scim_rotate_secret(&config),
         Command::Keys {
-            command: KeysCommand::Rotate { config },
+            command: KeysCommand::Rotate(ConfigArg { config }),
         } => portcullis::cli::keys_rotate(&config),
         Command::Keys {
-            command: KeysCommand::List { config },
+            command: KeysCommand::List(ConfigArg { config }),
         } => portcullis::cli::keys_list(&config),
         Command::Seats {
-            command: SeatsCommand::List { config },
+            command: SeatsCommand::List(ConfigArg { config }),
         } => portcullis::cli::seats_list(&config),
     };
     match result {

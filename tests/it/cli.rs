@@ -193,14 +193,7 @@ fn explain_shows_the_deciding_policy() {
 #[test]
 fn keys_rotate_on_an_sqlite_store_explains_and_fails() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(dir.path().join("policies/p.yaml"), "apps: []\n").unwrap();
-    let cfg = dir.path().join("portcullis.yaml");
-    std::fs::write(
-        &cfg,
-        "listen: [{ addr: 127.0.0.1:1 }]\nauth_domain: auth.localhost\npolicies: policies\n",
-    )
-    .unwrap();
+    let cfg = minimal_config(dir.path(), "127.0.0.1:1", "");
     let out = Command::new(BIN)
         .args(["keys", "rotate", "-c", cfg.to_str().unwrap()])
         .env("RUST_LOG", "error")
@@ -222,14 +215,7 @@ async fn keys_rotate_and_list_on_a_fleet_store() {
         .fresh_database()
         .await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(dir.path().join("policies/p.yaml"), "apps: []\n").unwrap();
-    let cfg = dir.path().join("portcullis.yaml");
-    std::fs::write(
-        &cfg,
-        format!("listen: [{{ addr: 127.0.0.1:1 }}]\nauth_domain: auth.localhost\nstore: \"{db}\"\npolicies: policies\n"),
-    )
-    .unwrap();
+    let cfg = minimal_config(dir.path(), "127.0.0.1:1", &format!("store: \"{db}\"\n"));
     let run = |args: &[&str]| {
         let mut c = Command::new(BIN);
         c.args(args)
@@ -265,22 +251,17 @@ async fn keys_rotate_and_list_on_a_fleet_store() {
 #[test]
 fn run_with_an_unreachable_database_exits_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(dir.path().join("policies/p.yaml"), "apps: []\n").unwrap();
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let cfg = dir.path().join("portcullis.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: [{{ addr: 127.0.0.1:1 }}]\nauth_domain: auth.localhost\nstore: \"postgres://app:s3cret@127.0.0.1:{port}/db\"\npolicies: policies\n"
-        ),
-    )
-    .unwrap();
+    let cfg = minimal_config(
+        dir.path(),
+        "127.0.0.1:1",
+        &format!("store: \"postgres://app:s3cret@127.0.0.1:{port}/db\"\n"),
+    );
     let started = std::time::Instant::now();
     let out = Command::new(BIN)
         .args(["run", "-c", cfg.to_str().unwrap()])
@@ -383,8 +364,9 @@ fn dev_idp_serves_until_sigterm() {
     assert!(child.wait().unwrap().success());
 }
 
-/// A config file in `dir` with one listener at `listen` (plus `extra`
-/// lines under it) and one app.
+/// A config file in `dir` with one listener at `listen`, then `extra`
+/// (indented: more keys of the listener; at column 0: top-level keys),
+/// and one app.
 fn minimal_config(dir: &std::path::Path, listen: &str, extra: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(
