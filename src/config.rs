@@ -56,6 +56,10 @@ pub struct Config {
     /// What browsers see when a load balancer sits in front; `None` when
     /// not configured (scheme derived from the listeners).
     pub public: Option<Public>,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For`, `X-Request-Id`
+    /// and PROXY header are believed. Empty: none, the TCP peer is the
+    /// client.
+    pub trusted_proxies: Vec<crate::policy::ip_range::IpRange>,
 }
 
 /// Fleet-mode (PostgreSQL) store settings, from the map form of `store`.

@@ -1,9 +1,11 @@
-//! The Pingora proxy: the access phase (`access`), proxy-owned endpoints
+//! The Pingora proxy: the access phase (`access`), who the client is
+//! (`client`: address behind trusted proxies, request id), proxy-owned endpoints
 //! (`endpoints`), request facts (`request`), cookies (`cookies`), header
 //! hygiene (`headers`), path normalisation (`path`), responses (`respond`),
 //! shared state (`state`) and the `ProxyHttp` glue (`service`).
 
 pub mod access;
+pub mod client;
 pub mod cookies;
 pub mod endpoints;
 pub mod headers;

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
+use crate::policy::ip_range::IpRange;
+
 use super::duration::parse_duration;
 use super::env::expand;
 use super::host::{check_cookie_name, check_header_name, check_path_prefix, parse_host_port};
@@ -198,6 +200,7 @@ pub(crate) fn validate(
     let cache = cache(&mut cx, r.cache.as_ref());
     let upstream_health = upstream_health(&mut cx, r.upstream_health.as_ref());
     let public = public::public(&mut cx, r.public.as_ref());
+    let trusted_proxies = trusted_proxies(&mut cx, r.trusted_proxies.as_ref());
     if let (Some(a), Some(s), Ok(p)) = (&auth_domain, &r.auth_domain, &public) {
         public::check_auth_port(&mut cx, a, &s.referenced, p.as_ref());
     }
@@ -248,7 +251,32 @@ pub(crate) fn validate(
         grace_period_seconds,
         upstream_health,
         public,
+        trusted_proxies,
     })
+}
+
+/// `trusted_proxies`: CIDRs (or single addresses) of the load balancers
+/// whose `X-Forwarded-For`, `X-Request-Id` and PROXY header are believed.
+fn trusted_proxies(cx: &mut Ctx<'_>, raw: Option<&Spanned<Vec<Str>>>) -> Vec<IpRange> {
+    let Some(list) = raw else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(list.value.len());
+    for (i, s) in list.value.iter().enumerate() {
+        let key = format!("trusted_proxies[{i}]");
+        let Some(v) = cx.non_empty(s, &key) else {
+            continue;
+        };
+        match v.parse::<IpRange>() {
+            Ok(r) => out.push(r),
+            Err(_) => cx.err(
+                &s.referenced,
+                &key,
+                format!("`{v}` is not an IP address or CIDR range (e.g. 10.0.0.0/8)"),
+            ),
+        }
+    }
+    out
 }
 
 /// Every `None` above records an error; should one not, still fail closed.

@@ -3,6 +3,7 @@
 //! body.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -12,7 +13,20 @@ use pingora::Result;
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Bytes,
+    pub body: Body,
+}
+
+/// A reply's body: bytes, or a page rendered when it is sent (it shows the
+/// request id, known only then).
+#[derive(Debug)]
+pub enum Body {
+    Bytes(Bytes),
+    Page {
+        title: String,
+        message: String,
+        /// Trusted markup built by the proxy (forms), not escaped.
+        extra: String,
+    },
 }
 
 impl Reply {
@@ -20,7 +34,7 @@ impl Reply {
         Reply {
             status,
             headers: vec![("content-type", content_type.to_string())],
-            body: body.into(),
+            body: Body::Bytes(body.into()),
         }
     }
 
@@ -40,20 +54,20 @@ impl Reply {
 
     /// A small HTML page; `title` and `message` are escaped.
     pub fn page(status: u16, title: &str, message: &str) -> Reply {
-        Reply::new(
-            status,
-            "text/html; charset=utf-8",
-            page_html(title, message, ""),
-        )
+        Reply::page_with(status, title, message, "")
     }
 
     /// HTML page with extra trusted markup (forms built by the proxy).
     pub fn page_with(status: u16, title: &str, message: &str, extra_html: &str) -> Reply {
-        Reply::new(
+        Reply {
             status,
-            "text/html; charset=utf-8",
-            page_html(title, message, extra_html),
-        )
+            headers: vec![("content-type", "text/html; charset=utf-8".to_string())],
+            body: Body::Page {
+                title: title.to_string(),
+                message: message.to_string(),
+                extra: extra_html.to_string(),
+            },
+        }
     }
 
     /// 302 to `location`.
@@ -82,22 +96,44 @@ impl Reply {
         }
     }
 
-    /// Write it; `head` suppresses the body.
-    pub async fn send(self, session: &mut Session, head: bool) -> Result<()> {
-        let mut h = ResponseHeader::build(self.status, Some(self.headers.len() + 3))?;
+    /// The body as it will be sent, pages rendered with `request_id`.
+    pub fn body_bytes(&self, request_id: &HeaderValue) -> Bytes {
+        match &self.body {
+            Body::Bytes(b) => b.clone(),
+            Body::Page {
+                title,
+                message,
+                extra,
+            } => {
+                let id = std::str::from_utf8(request_id.as_bytes()).unwrap_or("");
+                page_html(title, message, extra, id).into()
+            }
+        }
+    }
+
+    /// Write it with its `X-Request-Id`; `head` suppresses the body.
+    pub async fn send(
+        self,
+        session: &mut Session,
+        head: bool,
+        request_id: &HeaderValue,
+    ) -> Result<()> {
+        let body = self.body_bytes(request_id);
+        let mut h = ResponseHeader::build(self.status, Some(self.headers.len() + 4))?;
         for (k, v) in self.headers {
             h.append_header(k, v)?;
         }
         // RFC 9110 §8.6: no Content-Length on a 204 (SCIM DELETE) or 304.
         if !matches!(self.status, 204 | 304) {
-            h.insert_header("content-length", self.body.len().to_string())?;
+            h.insert_header("content-length", body.len().to_string())?;
         }
         h.insert_header("cache-control", "no-store")?;
         h.insert_header("x-content-type-options", "nosniff")?;
-        let empty = head || self.body.is_empty();
+        h.insert_header(super::client::REQUEST_ID, request_id.clone())?;
+        let empty = head || body.is_empty();
         session.write_response_header(Box::new(h), empty).await?;
         if !empty {
-            session.write_response_body(Some(self.body), true).await?;
+            session.write_response_body(Some(body), true).await?;
         }
         Ok(())
     }
@@ -119,13 +155,21 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
-fn page_html(title: &str, message: &str, extra: &str) -> String {
+fn page_html(title: &str, message: &str, extra: &str, request_id: &str) -> String {
+    let id = if request_id.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p class=\"rid\">Request ID: <code>{}</code></p>",
+            html_escape(request_id)
+        )
+    };
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
          <meta name=\"viewport\" content=\"width=device-width\">\
          <style>body{{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}}\
-         h1{{font-size:1.4em}}button{{font-size:1em;padding:.4em 1em}}</style></head>\
-         <body><h1>{t}</h1><p>{m}</p>{extra}</body></html>",
+         h1{{font-size:1.4em}}button{{font-size:1em;padding:.4em 1em}}.rid{{color:#666;font-size:.85em}}</style></head>\
+         <body><h1>{t}</h1><p>{m}</p>{extra}{id}</body></html>",
         t = html_escape(title),
         m = html_escape(message),
     )

@@ -18,6 +18,7 @@ use crate::policy::model::App;
 use crate::session::cache::ForwardValues;
 
 use super::access::{self, denial_label, deny_reply, Permit, Verdict};
+use super::client;
 use super::endpoints;
 use super::headers::{self, groups_value, CLAIM_HEADER_PREFIX};
 use super::health::{self, Health};
@@ -57,6 +58,11 @@ pub struct Ctx {
     pub tried: u64,
     /// When the request arrived (`request_duration_seconds`).
     pub started: Instant,
+    /// The client: the TCP peer, or what a trusted proxy says it saw.
+    pub client_ip: std::net::IpAddr,
+    /// `X-Request-Id`: a trusted proxy's, else generated. Empty until the
+    /// request header is read.
+    pub request_id: http::HeaderValue,
 }
 
 impl Ctx {
@@ -89,26 +95,32 @@ impl ProxyHttp for Portcullis {
             failed: None,
             tried: 0,
             started: Instant::now(),
+            client_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            request_id: http::HeaderValue::from_static(""),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let started = Instant::now();
         let state = &*self.state;
-        let head = session.req_header().method == http::Method::HEAD;
-        let client_ip = session
+        let req = session.req_header();
+        let head = req.method == http::Method::HEAD;
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let reply = self.access(session, ctx, client_ip).await;
+            .map_or(ctx.client_ip, |a| a.ip());
+        let trusted = &state.cfg.trusted_proxies;
+        let peer_trusted = client::is_trusted(trusted, peer);
+        ctx.client_ip = client::client_ip(peer, &req.headers, trusted);
+        ctx.request_id = client::request_id(&req.headers, peer_trusted);
+        let reply = self.access(session, ctx).await;
         metrics()
             .access_phase_seconds
             .observe(started.elapsed().as_secs_f64());
         match reply {
             None => Ok(false),
             Some(reply) => {
-                let _ = state;
-                reply.send(session, head).await?;
+                reply.send(session, head, &ctx.request_id).await?;
                 Ok(true)
             }
         }
@@ -209,7 +221,8 @@ impl ProxyHttp for Portcullis {
             upstream.insert_header(http::header::HOST, fwd.authority.as_str())?;
         }
         let names = &state.upstream_headers;
-        upstream.insert_header("x-forwarded-for", headers::ip_value(fwd.client_ip))?;
+        upstream.insert_header(client::X_FORWARDED_FOR, headers::ip_value(fwd.client_ip))?;
+        upstream.insert_header(client::REQUEST_ID, ctx.request_id.clone())?;
         upstream.insert_header(
             "x-forwarded-proto",
             http::HeaderValue::from_static(state.scheme()),
@@ -247,6 +260,16 @@ impl ProxyHttp for Portcullis {
             }
         }
         Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // The id the proxy logs and forwarded, whatever the upstream says.
+        resp.insert_header(client::REQUEST_ID, ctx.request_id.clone())
     }
 
     async fn upstream_response_filter(
@@ -303,7 +326,11 @@ impl ProxyHttp for Portcullis {
                     "The request could not be completed.",
                 ),
             };
-            if let Err(err) = reply.send(session, head).await {
+            if ctx.request_id.is_empty() {
+                // Failed before the access phase read the request.
+                ctx.request_id = client::new_request_id();
+            }
+            if let Err(err) = reply.send(session, head, &ctx.request_id).await {
                 tracing::debug!(error = %err, "Error response not sent");
             }
         }
@@ -336,12 +363,7 @@ impl ProxyHttp for Portcullis {
 
 impl Portcullis {
     /// The access phase. `None`: forward (ctx.forward is set). `Some`: answer.
-    async fn access(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        client_ip: Option<std::net::IpAddr>,
-    ) -> Option<Reply> {
+    async fn access(&self, session: &mut Session, ctx: &mut Ctx) -> Option<Reply> {
         let state = &*self.state;
         let scim_rest = {
             let req = session.req_header();
@@ -354,7 +376,7 @@ impl Portcullis {
             let read = if fragment {
                 Err(super::path::PathError::Fragment.into())
             } else {
-                request::read(req, client_ip)
+                request::read(req, Some(ctx.client_ip))
             };
             let info = match read {
                 Ok(i) => i,

@@ -21,3 +21,5 @@ mod cli;
 mod fleet;
 // Upstream failures (502/504 pages, counted) and the operator metrics.
 mod upstream;
+// Who the client is: trusted proxies, X-Forwarded-For, request ids.
+mod client;

@@ -821,3 +821,24 @@ fn redirect_ports_follow_public_port() {
     let c = ok(&format!("{PLAIN}public: {{ scheme: https, port: 443 }}\n"));
     assert!(!c.redirect_port_allowed(8443));
 }
+
+#[test]
+fn trusted_proxies_take_cidrs_and_addresses() {
+    let c = ok(&format!(
+        "{BASE}trusted_proxies: [10.0.0.0/8, 192.0.2.7, \"fd00::/8\"]\n"
+    ));
+    let shown: Vec<String> = c.trusted_proxies.iter().map(|r| r.to_string()).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+    assert!(ok(BASE).trusted_proxies.is_empty());
+}
+
+#[test]
+fn trusted_proxies_errors_name_the_entry() {
+    let errs = errors(&format!("{BASE}trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]\n"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("portcullis.yaml:6:31: trusted_proxies[1]: `10.0.0.0/33` is not"),
+        "{}",
+        errs[0]
+    );
+}
