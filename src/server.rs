@@ -229,6 +229,13 @@ pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
         },
         "portcullis",
     );
+    if let Some(app) = proxy.app_logic_mut() {
+        // CONNECT reaches the access phase, which refuses it with our own
+        // 405; nothing is ever tunnelled (`Portcullis::access`).
+        let mut opts = pingora::apps::HttpServerOptions::default();
+        opts.allow_connect_method_proxying = true;
+        app.server_options = Some(opts);
+    }
     for l in &cfg.listen {
         let addr = l.addr.to_string();
         match &l.tls {

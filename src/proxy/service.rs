@@ -365,6 +365,17 @@ impl Portcullis {
     /// The access phase. `None`: forward (ctx.forward is set). `Some`: answer.
     async fn access(&self, session: &mut Session, ctx: &mut Ctx) -> Option<Reply> {
         let state = &*self.state;
+        if session.req_header().method == http::Method::CONNECT {
+            // Pingora would answer this itself (405 with `Server: Pingora`);
+            // it is let through to here only to be refused in our words.
+            // The connection closes: what follows a CONNECT is not HTTP.
+            ctx.decision = "bad_request";
+            session.set_keepalive(None);
+            return Some(Reply::json_error(405, "method_not_allowed").with_header(
+                "allow",
+                "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+            ));
+        }
         let scim_rest = {
             let req = session.req_header();
             // HTTP/1 only: an HTTP/2 `:path` has no raw bytes left to look

@@ -162,3 +162,22 @@ async fn build_config_and_duration_metrics_are_exported() {
         ) >= 1.0
     );
 }
+
+/// CONNECT is refused with the proxy's own 405 (never Pingora's, which
+/// says `Server: Pingora`), nothing is tunnelled, and the connection
+/// closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused_with_our_own_405() {
+    let env = env().start().await;
+    let (status, text) = crate::harness::raw_http(
+        &env,
+        "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: keep-alive\r\n",
+    )
+    .await;
+    assert_eq!(status, 405, "{text}");
+    let lower = text.to_ascii_lowercase();
+    assert!(!lower.contains("\r\nserver:"), "{text}");
+    assert!(lower.contains("\r\nallow: get"), "{text}");
+    assert!(lower.contains("\r\nx-request-id: "), "{text}");
+    assert!(env.upstream.seen().is_empty());
+}

@@ -834,7 +834,9 @@ fn trusted_proxies_take_cidrs_and_addresses() {
 
 #[test]
 fn trusted_proxies_errors_name_the_entry() {
-    let errs = errors(&format!("{BASE}trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]\n"));
+    let errs = errors(&format!(
+        "{BASE}trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]\n"
+    ));
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
         errs[0].starts_with("portcullis.yaml:6:31: trusted_proxies[1]: `10.0.0.0/33` is not"),
