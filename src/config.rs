@@ -56,6 +56,9 @@ pub struct Config {
     /// What browsers see when a load balancer sits in front; `None` when
     /// not configured (scheme derived from the listeners).
     pub public: Option<Public>,
+    /// The Unix socket through which a graceful upgrade hands the listening
+    /// sockets to the new process (`upgrade_sock`; absolute).
+    pub upgrade_sock: PathBuf,
 }
 
 /// Fleet-mode (PostgreSQL) store settings, from the map form of `store`.

@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub upstream_health: Option<RawUpstreamHealth>,
     #[serde(default)]
     pub public: Option<Spanned<RawPublic>>,
+    #[serde(default)]
+    pub upgrade_sock: Option<Str>,
 }
 
 /// `store`: a URL (`sqlite://…`, `postgres://…`), or a map with `url` and

@@ -21,3 +21,9 @@ mod cli;
 mod fleet;
 // Upstream failures (502/504 pages, counted) and the operator metrics.
 mod upstream;
+// The real binary as a process: start, signals, logs.
+mod process;
+// SIGHUP: TLS certificates, policies, config keys that need a restart.
+mod reload;
+// Graceful upgrade: a new process takes the listening sockets over.
+mod upgrade;
