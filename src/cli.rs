@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 
 use crate::config::{self, Config};
 use crate::policy;
-use crate::server::{build_server, build_state, ServerHandle};
+use crate::server::reload::{hangup_signal, on_hangup, ConfigFile};
+use crate::server::{build, build_state, ServerHandle, ServerOptions};
 
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
@@ -38,41 +39,78 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
-/// `portcullis run -c FILE`
-pub fn run(path: &Path) -> Result<ExitCode> {
-    let cfg = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    run_config(cfg, None)
+/// Flags of `portcullis run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Take the listening sockets over from the running portcullis (graceful
+    /// upgrade): start this, then send SIGQUIT to the old process within
+    /// 5 s. Both must have the same `upgrade_sock`.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
-/// Start a proxy for `cfg` and block until SIGINT/SIGTERM. `banner` is
-/// printed once it is listening.
-pub fn run_config(cfg: Config, banner: Option<String>) -> Result<ExitCode> {
+/// `portcullis run -c FILE [--upgrade]`
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let file = match ConfigFile::read(&args.config.config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let cfg = match file.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let rt = runtime()?;
-    let code = run_config_in(&rt, cfg, banner)?;
+    let opts = ServerOptions {
+        upgrade: args.upgrade,
+        config_file: Some(file),
+    };
+    let code = run_config_in(&rt, cfg, opts, None)?;
     drop(rt);
     Ok(code)
 }
 
-/// [`run_config`] on an existing runtime (the demo's, which also runs the dev IdP).
+/// Start a proxy for `cfg` on `rt` (the demo's runtime also runs the dev
+/// IdP) and block until SIGINT/SIGTERM (or SIGQUIT: handed over to a new
+/// process). SIGHUP reloads. `banner` is printed once it is listening.
 pub fn run_config_in(
     rt: &tokio::runtime::Runtime,
     cfg: Config,
+    opts: ServerOptions,
     banner: Option<String>,
 ) -> Result<ExitCode> {
+    // From here on SIGHUP no longer ends the process; one received before
+    // the proxy runs is kept and reloads once it does.
+    let hangup = {
+        let _in_runtime = rt.enter();
+        hangup_signal().context("installing the SIGHUP handler")?
+    };
+    let upgrade = opts.upgrade;
     let state = rt
         .block_on(build_state(cfg))
         .context("starting portcullis")?;
-    let server = build_server(state.clone()).context("building the server")?;
+    if upgrade {
+        tracing::info!(upgrade_sock = %state.cfg.upgrade_sock.display(), "Waiting for the running process's listening sockets (send it SIGQUIT)");
+    }
+    let built = build(state.clone(), opts).context("building the server")?;
+    {
+        let _in_runtime = rt.enter();
+        on_hangup(hangup, built.reloader.clone());
+    }
     for l in &state.cfg.listen {
-        tracing::info!(addr = %l.addr, tls = l.tls.is_some(), "Listening");
+        tracing::info!(addr = %l.addr, tls = l.tls.is_some(), taken_over = upgrade, "Listening");
     }
     if let Some(b) = banner {
         println!("{b}");
     }
-    ServerHandle::start(server, true).wait();
+    ServerHandle::start(built.server, true).wait();
     Ok(ExitCode::SUCCESS)
 }
 

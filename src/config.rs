@@ -60,6 +60,9 @@ pub struct Config {
     /// and PROXY header are believed. Empty: none, the TCP peer is the
     /// client.
     pub trusted_proxies: Vec<crate::policy::ip_range::IpRange>,
+    /// The Unix socket through which a graceful upgrade hands the listening
+    /// sockets to the new process (`upgrade_sock`; absolute).
+    pub upgrade_sock: PathBuf,
 }
 
 /// Fleet-mode (PostgreSQL) store settings, from the map form of `store`.

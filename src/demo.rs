@@ -124,7 +124,12 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         metrics = args.metrics,
     );
     let _guard = rt.enter();
-    let code = crate::cli::run_config_in(&rt, cfg, Some(banner))?;
+    let code = crate::cli::run_config_in(
+        &rt,
+        cfg,
+        crate::server::ServerOptions::default(),
+        Some(banner),
+    )?;
     drop(app);
     drop(idp);
     Ok(code)

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
-    Run(ConfigArg),
+    Run(portcullis::cli::RunArgs),
     /// Everything on loopback: proxy, dev IdP and a demo app.
     Demo(portcullis::demo::DemoArgs),
     /// The demo's dev IdP (and demo app) alone, on loopback, for a fleet
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
     portcullis::cli::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(ConfigArg { config }) => portcullis::cli::run(&config),
+        Command::Run(args) => portcullis::cli::run(args),
         Command::Demo(args) => portcullis::demo::run(args),
         Command::DevIdp(args) => portcullis::cli::dev_idp(args),
         Command::Check(ConfigArg { config }) => portcullis::cli::check(&config),

@@ -1,21 +1,24 @@
 //! Assembling and running a proxy: build the shared [`State`] (keys, store,
 //! policies, identity providers, background tasks), then a Pingora `Server`
-//! with the proxy listeners and the metrics listener. [`ServerHandle`] runs it
-//! on its own thread and stops it, for `run`, `demo` and in-process tests.
-//! `changes` applies what other instances (and SCIM) changed to this
-//! instance's caches.
+//! with the proxy listeners and the metrics listener ([`build`]), taking
+//! them over from a running process in a graceful upgrade.
+//! [`ServerHandle`] runs it on its own thread and stops it, for `run`,
+//! `demo` and in-process tests. `changes` applies what other instances (and
+//! SCIM) changed to this instance's caches; `tls` holds the listeners'
+//! reloadable certificates and `reload` what SIGHUP does.
 
 pub mod changes;
 pub mod preflight;
+pub mod reload;
+pub mod tls;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
-use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::http::ServerSession;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
@@ -24,6 +27,8 @@ use crate::idp::oidc::Provider;
 use crate::metrics::metrics;
 use crate::policy::reload::{spawn_watcher, PolicyHandle};
 use crate::proxy::{Portcullis, State};
+use crate::server::reload::{ConfigFile, Reloader};
+use crate::server::tls::TlsCerts;
 use crate::session::keys::KeyRing;
 use crate::store::open_store_with;
 
@@ -45,6 +50,8 @@ pub enum StartError {
     },
     #[error("listener {addr}: {message}")]
     Listener { addr: String, message: String },
+    #[error("upgrade_sock {path}: {message}")]
+    UpgradeSock { path: String, message: String },
 }
 
 impl From<crate::session::keys::KeyError> for StartError {
@@ -97,26 +104,30 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
         idps.push(p);
     }
     let state = Arc::new(State::new(cfg, policies.clone(), keys, store, idps));
-    spawn_watcher(policies, |r| {
-        let label = if r.is_ok() { "success" } else { "error" };
-        metrics()
-            .policy_reloads_total
-            .with_label_values(&[label])
-            .inc();
-        match r {
-            Ok(()) => {
-                crate::metrics::config_loaded();
-                tracing::info!("Policies reloaded")
-            }
-            Err(e) => {
-                tracing::warn!(errors = %e, "Policy reload failed; keeping the last good policies")
-            }
-        }
-    });
+    // File changes and SIGHUP (`reload`) both reload through the watcher.
+    spawn_watcher(policies, policy_reloaded);
     changes::spawn(&state);
     crate::proxy::health::spawn_checker(&state, state.cfg.upstream_health);
     crate::scim::on_start(&state).await;
     Ok(state)
+}
+
+/// Count and log one policy reload (file change or SIGHUP).
+fn policy_reloaded(r: Result<(), &crate::policy::load::PolicyErrors>) {
+    let label = if r.is_ok() { "success" } else { "error" };
+    metrics()
+        .policy_reloads_total
+        .with_label_values(&[label])
+        .inc();
+    match r {
+        Ok(()) => {
+            crate::metrics::config_loaded();
+            tracing::info!("Policies reloaded")
+        }
+        Err(e) => {
+            tracing::warn!(errors = %e, "Policy reload failed; keeping the last good policies")
+        }
+    }
 }
 
 /// `/metrics`, `/healthz`, `/readyz` on the metrics listener.
@@ -196,31 +207,72 @@ impl ServeHttp for MetricsApp {
     }
 }
 
-/// Build the Pingora server for a state.
+/// How [`build`] makes the server.
+#[derive(Debug, Default)]
+pub struct ServerOptions {
+    /// Take the listening sockets over from the running process (graceful
+    /// upgrade): wait at `upgrade_sock` for them (Pingora gives up after
+    /// about 5 s) instead of binding.
+    pub upgrade: bool,
+    /// The config file as read at start, which a reload compares the file
+    /// with (`None`: not compared).
+    pub config_file: Option<ConfigFile>,
+}
+
+/// A server ready to run, and what reloads it.
+pub struct Built {
+    pub server: Server,
+    /// Reloads policies and certificates: SIGHUP's work
+    /// ([`reload::on_hangup`]), or a test's.
+    pub reloader: Arc<Reloader>,
+}
+
+/// Build the Pingora server for a state (no upgrade, nothing to compare a
+/// reload with).
 pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
+    build(state, ServerOptions::default()).map(|b| b.server)
+}
+
+/// Build the Pingora server for a state: the proxy listeners (each TLS one
+/// serving a reloadable certificate) and the metrics listener. With
+/// `opts.upgrade` this blocks until the old process has sent its
+/// listening sockets.
+pub fn build(state: Arc<State>, opts: ServerOptions) -> Result<Built, StartError> {
     let cfg = &state.cfg;
     let conf = ServerConf {
         threads: cfg.threads,
         grace_period_seconds: Some(cfg.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: cfg.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     // Fail here, with the listener named, rather than in Pingora's thread.
-    for l in &cfg.listen {
-        if let Some(tls) = &l.tls {
-            preflight::check_tls(tls).map_err(|e| StartError::Listener {
-                addr: l.addr.to_string(),
-                message: e.to_string(),
-            })?;
-        }
+    let certs = TlsCerts::load(&cfg.listen).map_err(|(addr, e)| StartError::Listener {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    })?;
+    if opts.upgrade {
+        // The addresses are the old process's until it hands them over;
+        // the new process creates the socket, so its folder must be ours.
+        preflight::check_upgrade_dir(&cfg.upgrade_sock).map_err(|message| {
+            StartError::UpgradeSock {
+                path: cfg.upgrade_sock.display().to_string(),
+                message,
+            }
+        })?;
+    } else {
+        preflight::check_bind_all(cfg.listen.iter().map(|l| l.addr).chain(cfg.metrics)).map_err(
+            |(addr, e)| StartError::Listener {
+                addr: addr.to_string(),
+                message: format!("cannot listen: {e}"),
+            },
+        )?;
     }
-    preflight::check_bind_all(cfg.listen.iter().map(|l| l.addr).chain(cfg.metrics)).map_err(
-        |(addr, e)| StartError::Listener {
-            addr: addr.to_string(),
-            message: format!("cannot listen: {e}"),
-        },
-    )?;
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -238,23 +290,12 @@ pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
     }
     for l in &cfg.listen {
         let addr = l.addr.to_string();
-        match &l.tls {
+        match certs.get(l.addr) {
             None => proxy.add_tcp(&addr),
-            Some(tls) => {
-                let mut settings = TlsSettings::intermediate(
-                    &tls.cert.to_string_lossy(),
-                    &tls.key.to_string_lossy(),
-                )
-                .map_err(|e| StartError::Listener {
-                    addr: addr.clone(),
-                    message: e.to_string(),
-                })?;
-                // Browsers and API clients negotiate HTTP/2 over TLS (ALPN
-                // h2, then http/1.1), as they do with Cloudflare; plain-text
-                // listeners stay HTTP/1.1 (no h2c).
-                settings.enable_h2();
-                proxy.add_tls_with_settings(&addr, None, settings);
-            }
+            // Browsers and API clients negotiate HTTP/2 over TLS (ALPN
+            // h2, then http/1.1), as they do with Cloudflare; plain-text
+            // listeners stay HTTP/1.1 (no h2c).
+            Some(cert) => proxy.add_tls_with_settings(&addr, None, cert.tls_settings()),
         }
     }
     server.add_service(proxy);
@@ -269,7 +310,12 @@ pub fn build_server(state: Arc<State>) -> Result<Server, StartError> {
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
-    Ok(server)
+    let reloader = Arc::new(Reloader::new(
+        state.policies.clone(),
+        certs,
+        opts.config_file,
+    ));
+    Ok(Built { server, reloader })
 }
 
 struct NotifyShutdown(Arc<tokio::sync::Notify>);
@@ -282,6 +328,43 @@ impl ShutdownSignalWatch for NotifyShutdown {
     }
 }
 
+/// Pingora's Unix signals (SIGQUIT: graceful upgrade, SIGTERM: graceful
+/// stop, SIGINT: fast stop), except that the listening sockets are only
+/// sent when the folder of `upgrade_sock` is still private
+/// ([`preflight::check_upgrade_dir`]); otherwise SIGQUIT is refused and
+/// the process keeps serving.
+struct UnixSignals {
+    upgrade_sock: std::path::PathBuf,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for UnixSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("Cannot listen for SIGQUIT, SIGTERM or SIGINT; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        loop {
+            tokio::select! {
+                _ = quit.recv() => match preflight::check_upgrade_dir(&self.upgrade_sock) {
+                    Ok(()) => {
+                        tracing::info!(upgrade_sock = %self.upgrade_sock.display(), "SIGQUIT: handing the listening sockets to the new process");
+                        return ShutdownSignal::GracefulUpgrade;
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGQUIT refused: the listening sockets are not sent through a folder others can write; still serving (SIGTERM stops)"),
+                },
+                _ = term.recv() => return ShutdownSignal::GracefulTerminate,
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
+            }
+        }
+    }
+}
+
 /// A server running on its own thread.
 pub struct ServerHandle {
     notify: Arc<tokio::sync::Notify>,
@@ -290,13 +373,15 @@ pub struct ServerHandle {
 
 impl ServerHandle {
     /// Start `server` on a new thread; it stops on [`ServerHandle::stop`] or,
-    /// with `unix_signals`, on SIGINT / SIGTERM.
+    /// with `unix_signals`, on SIGINT / SIGTERM, and hands its listening
+    /// sockets over and stops on SIGQUIT (graceful upgrade).
     pub fn start(server: Server, unix_signals: bool) -> ServerHandle {
         let notify = Arc::new(tokio::sync::Notify::new());
         let n = notify.clone();
+        let upgrade_sock = std::path::PathBuf::from(&server.configuration.upgrade_sock);
         let thread = std::thread::spawn(move || {
             let shutdown_signal: Box<dyn ShutdownSignalWatch> = if unix_signals {
-                Box::new(pingora::server::UnixShutdownSignalWatch)
+                Box::new(UnixSignals { upgrade_sock })
             } else {
                 Box::new(NotifyShutdown(n))
             };

@@ -48,6 +48,7 @@ pub struct RawConfig {
     pub public: Option<Spanned<RawPublic>>,
     #[serde(default)]
     pub trusted_proxies: Option<Spanned<Vec<Str>>>,
+    pub upgrade_sock: Option<Str>,
 }
 
 /// `store`: a URL (`sqlite://…`, `postgres://…`), or a map with `url` and

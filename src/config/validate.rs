@@ -42,6 +42,11 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Default `upstream_health.timeout`.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 5;
+/// Default `upgrade_sock`, next to the config file.
+pub const DEFAULT_UPGRADE_SOCK: &str = "portcullis-upgrade.sock";
+/// The longest Unix socket path the kernel takes (`sun_path` is 108 bytes
+/// with the closing NUL).
+pub const MAX_UNIX_SOCKET_PATH: usize = 107;
 
 /// Error collector with the file name and the env lookup.
 pub(crate) struct Ctx<'a> {
@@ -217,6 +222,8 @@ pub(crate) fn validate(
         }
     };
 
+    let upgrade_sock = upgrade_sock(&mut cx, r.upgrade_sock.as_ref());
+
     let (Some(auth_domain), Some(store), Some(key_dir), Some(session), Some(policies)) =
         (auth_domain, store, key_dir, session, policies)
     else {
@@ -227,7 +234,7 @@ pub(crate) fn validate(
     else {
         return Err(never_empty(cx.errors));
     };
-    let Ok(public) = public else {
+    let (Ok(public), Some(upgrade_sock)) = (public, upgrade_sock) else {
         return Err(never_empty(cx.errors));
     };
     if !cx.errors.is_empty() {
@@ -252,6 +259,7 @@ pub(crate) fn validate(
         upstream_health,
         public,
         trusted_proxies,
+        upgrade_sock,
     })
 }
 
@@ -277,6 +285,33 @@ fn trusted_proxies(cx: &mut Ctx<'_>, raw: Option<&Spanned<Vec<Str>>>) -> Vec<IpR
         }
     }
     out
+}
+
+/// `upgrade_sock`: a path (relative to the config folder) short enough for
+/// a Unix socket.
+fn upgrade_sock(cx: &mut Ctx<'_>, raw: Option<&Str>) -> Option<PathBuf> {
+    let (path, at) = match raw {
+        None => return Some(cx.path(DEFAULT_UPGRADE_SOCK)),
+        Some(s) => (cx.non_empty(s, "upgrade_sock").map(|v| cx.path(&v))?, s),
+    };
+    let len = path.as_os_str().len();
+    if len > MAX_UNIX_SOCKET_PATH {
+        cx.err(
+            &at.referenced,
+            "upgrade_sock",
+            format!("the path is {len} bytes once resolved; a Unix socket path is at most {MAX_UNIX_SOCKET_PATH}"),
+        );
+        return None;
+    }
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        cx.err(
+            &at.referenced,
+            "upgrade_sock",
+            "must name a socket file, not a folder",
+        );
+        return None;
+    }
+    Some(path)
 }
 
 /// Every `None` above records an error; should one not, still fail closed.

@@ -1,5 +1,7 @@
-//! Hot reload of the policy set: watch the files (polling) and SIGHUP, compile
-//! off the request path, swap atomically; a bad file keeps the last good set.
+//! Hot reload of the policy set: watch the files (polling), or reload when
+//! asked ([`PolicyHandle::reload_now`], which SIGHUP calls through
+//! `server::reload`); compile off the request path, swap atomically; a bad
+//! file keeps the last good set.
 //!
 //! The watcher compiles on a thread of its own at a lower scheduling
 //! priority ([`COMPILE_NICE`]): compiling 1,000 apps is 0.2 s of a core,
@@ -44,6 +46,25 @@ pub struct PolicyHandle {
     parsed: Mutex<ParsedFiles>,
     /// The configured identity providers' names (`load_path`'s `idps`).
     idps: Option<Vec<String>>,
+    /// Requests for a reload now, served by the watcher ([`spawn_watcher`])
+    /// once it runs, so that an asked-for reload is counted and logged
+    /// like a file change and the watcher does not reload the same change
+    /// a second time.
+    asks: std::sync::OnceLock<tokio::sync::mpsc::Sender<ReloadReply>>,
+}
+
+/// Where the watcher sends the result of an asked-for reload.
+type ReloadReply = tokio::sync::oneshot::Sender<Result<(), PolicyErrors>>;
+
+/// Why [`PolicyHandle::reload_now`] has no result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadNowError {
+    #[error("no policy watcher is running")]
+    NoWatcher,
+    #[error("the policy compile thread failed")]
+    Failed,
+    #[error("policies:\n{0}")]
+    Invalid(PolicyErrors),
 }
 
 impl PolicyHandle {
@@ -58,6 +79,7 @@ impl PolicyHandle {
             set: ArcSwap::from_pointee(set),
             parsed: Mutex::new(parsed),
             idps,
+            asks: std::sync::OnceLock::new(),
         })
     }
 
@@ -68,6 +90,7 @@ impl PolicyHandle {
             set: ArcSwap::from_pointee(set),
             parsed: Mutex::default(),
             idps: None,
+            asks: std::sync::OnceLock::new(),
         }
     }
 
@@ -93,6 +116,22 @@ impl PolicyHandle {
     pub fn reload(&self) -> Result<(), PolicyErrors> {
         free_when_unshared(self.replace()?);
         Ok(())
+    }
+
+    /// Reload now through the running watcher ([`spawn_watcher`]): the
+    /// same compile, metrics and logs as a file change, also when no file
+    /// looks changed (an edit that kept size and mtime). Waits for the
+    /// result.
+    pub async fn reload_now(&self) -> Result<(), ReloadNowError> {
+        let asks = self.asks.get().ok_or(ReloadNowError::NoWatcher)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        asks.send(tx).await.map_err(|_| ReloadNowError::NoWatcher)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ReloadNowError::Invalid(e)),
+            // The watcher dropped the reply: its compile thread failed.
+            Err(_) => Err(ReloadNowError::Failed),
+        }
     }
 
     /// [`reload`](Self::reload) without freeing: the replaced set is
@@ -149,33 +188,35 @@ fn fingerprint(path: &Path) -> Fingerprint {
 /// Watch the policy files on the current tokio runtime: reload when a file's
 /// size or mtime, or the folder listing, changes (polled every
 /// [`POLL_INTERVAL`], then stable for [`SETTLE`], or changing for longer
-/// than [`MAX_DEFER`]) and on every SIGHUP. `on_result` sees each reload's
-/// outcome (for metrics and logs). The task ends with the runtime.
+/// than [`MAX_DEFER`]) and when asked ([`PolicyHandle::reload_now`]).
+/// `on_result` sees each reload's outcome (for metrics and logs). The task
+/// ends with the runtime. One watcher per handle: a second one only
+/// watches the files.
 pub fn spawn_watcher(
     handle: Arc<PolicyHandle>,
     on_result: impl Fn(Result<(), &PolicyErrors>) + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
+    let (tx, mut asks) = tokio::sync::mpsc::channel::<ReloadReply>(8);
+    let mut asks_open = handle.asks.set(tx).is_ok();
     tokio::spawn(async move {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot listen for SIGHUP; policy reload by file change only");
-                None
-            }
-        };
         let mut last = fingerprint_blocking(&handle).await;
         // When the files were first seen changed since the last reload.
         let mut pending_since: Option<std::time::Instant> = None;
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let by_signal = tokio::select! {
-                _ = tick.tick() => false,
-                Some(()) = recv(&mut hangup) => true,
+            let asked = tokio::select! {
+                _ = tick.tick() => None,
+                reply = asks.recv(), if asks_open => match reply {
+                    Some(r) => Some(r),
+                    None => {
+                        asks_open = false;
+                        continue;
+                    }
+                },
             };
             let now = fingerprint_blocking(&handle).await;
-            if !by_signal {
+            if asked.is_none() {
                 if now == last {
                     continue;
                 }
@@ -191,11 +232,15 @@ pub fn spawn_watcher(
             let result = match compile_in_background(handle.clone()).await {
                 Some(r) => r,
                 None => {
+                    // Dropping `asked` tells the asker it failed.
                     tracing::warn!("Policy reload thread failed; keeping the current policies");
                     continue;
                 }
             };
             on_result(result.as_ref().map(|_| ()));
+            if let Some(reply) = asked {
+                let _ = reply.send(result);
+            }
         }
     })
 }
@@ -234,14 +279,6 @@ async fn compile_in_background(handle: Arc<PolicyHandle>) -> Option<Result<(), P
 fn lower_priority() {
     if let Err(e) = rustix::process::nice(COMPILE_NICE) {
         tracing::debug!(error = %e, "Cannot lower the policy compile thread's priority");
-    }
-}
-
-/// The next SIGHUP, or never when signals are unavailable.
-async fn recv(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match sig {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
     }
 }
 

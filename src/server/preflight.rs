@@ -4,9 +4,13 @@
 //! and panicking in a thread while the process keeps running:
 //!
 //! - every TLS listener's certificate chain and private key are read,
-//!   parsed and checked to match ([`check_tls`], also run by `check`);
+//!   parsed and checked to match ([`check_tls`], also run by `check`, and
+//!   [`load_tls`] on every certificate reload);
 //! - every listening address (proxy and metrics) can be bound now
-//!   ([`check_bind`]).
+//!   ([`check_bind`]; not during a graceful upgrade, when the old process
+//!   holds them);
+//! - the folder of `upgrade_sock` is private ([`check_upgrade_dir`]): no
+//!   one else may create the socket the listening sockets are sent to.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -34,6 +38,12 @@ fn shown(p: &Path) -> String {
 /// Read and parse a listener's certificate chain and key, and check that
 /// the key belongs to the first certificate.
 pub fn check_tls(files: &TlsFiles) -> Result<(), TlsFileError> {
+    load_tls(files).map(drop)
+}
+
+/// [`check_tls`], keeping what it read: the chain and key as rustls serves
+/// them (`server::tls` swaps them in on a reload).
+pub fn load_tls(files: &TlsFiles) -> Result<rustls::sign::CertifiedKey, TlsFileError> {
     let cert_err = |reason: String| TlsFileError::Cert {
         path: shown(&files.cert),
         reason,
@@ -54,12 +64,12 @@ pub fn check_tls(files: &TlsFiles) -> Result<(), TlsFileError> {
         .map_err(|e| key_err(format!("no usable PEM private key: {e}")))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| key_err(format!("unsupported key: {e}")))?;
-    rustls::sign::CertifiedKey::new(certs, signing)
-        .keys_match()
-        .map_err(|_| TlsFileError::Mismatch {
-            cert: shown(&files.cert),
-            key: shown(&files.key),
-        })
+    let certified = rustls::sign::CertifiedKey::new(certs, signing);
+    certified.keys_match().map_err(|_| TlsFileError::Mismatch {
+        cert: shown(&files.cert),
+        key: shown(&files.key),
+    })?;
+    Ok(certified)
 }
 
 /// Whether `addr` can be bound now (it is released again at once; the
@@ -77,6 +87,41 @@ pub fn check_bind_all(
     let mut held = Vec::new();
     for addr in addrs {
         held.push(TcpListener::bind(addr).map_err(|e| (addr, e))?);
+    }
+    Ok(())
+}
+
+/// Whether the folder of the upgrade socket `sock` is one only this user
+/// (or root) can create files in: it exists, is a folder, is owned by this
+/// user or root, and is not writable by group or others. Otherwise another
+/// local user could create the socket first and receive the listening
+/// sockets of a graceful upgrade (the old process sends them to whatever
+/// listens there). Checked by the new process before it listens there and
+/// by the old one before it sends.
+pub fn check_upgrade_dir(sock: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = match sock.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| format!("folder {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a folder", dir.display()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "folder {} belongs to uid {}, not to this user ({me}) or root",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "folder {} is writable by group or others (mode {:o}); use a private folder such as the state directory",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
     }
     Ok(())
 }
@@ -157,6 +202,20 @@ mod tests {
         assert_eq!(addr, free);
         assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
         assert!(check_bind_all([free]).is_ok());
+    }
+
+    #[test]
+    fn the_upgrade_socket_must_live_in_a_private_folder() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("upgrade.sock");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(check_upgrade_dir(&sock), Ok(()));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = check_upgrade_dir(&sock).unwrap_err();
+        assert!(e.contains("writable by group or others"), "{e}");
+        let e = check_upgrade_dir(&dir.path().join("nope/upgrade.sock")).unwrap_err();
+        assert!(e.contains("No such file"), "{e}");
     }
 
     #[test]

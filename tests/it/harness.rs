@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use portcullis::demo::echo::{self, Echo};
 use portcullis::idp::dev::{self, DevIdp, DevIdpOptions};
 use portcullis::proxy::State;
-use portcullis::server::{build_server, build_state, ServerHandle};
+use portcullis::server::reload::Reloader;
+use portcullis::server::{build, build_state, ServerHandle, ServerOptions};
 
 /// A free loopback port (bound, read, released), never one this process
 /// handed out before. Tests run in parallel, and a released port could be
@@ -133,6 +134,9 @@ pub struct Env {
     pub port: u16,
     pub metrics_port: u16,
     pub dir: tempfile::TempDir,
+    /// What SIGHUP runs in `portcullis run` (in-process servers do not
+    /// install the handler).
+    pub reloader: Arc<Reloader>,
     server: Option<ServerHandle>,
 }
 
@@ -548,8 +552,9 @@ policies: {data}/policies
         let state = build_state(cfg)
             .await
             .unwrap_or_else(|e| panic!("state: {e}"));
-        let server = build_server(state.clone()).expect("server");
-        let handle = ServerHandle::start(server, false);
+        let built = build(state.clone(), ServerOptions::default()).expect("server");
+        let reloader = built.reloader.clone();
+        let handle = ServerHandle::start(built.server, false);
         let env = Env {
             idp,
             upstream,
@@ -559,6 +564,7 @@ policies: {data}/policies
             port,
             metrics_port,
             dir,
+            reloader,
             server: Some(handle),
         };
         if setup.idp_offline_at_start {

@@ -23,3 +23,9 @@ mod fleet;
 mod upstream;
 // Who the client is: trusted proxies, X-Forwarded-For, request ids.
 mod client;
+// The real binary as a process: start, signals, logs.
+mod process;
+// SIGHUP: TLS certificates, policies, config keys that need a restart.
+mod reload;
+// Graceful upgrade: a new process takes the listening sockets over.
+mod upgrade;

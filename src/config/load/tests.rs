@@ -74,6 +74,43 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.upstream_health.interval, Duration::from_secs(5));
     assert_eq!(c.upstream_health.timeout, Duration::from_secs(2));
     assert!(c.identity_providers.is_empty());
+    assert_eq!(
+        c.upgrade_sock,
+        PathBuf::from("/etc/portcullis/portcullis-upgrade.sock")
+    );
+}
+
+#[test]
+fn upgrade_sock_resolves_against_the_config_folder() {
+    let c = ok(&format!("{BASE}upgrade_sock: run/upgrade.sock\n"));
+    assert_eq!(
+        c.upgrade_sock,
+        PathBuf::from("/etc/portcullis/run/upgrade.sock")
+    );
+    let c = ok(&format!(
+        "{BASE}upgrade_sock: /run/portcullis/upgrade.sock\n"
+    ));
+    assert_eq!(
+        c.upgrade_sock,
+        PathBuf::from("/run/portcullis/upgrade.sock")
+    );
+}
+
+#[test]
+fn upgrade_sock_must_fit_a_unix_socket_path() {
+    let long = format!("/run/{}/upgrade.sock", "d".repeat(100));
+    assert_eq!(
+        errors(&format!("{BASE}upgrade_sock: {long}\n")),
+        ["portcullis.yaml:6:15: upgrade_sock: the path is 118 bytes once resolved; a Unix socket path is at most 107"]
+    );
+    assert_eq!(
+        errors(&format!("{BASE}upgrade_sock: /run/portcullis/\n")),
+        ["portcullis.yaml:6:15: upgrade_sock: must name a socket file, not a folder"]
+    );
+    assert_eq!(
+        errors(&format!("{BASE}upgrade_sock: ''\n")),
+        ["portcullis.yaml:6:15: upgrade_sock: must not be empty"]
+    );
 }
 
 #[test]

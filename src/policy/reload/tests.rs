@@ -1,17 +1,18 @@
 //! Reload tests: swap on success, last good on failure, the file watcher and
-//! SIGHUP.
+//! asked-for reloads (SIGHUP's path).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::policy::reload::{compile_in_background, spawn_watcher, PolicyHandle, FREE_WAIT};
+use crate::policy::reload::{
+    compile_in_background, spawn_watcher, PolicyHandle, FREE_WAIT, POLL_INTERVAL,
+};
 
-/// The watcher tests run one at a time: a SIGHUP reaches every watcher in
-/// the process and would add results to the other test's list.
+/// The watcher tests run one at a time: each polls files on a timer, and
+/// on a loaded machine two at once stretch each other's deadlines.
 static WATCHER_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn app_file(name: &str) -> String {
@@ -174,31 +175,45 @@ async fn watcher_reloads_a_file_that_never_stops_changing() {
     assert!(reloaded, "no reload while the file kept changing");
 }
 
+/// An asked-for reload (what SIGHUP does) goes through the watcher: it
+/// reloads an edit the polling cannot see (same size, same mtime), reports
+/// to the watcher's `on_result` once, and returns the result.
 #[tokio::test]
-async fn sighup_reloads_even_without_a_file_change() {
+async fn reload_now_reloads_an_edit_the_polling_cannot_see() {
     let _serial = WATCHER_TESTS.lock().await;
-    // Install a SIGHUP handler first so the signal can never take the
-    // default action (terminating the test process).
-    let _guard =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("signal");
     let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("a.yaml"), &app_file("one"));
+    let file = dir.path().join("a.yaml");
+    write(&file, &app_file("one"));
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
     let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads"));
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    let task = spawn_watcher(h, move |r| {
-        assert!(r.is_ok());
-        seen.fetch_add(1, Ordering::SeqCst);
-    });
-    let pid = std::process::id().to_string();
-    let reloaded = eventually(Duration::from_secs(5), || {
-        let _ = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status();
-        count.load(Ordering::SeqCst) > 0
-    })
-    .await;
-    assert!(reloaded, "SIGHUP did not trigger a reload");
+    assert!(matches!(
+        h.reload_now().await,
+        Err(super::ReloadNowError::NoWatcher)
+    ));
+    let results: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let seen = results.clone();
+    let task = spawn_watcher(h.clone(), move |r| seen.lock().push(r.is_ok()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Same length, mtime put back: the polling sees no change.
+    write(&file, &app_file("two"));
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    tokio::time::sleep(POLL_INTERVAL * 3).await;
+    assert_eq!(names(&h), ["one"], "the polling saw the edit");
+    h.reload_now().await.expect("reloads");
+    assert_eq!(names(&h), ["two"]);
+    assert_eq!(*results.lock(), [true]);
+    write(&file, "apps: [ broken");
+    assert!(matches!(
+        h.reload_now().await,
+        Err(super::ReloadNowError::Invalid(_))
+    ));
+    assert_eq!(names(&h), ["two"]);
+    assert_eq!(*results.lock(), [true, false]);
     task.abort();
 }
 
