@@ -2,7 +2,8 @@
 # Installs what a fresh machine lacks for building and testing portcullis
 # (Pingora's zlib-ng build needs cmake; TLS to upstreams reads
 # ca-certificates; the fleet-mode tests start a real PostgreSQL server from
-# Debian's postgresql package), then runs the given command. Idempotent:
+# Debian's postgresql package, the PROXY protocol tests a real HAProxy from
+# Debian's haproxy package), then runs the given command. Idempotent:
 # does nothing when all is present.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""

@@ -105,7 +105,7 @@ pub fn run_config_in(
         on_hangup(hangup, built.reloader.clone());
     }
     for l in &state.cfg.listen {
-        tracing::info!(addr = %l.addr, tls = l.tls.is_some(), taken_over = upgrade, "Listening");
+        tracing::info!(addr = %l.addr, tls = l.tls.is_some(), proxy_protocol = l.proxy_protocol, taken_over = upgrade, "Listening");
     }
     if let Some(b) = banner {
         println!("{b}");

@@ -201,6 +201,9 @@ impl Config {
 pub struct Listener {
     pub addr: SocketAddr,
     pub tls: Option<TlsFiles>,
+    /// `proxy_protocol`: every connection starts with a PROXY v1/v2 header
+    /// from a peer in `trusted_proxies` (default false).
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub store_notify_lag_seconds: Histogram,
     pub request_duration_seconds: HistogramVec,
     pub upstream_errors_total: IntCounterVec,
+    /// Connections a `proxy_protocol` listener closed before any request.
+    pub proxy_protocol_rejected_total: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub config_last_reload_success_timestamp_seconds: Gauge,
     /// `session_cache_total{result="hit"}`, resolved once: the access phase
@@ -84,6 +86,12 @@ fn build() -> Metrics {
             &["app", "kind"]
         )
         .expect("register portcullis_upstream_errors_total"),
+        proxy_protocol_rejected_total: register_int_counter_vec!(
+            "portcullis_proxy_protocol_rejected_total",
+            "The total number of connections a proxy_protocol listener closed without an answer, by reason (untrusted_peer, invalid_header, too_large, timeout, closed).",
+            &["reason"]
+        )
+        .expect("register portcullis_proxy_protocol_rejected_total"),
         build_info: register_int_gauge_vec!(
             "portcullis_build_info",
             "Always 1; the version label is the running build's.",

@@ -5,10 +5,12 @@
 //! [`ServerHandle`] runs it on its own thread and stops it, for `run`,
 //! `demo` and in-process tests. `changes` applies what other instances (and
 //! SCIM) changed to this instance's caches; `tls` holds the listeners'
-//! reloadable certificates and `reload` what SIGHUP does.
+//! reloadable certificates and `reload` what SIGHUP does;
+//! `proxy_protocol` serves listeners behind PROXY protocol balancers.
 
 pub mod changes;
 pub mod preflight;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod tls;
 
@@ -282,14 +284,30 @@ pub fn build(state: Arc<State>, opts: ServerOptions) -> Result<Built, StartError
         "portcullis",
     );
     if let Some(app) = proxy.app_logic_mut() {
-        // CONNECT reaches the access phase, which refuses it with our own
-        // 405; nothing is ever tunnelled (`Portcullis::access`).
-        let mut opts = pingora::apps::HttpServerOptions::default();
-        opts.allow_connect_method_proxying = true;
-        app.server_options = Some(opts);
+        app.server_options = Some(http_server_options());
     }
+    // `proxy_protocol` listeners: a service each, around one app.
+    let mut pp_app = None;
     for l in &cfg.listen {
         let addr = l.addr.to_string();
+        if l.proxy_protocol {
+            let app = pp_app.get_or_insert_with(|| {
+                let mut app = pingora::proxy::http_proxy(
+                    &server.configuration,
+                    Portcullis {
+                        state: state.clone(),
+                    },
+                );
+                app.server_options = Some(http_server_options());
+                Arc::new(app)
+            });
+            // The same reloadable certificate store as a plain TLS
+            // listener's: a SIGHUP reload covers this listener too.
+            let tls = certs.get(l.addr).map(|cert| cert.tls_settings());
+            let trusted = cfg.trusted_proxies.clone().into();
+            server.add_service(proxy_protocol::service(&addr, app.clone(), trusted, tls));
+            continue;
+        }
         match certs.get(l.addr) {
             None => proxy.add_tcp(&addr),
             // Browsers and API clients negotiate HTTP/2 over TLS (ALPN
@@ -316,6 +334,15 @@ pub fn build(state: Arc<State>, opts: ServerOptions) -> Result<Built, StartError
         opts.config_file,
     ));
     Ok(Built { server, reloader })
+}
+
+/// HTTP options of the proxy app on every listener. CONNECT reaches the
+/// access phase, which refuses it with our own 405; nothing is ever
+/// tunnelled (`Portcullis::access`).
+fn http_server_options() -> pingora::apps::HttpServerOptions {
+    let mut opts = pingora::apps::HttpServerOptions::default();
+    opts.allow_connect_method_proxying = true;
+    opts
 }
 
 struct NotifyShutdown(Arc<tokio::sync::Notify>);

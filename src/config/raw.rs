@@ -125,6 +125,8 @@ pub struct RawListener {
     pub addr: Option<Str>,
     #[serde(default)]
     pub tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub proxy_protocol: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -206,6 +206,7 @@ pub(crate) fn validate(
     let upstream_health = upstream_health(&mut cx, r.upstream_health.as_ref());
     let public = public::public(&mut cx, r.public.as_ref());
     let trusted_proxies = trusted_proxies(&mut cx, r.trusted_proxies.as_ref());
+    listen::check_proxy_protocol(&mut cx, r.listen.as_ref(), r.trusted_proxies.as_ref());
     if let (Some(a), Some(s), Ok(p)) = (&auth_domain, &r.auth_domain, &public) {
         public::check_auth_port(&mut cx, a, &s.referenced, p.as_ref());
     }

@@ -224,10 +224,12 @@ mod tests {
             Listener {
                 addr: "127.0.0.1:1".parse().unwrap(),
                 tls: None,
+                proxy_protocol: false,
             },
             Listener {
                 addr: "127.0.0.1:2".parse().unwrap(),
                 tls: Some(f),
+                proxy_protocol: false,
             },
         ])
         .unwrap();

@@ -133,6 +133,9 @@ pub struct Env {
     ca_pem: Option<String>,
     pub port: u16,
     pub metrics_port: u16,
+    /// The `proxy_protocol` listeners' ports, in the order they were asked
+    /// for ([`EnvBuilder::proxy_protocol_listener`]).
+    pub pp_ports: Vec<u16>,
     pub dir: tempfile::TempDir,
     /// What SIGHUP runs in `portcullis run` (in-process servers do not
     /// install the handler).
@@ -151,6 +154,8 @@ pub struct EnvBuilder {
     /// `public.scheme` (and the scheme of the redirect URI registered at
     /// the dev IdP), when browsers see another scheme than the listener's.
     public_scheme: Option<&'static str>,
+    /// Extra listeners with `proxy_protocol: true`: whether each has TLS.
+    pp_listeners: Vec<bool>,
 }
 
 pub fn env() -> EnvBuilder {
@@ -162,6 +167,7 @@ pub fn env() -> EnvBuilder {
         dir: None,
         idp_extra: String::new(),
         config_extra: String::new(),
+        pp_listeners: Vec::new(),
     }
 }
 
@@ -198,6 +204,14 @@ impl EnvBuilder {
 
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// One more listener, on a free port ([`Env::pp_ports`]), with
+    /// `proxy_protocol: true`; with `tls`, it serves the env's self-signed
+    /// certificate. The config needs `trusted_proxies` too.
+    pub fn proxy_protocol_listener(mut self, tls: bool) -> Self {
+        self.pp_listeners.push(tls);
         self
     }
 
@@ -261,7 +275,14 @@ impl Env {
     }
 
     fn client_builder(&self) -> reqwest::ClientBuilder {
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        self.client_builder_to(self.port)
+    }
+
+    /// A client builder that sends every test host to `127.0.0.1:port`
+    /// (a listener, or a balancer in front of one), trusting the env's
+    /// certificate.
+    pub fn client_builder_to(&self, port: u16) -> reqwest::ClientBuilder {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(20));
@@ -512,7 +533,7 @@ impl EnvBuilder {
             .replace("__CLIENT_ID__", idp.client_id())
             .replace("__CLIENT_SECRET__", idp.client_secret());
         let mut ca_pem = None;
-        let tls_line = if self.tls {
+        let cert_line = if self.tls || self.pp_listeners.contains(&true) {
             let cert = rcgen::generate_simple_self_signed(
                 HOSTS.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
             )
@@ -527,11 +548,22 @@ impl EnvBuilder {
         } else {
             String::new()
         };
+        let tls_line = if self.tls { cert_line.as_str() } else { "" };
+        let pp_ports: Vec<u16> = self.pp_listeners.iter().map(|_| free_port()).collect();
+        let pp_lines: String = self
+            .pp_listeners
+            .iter()
+            .zip(&pp_ports)
+            .map(|(tls, p)| {
+                let tls = if *tls { cert_line.as_str() } else { "" };
+                format!("  - addr: 127.0.0.1:{p}\n    proxy_protocol: true\n{tls}")
+            })
+            .collect();
         let config = format!(
             r#"
 listen:
   - addr: 127.0.0.1:{port}
-{tls_line}auth_domain: auth.localhost:{port}
+{tls_line}{pp_lines}auth_domain: auth.localhost:{port}
 threads: 1
 metrics: {{ listen: "127.0.0.1:{metrics_port}" }}
 store: sqlite://{data}/state.db
@@ -563,6 +595,7 @@ policies: {data}/policies
             ca_pem,
             port,
             metrics_port,
+            pp_ports,
             dir,
             reloader,
             server: Some(handle),

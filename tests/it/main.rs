@@ -29,3 +29,5 @@ mod process;
 mod reload;
 // Graceful upgrade: a new process takes the listening sockets over.
 mod upgrade;
+// PROXY protocol listeners: the header's source as client, refusals, HAProxy in front.
+mod proxy_protocol;

@@ -881,3 +881,43 @@ fn trusted_proxies_errors_name_the_entry() {
         errs[0]
     );
 }
+
+#[test]
+fn proxy_protocol_is_off_unless_set() {
+    let c = ok(&format!(
+        "{BASE}trusted_proxies: [10.0.0.0/8]\nthreads: 1\n"
+    ));
+    assert!(!c.listen[0].proxy_protocol);
+    let c = ok("\
+listen:
+  - addr: 0.0.0.0:8443
+    tls: { cert: tls.crt, key: /etc/tls.key }
+    proxy_protocol: true
+  - addr: 0.0.0.0:8080
+auth_domain: auth.example.com
+policies: policies/
+trusted_proxies: [10.0.0.0/8]
+");
+    assert!(c.listen[0].proxy_protocol);
+    assert!(!c.listen[1].proxy_protocol);
+}
+
+#[test]
+fn proxy_protocol_without_trusted_proxies_is_an_error_at_the_key() {
+    let text = "\
+listen:
+  - addr: 0.0.0.0:8080
+  - addr: 0.0.0.0:8443
+    proxy_protocol: true
+auth_domain: auth.example.com
+policies: policies/
+";
+    assert_eq!(
+        errors(text),
+        ["portcullis.yaml:4:21: listen[1].proxy_protocol: requires trusted_proxies: PROXY headers are accepted only from those peers (e.g. trusted_proxies: [10.0.0.0/8])"]
+    );
+    let empty = format!("{text}trusted_proxies: []\n");
+    assert_eq!(errors(&empty).len(), 1, "an empty list trusts no one");
+    // `false` needs nothing.
+    ok(&text.replace("proxy_protocol: true", "proxy_protocol: false"));
+}

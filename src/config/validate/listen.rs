@@ -1,6 +1,7 @@
 //! Validation of `listen` (proxy listeners) and `metrics.listen`: socket
-//! addresses, TLS file paths, and the rule that metrics never share a
-//! public listener.
+//! addresses, TLS file paths, `proxy_protocol` (only with
+//! `trusted_proxies`), and the rule that metrics never share a public
+//! listener.
 
 use std::net::SocketAddr;
 
@@ -60,10 +61,39 @@ pub(super) fn listeners(
                     format!("duplicate listener address {addr}"),
                 );
             }
-            out.push(Listener { addr, tls });
+            let proxy_protocol = l.value.proxy_protocol.as_ref().is_some_and(|p| p.value);
+            out.push(Listener {
+                addr,
+                tls,
+                proxy_protocol,
+            });
         }
     }
     out
+}
+
+/// `listen[].proxy_protocol: true` believes the PROXY header of peers in
+/// `trusted_proxies` only: without any, no connection could be accepted.
+pub(super) fn check_proxy_protocol(
+    cx: &mut Ctx<'_>,
+    raw: Option<&Spanned<Vec<Spanned<RawListener>>>>,
+    trusted: Option<&Spanned<Vec<Str>>>,
+) {
+    if trusted.is_some_and(|t| !t.value.is_empty()) {
+        return;
+    }
+    let Some(list) = raw else {
+        return;
+    };
+    for (i, l) in list.value.iter().enumerate() {
+        if let Some(p) = l.value.proxy_protocol.as_ref().filter(|p| p.value) {
+            cx.err(
+                &p.referenced,
+                &format!("listen[{i}].proxy_protocol"),
+                "requires trusted_proxies: PROXY headers are accepted only from those peers (e.g. trusted_proxies: [10.0.0.0/8])",
+            );
+        }
+    }
 }
 
 fn socket_addr(cx: &mut Ctx<'_>, s: &Str, key: &str) -> Option<SocketAddr> {
