@@ -1,14 +1,15 @@
 //! The main configuration file: raw serde schema (`raw`), `${ENV}` expansion
-//! (`env`), YAML loading with located errors (`load`, `yaml`), the validate
-//! pass (`validate`), and the validated runtime type [`Config`] that the rest
-//! of the proxy reads. `duration` and `host` hold small parsers that policy
-//! files share.
+//! (`env`), YAML loading with located errors (`load`, `yaml`), secrets read
+//! from files (`secret_file`), the validate pass (`validate`), and the
+//! validated runtime type [`Config`] that the rest of the proxy reads.
+//! `duration` and `host` hold small parsers that policy files share.
 
 pub mod duration;
 pub mod env;
 pub mod host;
 pub mod load;
 pub mod raw;
+pub mod secret_file;
 pub(crate) mod validate;
 pub(crate) mod yaml;
 

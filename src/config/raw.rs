@@ -4,6 +4,8 @@
 //! pass (`config::validate`) can report all missing keys at once. Values that
 //! need checking are `Spanned` so their errors carry a line and column.
 //! `${VAR}` expansion happens in the validate pass, on string values only.
+//! Each secret key has a `…_file` twin naming a file that holds the value
+//! (`config::validate::secret`).
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -69,6 +71,9 @@ pub enum RawStore {
 pub struct RawStoreMap {
     #[serde(default)]
     pub url: Option<Str>,
+    /// A file holding the URL (it may hold a password), instead of `url`.
+    #[serde(default)]
+    pub url_file: Option<Str>,
     #[serde(default)]
     pub pool_size: Option<Spanned<u64>>,
     #[serde(default)]
@@ -82,7 +87,9 @@ impl<'de> Deserialize<'de> for RawStore {
             type Value = RawStore;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a store URL or a map with `url`, `pool_size`, `outage_grace`")
+                f.write_str(
+                    "a store URL or a map with `url` (or `url_file`), `pool_size`, `outage_grace`",
+                )
             }
 
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawStore, E> {
@@ -223,12 +230,18 @@ pub struct RawIdpSettings {
     pub client_id: Option<Str>,
     #[serde(default)]
     pub client_secret: Option<Str>,
+    /// A file holding the client secret, instead of `client_secret`.
+    #[serde(default)]
+    pub client_secret_file: Option<Str>,
     #[serde(default)]
     pub okta_account: Option<Str>,
     #[serde(default)]
     pub authorization_server_id: Option<Str>,
     #[serde(default)]
     pub api_token: Option<Str>,
+    /// A file holding the Okta API token, instead of `api_token`.
+    #[serde(default)]
+    pub api_token_file: Option<Str>,
     #[serde(default)]
     pub issuer: Option<Str>,
     #[serde(default)]
@@ -248,6 +261,9 @@ pub struct RawScim {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub secret: Option<Str>,
+    /// A file holding the SCIM secret, instead of `secret`.
+    #[serde(default)]
+    pub secret_file: Option<Str>,
     #[serde(default)]
     pub user_deprovision: Option<bool>,
     #[serde(default)]

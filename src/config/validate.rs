@@ -6,6 +6,7 @@ mod idp;
 pub(crate) use idp::DEFAULT_SCOPES;
 mod listen;
 mod public;
+mod secret;
 mod store;
 
 use std::path::{Path, PathBuf};

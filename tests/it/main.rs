@@ -31,3 +31,5 @@ mod reload;
 mod upgrade;
 // PROXY protocol listeners: the header's source as client, refusals, HAProxy in front.
 mod proxy_protocol;
+// Deployment: secrets read from files, the install script into a staging folder.
+mod deploy;

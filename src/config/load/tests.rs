@@ -414,7 +414,7 @@ fn idp_errors_per_type() {
     assert_eq!(
         errors(&text),
         [
-            "portcullis.yaml:9:13: identity_providers[0].config.client_secret: required key is missing",
+            "portcullis.yaml:9:13: identity_providers[0].config.client_secret: required key is missing (or set `client_secret_file`)",
             "portcullis.yaml:9:13: identity_providers[0].config.okta_account: required key is missing",
             "portcullis.yaml:9:37: identity_providers[0].config.issuer: `issuer` is only for type `oidc`; for `okta` set `okta_account` (and `authorization_server_id`)",
             "portcullis.yaml:12:61: identity_providers[1].config.okta_account: `okta_account` is only for type `okta`",
@@ -666,7 +666,7 @@ fn store_errors_are_located_and_never_echo_the_url() {
         ),
         (
             "store:\n  pool_size: 4\n",
-            "portcullis.yaml:7:3: store.url: required key is missing",
+            "portcullis.yaml:7:3: store.url: required key is missing (or set `url_file`)",
         ),
         (
             "store:\n  url: postgres://u:hunter2@db.internal/p\n  pool_sise: 4\n",
@@ -701,7 +701,7 @@ fn store_of_the_wrong_type_names_both_forms() {
     let errs = errors(&format!("{BASE}store: [a, b]\n"));
     assert_eq!(
         errs,
-        ["portcullis.yaml:6:1: store: expected a store URL or a map with `url`, `pool_size`, `outage_grace`, found sequence"]
+        ["portcullis.yaml:6:1: store: expected a store URL or a map with `url` (or `url_file`), `pool_size`, `outage_grace`, found sequence"]
     );
 }
 
@@ -921,3 +921,6 @@ policies: policies/
     // `false` needs nothing.
     ok(&text.replace("proxy_protocol: true", "proxy_protocol: false"));
 }
+
+// `…_file` twins of the secret keys.
+mod secret_files;

@@ -3,7 +3,7 @@
 
 use serde_saphyr::{Location, Spanned};
 
-use super::Ctx;
+use super::{secret, Ctx};
 use crate::config::raw::{RawIdp, RawIdpKind, RawIdpSettings, RawScim, Str};
 use crate::config::{IdpConfig, IdpKind, ScimConfig};
 
@@ -44,15 +44,16 @@ pub(super) fn identity_providers(
                     .find(|o| o.scim.as_ref().and_then(|s| s.secret.as_ref()) == Some(secret))
             });
         if let Some(other) = same_secret {
-            let at = entry
-                .value
-                .scim_config
-                .as_ref()
-                .and_then(|s| s.value.secret.as_ref())
-                .map_or(entry.referenced, |s| s.referenced);
+            // Where the secret was given: `secret`, else `secret_file`.
+            let scim = entry.value.scim_config.as_ref().map(|s| &s.value);
+            let (at, leaf) = match scim.map(|s| (&s.secret, &s.secret_file)) {
+                Some((Some(s), _)) => (s.referenced, "secret"),
+                Some((None, Some(f))) => (f.referenced, "secret_file"),
+                _ => (entry.referenced, "secret"),
+            };
             cx.err(
                 &at,
-                &format!("{key}.scim_config.secret"),
+                &format!("{key}.scim_config.{leaf}"),
                 format!(
                     "same SCIM secret as identity provider `{}`: each provider needs its own",
                     other.name
@@ -90,12 +91,14 @@ fn one(cx: &mut Ctx<'_>, entry: &Spanned<RawIdp>, key: &str) -> Option<IdpConfig
         &config.referenced,
         &format!("{ck}.client_id"),
     );
-    let client_secret = need(
+    let client_secret = secret::required(
         cx,
         c.client_secret.as_ref(),
+        c.client_secret_file.as_ref(),
         &config.referenced,
         &format!("{ck}.client_secret"),
-    );
+    )
+    .map(|g| g.value);
     let parts = match kind {
         RawIdpKind::Okta => okta(cx, c, &config.referenced, &ck),
         RawIdpKind::Oidc => oidc(cx, c, &config.referenced, &ck),
@@ -177,10 +180,14 @@ fn okta(cx: &mut Ctx<'_>, c: &RawIdpSettings, at: &Location, ck: &str) -> Option
             }
         }),
     };
-    let api_token = match &c.api_token {
-        None => Some(None),
-        Some(s) => cx.non_empty(s, &format!("{ck}.api_token")).map(Some),
-    };
+    let api_token = secret::optional(
+        cx,
+        c.api_token.as_ref(),
+        c.api_token_file.as_ref(),
+        &format!("{ck}.api_token"),
+    )
+    .map(|g| g.map(|g| g.value))
+    .ok();
     let (account, server, api_token) = (account?, server?, api_token?);
     let issuer = match &server {
         Some(id) => format!("{account}/oauth2/{id}"),
@@ -194,6 +201,7 @@ fn oidc(cx: &mut Ctx<'_>, c: &RawIdpSettings, at: &Location, ck: &str) -> Option
         (&c.okta_account, "okta_account"),
         (&c.authorization_server_id, "authorization_server_id"),
         (&c.api_token, "api_token"),
+        (&c.api_token_file, "api_token_file"),
     ] {
         if let Some(s) = v {
             cx.err(
@@ -301,21 +309,25 @@ fn scopes(cx: &mut Ctx<'_>, c: &RawIdpSettings, ck: &str) -> Option<Vec<String>>
 }
 
 fn scim(cx: &mut Ctx<'_>, raw: &RawScim, key: &str) -> Option<ScimConfig> {
-    let secret = match &raw.secret {
-        None => Some(None),
-        Some(s) => cx.non_empty(s, &format!("{key}.secret")).and_then(|v| {
-            if v.chars().count() < MIN_SCIM_SECRET_LEN {
-                cx.err(
-                    &s.referenced,
-                    &format!("{key}.secret"),
-                    format!("too short: use at least {MIN_SCIM_SECRET_LEN} characters (or omit it to generate one)"),
-                );
-                None
-            } else {
-                Some(Some(v))
-            }
-        }),
-    }?;
+    let given = secret::optional(
+        cx,
+        raw.secret.as_ref(),
+        raw.secret_file.as_ref(),
+        &format!("{key}.secret"),
+    )
+    .ok()?;
+    let secret = match given {
+        None => None,
+        Some(g) if g.value.chars().count() < MIN_SCIM_SECRET_LEN => {
+            cx.err(
+                &g.at,
+                &g.key,
+                format!("too short: use at least {MIN_SCIM_SECRET_LEN} characters (or omit it to generate one)"),
+            );
+            return None;
+        }
+        Some(g) => Some(g.value),
+    };
     Some(ScimConfig {
         enabled: raw.enabled.unwrap_or(false),
         secret,

@@ -1,5 +1,5 @@
 //! Validation of `store`: the short URL form or the map form (`url`,
-//! `pool_size`, `outage_grace`). SQLite paths resolve against the config
+//! `pool_size`, `outage_grace`; `url_file` instead of `url`). SQLite paths resolve against the config
 //! folder; a PostgreSQL URL (fleet mode) must parse and name a host. Errors
 //! never echo the URL: it may hold a password.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::{duration, resolve, Ctx, DEFAULT_STORE};
+use super::{duration, resolve, secret, Ctx, DEFAULT_STORE};
 use crate::config::raw::{RawStore, Str};
 use crate::config::StoreOptions;
 
@@ -49,20 +49,32 @@ pub(super) fn store(
             options: defaults,
         });
     };
-    let (url_str, key, map) = match &raw.value {
-        RawStore::Url(u) => (
-            Spanned::new(u.clone(), raw.referenced, raw.defined),
-            "store",
-            None,
-        ),
+    // The URL as written (or read from `url_file`), the key it came from
+    // and where, for the errors of its check.
+    let (url, map) = match &raw.value {
+        RawStore::Url(u) => {
+            let s = Spanned::new(u.clone(), raw.referenced, raw.defined);
+            let given = cx.string(&s, "store").map(|value| secret::Given {
+                value,
+                key: "store".to_string(),
+                at: raw.referenced,
+            });
+            (given, None)
+        }
         RawStore::Map(m) => {
-            let url = cx.required(m.url.as_ref(), &raw.referenced, "store.url")?;
-            (url.clone(), "store.url", Some(m))
+            let given = secret::required(
+                cx,
+                m.url.as_ref(),
+                m.url_file.as_ref(),
+                &raw.referenced,
+                "store.url",
+            )?;
+            (Some(given), Some(m))
         }
     };
-    let url = cx.string(&url_str, key).and_then(|v| {
-        store_url(&v, cx.base_dir)
-            .map_err(|m| cx.err(&url_str.referenced, key, m))
+    let url = url.and_then(|g| {
+        store_url(&g.value, cx.base_dir)
+            .map_err(|m| cx.err(&g.at, &g.key, m))
             .ok()
     });
     let postgres = url.as_deref().is_some_and(is_postgres_url);
