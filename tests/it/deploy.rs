@@ -207,6 +207,16 @@ fn install(args: &[&str]) -> String {
     text
 }
 
+/// A small stand-in for the binary, for the tests that only look at where
+/// files land (the real one is hundreds of MB with debug info).
+fn stand_in_binary(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("portcullis");
+    std::fs::write(&path, "#!/bin/sh\necho stand-in\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
 /// The permission bits of `path` (which must exist).
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -226,7 +236,9 @@ fn mode(path: &Path) -> u32 {
 fn install_script_lays_out_binary_config_state_and_unit_with_their_modes() {
     let dest = tempfile::tempdir().unwrap();
     let d = dest.path();
-    install(&["--destdir", d.to_str().unwrap(), "--bin", BIN]);
+    let build = tempfile::tempdir().unwrap();
+    let bin = stand_in_binary(build.path());
+    install(&["--destdir", d.to_str().unwrap(), "--bin", &bin]);
     let expected: &[(&str, u32)] = &[
         ("usr/local/bin/portcullis", 0o755),
         ("etc/portcullis", 0o750),
@@ -244,7 +256,7 @@ fn install_script_lays_out_binary_config_state_and_unit_with_their_modes() {
     let read = |p: &str| std::fs::read(d.join(p)).unwrap();
     assert_eq!(
         read("usr/local/bin/portcullis"),
-        std::fs::read(BIN).unwrap()
+        std::fs::read(&bin).unwrap()
     );
     assert_eq!(
         read("etc/portcullis/portcullis.yaml"),
@@ -259,40 +271,45 @@ fn install_script_lays_out_binary_config_state_and_unit_with_their_modes() {
     );
 }
 
-/// A second run (a new build, another prefix) replaces the binary, the unit
-/// and the example, and keeps what the operator edited: `portcullis.yaml`,
-/// the policies and the env file.
+/// A second run (a new build) replaces the binary, and keeps what the
+/// operator edited: `portcullis.yaml`, the policies and the env file. A
+/// run with another prefix points the unit's `ExecStart` there.
 #[test]
-fn install_script_run_again_keeps_the_operators_files() {
+fn install_script_run_again_replaces_the_binary_and_keeps_the_operators_files() {
     let dest = tempfile::tempdir().unwrap();
-    let d = dest.path();
-    install(&["--destdir", d.to_str().unwrap(), "--bin", BIN]);
+    let d = dest.path().to_str().unwrap();
+    let build = tempfile::tempdir().unwrap();
+    let bin = stand_in_binary(build.path());
+    install(&["--destdir", d, "--bin", &bin]);
     let edited = [
         "etc/portcullis/portcullis.yaml",
         "etc/portcullis/policies/example.yaml",
         "etc/portcullis/env",
     ];
     for p in edited {
-        std::fs::write(d.join(p), format!("# edited {p}\n")).unwrap();
+        std::fs::write(dest.path().join(p), format!("# edited {p}\n")).unwrap();
     }
-    let out = install(&[
-        "--destdir",
-        d.to_str().unwrap(),
-        "--bin",
-        BIN,
-        "--prefix",
-        "/opt/portcullis",
-    ]);
+    std::fs::write(&bin, "#!/bin/sh\necho new build\n").unwrap();
+    let out = install(&["--destdir", d, "--bin", &bin]);
     assert!(out.contains("kept"), "{out}");
     for p in edited {
         assert_eq!(
-            std::fs::read_to_string(d.join(p)).unwrap(),
+            std::fs::read_to_string(dest.path().join(p)).unwrap(),
             format!("# edited {p}\n"),
             "{p} was overwritten"
         );
     }
-    assert_eq!(mode(&d.join("opt/portcullis/bin/portcullis")), 0o755);
-    let unit = std::fs::read_to_string(d.join("etc/systemd/system/portcullis.service")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dest.path().join("usr/local/bin/portcullis")).unwrap(),
+        "#!/bin/sh\necho new build\n"
+    );
+    install(&["--destdir", d, "--bin", &bin, "--prefix", "/opt/portcullis"]);
+    assert_eq!(
+        mode(&dest.path().join("opt/portcullis/bin/portcullis")),
+        0o755
+    );
+    let unit =
+        std::fs::read_to_string(dest.path().join("etc/systemd/system/portcullis.service")).unwrap();
     assert!(
         unit.contains(
             "\nExecStart=/opt/portcullis/bin/portcullis run -c /etc/portcullis/portcullis.yaml\n"
