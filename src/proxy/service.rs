@@ -212,6 +212,7 @@ impl ProxyHttp for Portcullis {
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "no access permit"))?;
         let state = &*self.state;
         state.protected.strip(upstream);
+        headers::join_cookies(upstream)?;
         if let Some(uri) = &fwd.uri {
             upstream.set_uri(uri.clone());
         }

@@ -31,3 +31,5 @@ mod reload;
 mod upgrade;
 // PROXY protocol listeners: the header's source as client, refusals, HAProxy in front.
 mod proxy_protocol;
+// HTTP/2 to the letter: cookies joined for the origin, pseudo-headers checked, limits.
+mod http2;
