@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::harness::{env, login_ok, Env};
+use crate::harness::{env, login_ok, raw_http, Env};
 
 /// How the proxy answered stream 1.
 #[derive(Debug, PartialEq)]
@@ -221,4 +221,62 @@ async fn split_cookie_fields_reach_the_origin_joined_in_one_header() {
     assert_eq!(send(&env, &fields).await, Answer::Status(200));
     let seen = seen_at(&env, "/cookies").expect("forwarded");
     assert_eq!(seen.header_values("cookie"), [cookies.join("; ").as_str()]);
+}
+
+/// `:method get` is not GET (methods are case-sensitive): 400 over h2,
+/// and `get` on an HTTP/1 request line too; an upper-case extension
+/// method is still forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lower_case_methods_are_refused_on_both_protocols() {
+    let env = env().tls().start().await;
+    let mut fields = get(&env, "/public/lower");
+    fields[0].1 = "get".into();
+    assert_eq!(send(&env, &fields).await, Answer::Status(400));
+    let mut fields = get(&env, "/public/ext");
+    fields[0].1 = "PURGE".into();
+    assert_eq!(send(&env, &fields).await, Answer::Status(200));
+    assert!(seen_at(&env, "/public/ext").is_some());
+    let plain = crate::harness::env().start().await;
+    let (status, _) = raw_http(
+        &plain,
+        &format!(
+            "get /public/lower HTTP/1.1\r\nHost: app.localhost:{}\r\n",
+            plain.port
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(seen_at(&env, "/public/lower").is_none());
+    assert!(seen_at(&plain, "/public/lower").is_none());
+}
+
+/// A `:scheme` other than the connection's own (`https` on TLS) is 400,
+/// as is an HTTP/1 absolute-form target naming `https` on a plain listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheme_other_than_the_connections_own_is_refused_on_both_protocols() {
+    let env = env().tls().start().await;
+    for scheme in ["javascript", "http"] {
+        let mut fields = get(&env, "/public/scheme");
+        fields[1].1 = scheme.into();
+        assert_eq!(send(&env, &fields).await, Answer::Status(400), "{scheme}");
+    }
+    assert!(seen_at(&env, "/public/scheme").is_none());
+    assert_eq!(
+        send(&env, &get(&env, "/public/https")).await,
+        Answer::Status(200)
+    );
+    let plain = crate::harness::env().start().await;
+    let port = plain.port;
+    let (status, _) = raw_http(
+        &plain,
+        &format!("GET https://app.localhost:{port}/public/scheme HTTP/1.1\r\nHost: app.localhost:{port}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = raw_http(
+        &plain,
+        &format!("GET http://app.localhost:{port}/public/http HTTP/1.1\r\nHost: app.localhost:{port}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200);
 }
