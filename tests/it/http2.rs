@@ -280,3 +280,48 @@ async fn a_scheme_other_than_the_connections_own_is_refused_on_both_protocols() 
     .await;
     assert_eq!(status, 200);
 }
+
+/// The settings the proxy's first SETTINGS frame advertises, by id.
+async fn server_settings(env: &Env) -> Vec<(u16, u32)> {
+    let mut tls = h2_tls(env).await;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    tls.write_all(&out).await.unwrap();
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            tls.read_exact(&mut head).await.expect("a frame");
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            tls.read_exact(&mut payload).await.unwrap();
+            if head[3] == 4 && head[4] & 1 == 0 {
+                return payload
+                    .chunks(6)
+                    .map(|c| {
+                        (
+                            u16::from_be_bytes([c[0], c[1]]),
+                            u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+                        )
+                    })
+                    .collect();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .expect("the server's SETTINGS")
+}
+
+/// A TLS listener advertises the HTTP/2 limits of portcullis's own
+/// configuration (`server::h2`), not whatever the libraries default to:
+/// concurrent streams and header list size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listeners_advertise_the_configured_http2_limits() {
+    use portcullis::server::h2;
+    let env = env().tls().start().await;
+    let settings = server_settings(&env).await;
+    let get = |id: u16| settings.iter().find(|(i, _)| *i == id).map(|(_, v)| *v);
+    // SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_HEADER_LIST_SIZE
+    assert_eq!(get(0x3), Some(h2::MAX_CONCURRENT_STREAMS), "{settings:?}");
+    assert_eq!(get(0x6), Some(h2::MAX_HEADER_LIST_SIZE), "{settings:?}");
+}
