@@ -10,6 +10,7 @@
 
 pub mod changes;
 pub mod h2;
+pub mod handshake_log;
 pub mod preflight;
 pub mod proxy_protocol;
 pub mod reload;

@@ -27,8 +27,12 @@ pub enum Answer {
 
 /// A TLS connection to the env's listener with ALPN `h2` only.
 pub async fn h2_tls(env: &Env) -> TlsStream<TcpStream> {
+    h2_tls_to(env.port, env.ca_pem().expect("a TLS env")).await
+}
+
+/// A TLS connection to `127.0.0.1:port`, trusting `pem`, ALPN `h2` only.
+async fn h2_tls_to(port: u16, pem: &str) -> TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    let pem = env.ca_pem().expect("a TLS env");
     roots
         .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
         .unwrap();
@@ -39,7 +43,7 @@ pub async fn h2_tls(env: &Env) -> TlsStream<TcpStream> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(("127.0.0.1", env.port)).await.unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("app.localhost").unwrap(), tcp)
         .await
@@ -324,4 +328,45 @@ async fn tls_listeners_advertise_the_configured_http2_limits() {
     // SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_HEADER_LIST_SIZE
     assert_eq!(get(0x3), Some(h2::MAX_CONCURRENT_STREAMS), "{settings:?}");
     assert_eq!(get(0x6), Some(h2::MAX_HEADER_LIST_SIZE), "{settings:?}");
+}
+
+/// The real binary: a TLS connection that negotiates h2 and closes right
+/// after the handshake is counted in
+/// `portcullis_downstream_handshake_errors_total{kind="h2"}`, a TCP
+/// connection closed before TLS in `{kind="tls"}`, and neither leaves an
+/// ERROR line (Pingora's `H2 handshake error`, `Downstream handshake
+/// error`) in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_connection_closed_after_the_handshake_is_counted_not_logged_as_error() {
+    use crate::process::{ConfigDir, Running};
+    let policies = "apps:\n  - name: app\n    domain: app.localhost\n    upstream: http://127.0.0.1:9\n    policies:\n      - { name: all, decision: bypass, include: [{ everyone: true }] }\n";
+    let cfg = ConfigDir::new("    tls: { cert: tls.crt, key: tls.key }\n", "", policies);
+    let cert = rcgen::generate_simple_self_signed(vec!["app.localhost".to_string()]).unwrap();
+    std::fs::write(cfg.path("tls.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(cfg.path("tls.key"), cert.signing_key.serialize_pem()).unwrap();
+    let mut proxy = Running::start(&cfg.config(), &[]);
+    proxy.wait_ready(cfg.metrics_port, Duration::from_secs(60));
+    for _ in 0..3 {
+        let mut tls = h2_tls_to(cfg.port, &cert.cert.pem()).await;
+        tls.shutdown().await.unwrap();
+        drop(tls);
+    }
+    // A balancer's TCP check: connect, close, no TLS.
+    drop(TcpStream::connect(("127.0.0.1", cfg.port)).await.unwrap());
+    let metrics = format!("http://127.0.0.1:{}/metrics", cfg.metrics_port);
+    crate::harness::eventually("both kinds counted", Duration::from_secs(20), async || {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        let count = |kind| {
+            crate::harness::metric(
+                &text,
+                "portcullis_downstream_handshake_errors_total",
+                &[("kind", kind)],
+            )
+        };
+        count("h2") >= 3.0 && count("tls") >= 1.0
+    })
+    .await;
+    let log = proxy.stderr();
+    assert!(!log.contains("H2 handshake error"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
 }
