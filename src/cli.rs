@@ -16,11 +16,26 @@ pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use crate::server::handshake_log::{HandshakeErrors, NotHandshakeError};
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let output = tracing_subscriber::fmt::layer()
         // Colour codes only for a person at a terminal, not in log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // Pingora's ERRORs for a client's failed handshake are counted and
+        // logged at debug instead (`server::handshake_log`).
+        .with_filter(tracing_subscriber::filter::FilterExt::and(
+            filter,
+            NotHandshakeError,
+        ));
+    let handshakes =
+        HandshakeErrors.with_filter(tracing_subscriber::filter::Targets::new().with_targets(
+            crate::server::handshake_log::TARGETS.map(|t| (t, tracing::Level::ERROR)),
+        ));
+    let _ = tracing_subscriber::registry()
+        .with(output)
+        .with(handshakes)
         .try_init();
 }
 

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub upstream_errors_total: IntCounterVec,
     /// Connections a `proxy_protocol` listener closed before any request.
     pub proxy_protocol_rejected_total: IntCounterVec,
+    pub downstream_handshake_errors_total: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub config_last_reload_success_timestamp_seconds: Gauge,
     /// `session_cache_total{result="hit"}`, resolved once: the access phase
@@ -92,6 +93,12 @@ fn build() -> Metrics {
             &["reason"]
         )
         .expect("register portcullis_proxy_protocol_rejected_total"),
+        downstream_handshake_errors_total: register_int_counter_vec!(
+            "portcullis_downstream_handshake_errors_total",
+            "The total number of client connections whose handshake failed, by kind: tls (closed before or during the TLS handshake, or it failed), h2 (no HTTP/2 preface after TLS).",
+            &["kind"]
+        )
+        .expect("register portcullis_downstream_handshake_errors_total"),
         build_info: register_int_gauge_vec!(
             "portcullis_build_info",
             "Always 1; the version label is the running build's.",

@@ -9,6 +9,8 @@
 //! `proxy_protocol` serves listeners behind PROXY protocol balancers.
 
 pub mod changes;
+pub mod h2;
+pub mod handshake_log;
 pub mod preflight;
 pub mod proxy_protocol;
 pub mod reload;
@@ -285,6 +287,7 @@ pub fn build(state: Arc<State>, opts: ServerOptions) -> Result<Built, StartError
     );
     if let Some(app) = proxy.app_logic_mut() {
         app.server_options = Some(http_server_options());
+        app.h2_options = Some(h2::options());
     }
     // `proxy_protocol` listeners: a service each, around one app.
     let mut pp_app = None;
@@ -299,6 +302,7 @@ pub fn build(state: Arc<State>, opts: ServerOptions) -> Result<Built, StartError
                     },
                 );
                 app.server_options = Some(http_server_options());
+                app.h2_options = Some(h2::options());
                 Arc::new(app)
             });
             // The same reloadable certificate store as a plain TLS

@@ -158,6 +158,28 @@ impl Protected {
     }
 }
 
+/// One `cookie` header for the origin: an HTTP/2 client may send each
+/// cookie as its own `cookie` field, and RFC 9113 §8.2.3 has them joined
+/// with `"; "` before they go to an HTTP/1.1 origin (which may read only
+/// the first line). Nothing to do for one header or none.
+pub fn join_cookies(req: &mut RequestHeader) -> pingora::Result<()> {
+    let values = req.headers.get_all(http::header::COOKIE);
+    if values.iter().nth(1).is_none() {
+        return Ok(());
+    }
+    let mut joined = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    // Valid values joined by "; " are a valid value.
+    let joined = http::HeaderValue::from_bytes(&joined)
+        .map_err(|e| pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "cookie", e))?;
+    req.insert_header(http::header::COOKIE, joined)
+}
+
 fn fold(b: u8) -> u8 {
     match b {
         b'_' | b'.' => b'-',
@@ -219,6 +241,21 @@ pub fn ip_value(ip: std::net::IpAddr) -> http::HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn several_cookie_headers_become_one_joined_by_semicolon_space() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("cookie", "a=1").unwrap();
+        req.append_header("x-other", "x").unwrap();
+        req.append_header("cookie", "b=2; c=3").unwrap();
+        super::join_cookies(&mut req).unwrap();
+        let all: Vec<_> = req.headers.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+        let mut one = RequestHeader::build("GET", b"/", None).unwrap();
+        one.append_header("cookie", "a=1").unwrap();
+        super::join_cookies(&mut one).unwrap();
+        assert_eq!(one.headers.get_all("cookie").iter().count(), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -16,6 +16,10 @@ pub enum RequestError {
     BadHost,
     #[error("absolute-form target disagrees with Host header")]
     HostMismatch,
+    #[error("method is not upper-case")]
+    BadMethod,
+    #[error("scheme is not the connection's own")]
+    BadScheme,
     #[error("{0}")]
     Path(#[from] PathError),
 }
@@ -106,6 +110,32 @@ pub fn request_line_has_fragment(head: &[u8]) -> bool {
     let head = &head[start..];
     let line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
     memchr::memchr(b'#', line).is_some()
+}
+
+/// Whether `method` may be forwarded: a registered method or an extension
+/// method without lower-case letters. Methods are case-sensitive (RFC 9110
+/// §9.1): `get` is not GET, and an origin or framework that folds case
+/// would see a method the policy never looked at. The parsers already
+/// make it a token.
+pub fn method_ok(method: &http::Method) -> bool {
+    !method.as_str().bytes().any(|b| b.is_ascii_lowercase())
+}
+
+/// Whether the scheme the request names, if it names one (an HTTP/2
+/// `:scheme`, an HTTP/1 absolute-form target), is the connection's own:
+/// `https` on a TLS listener, `http` on a plain one (case-insensitive).
+pub fn scheme_ok(req: &RequestHeader, tls: bool) -> bool {
+    let want = if tls { "https" } else { "http" };
+    let raw = req.raw_path();
+    let named = match req.uri.scheme_str() {
+        Some(s) => Some(s),
+        None if !raw.starts_with(b"/") => std::str::from_utf8(raw)
+            .ok()
+            .and_then(|r| r.split_once("://"))
+            .map(|(s, _)| s),
+        None => None,
+    };
+    named.is_none_or(|s| s.eq_ignore_ascii_case(want))
 }
 
 /// The authority of an absolute-form target (`http://host:port/path`).
@@ -208,6 +238,38 @@ fn mentions_text_html(v: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lower_case_methods_are_refused_and_upper_case_extensions_pass() {
+        for (m, ok) in [
+            ("GET", true),
+            ("PROPFIND", true),
+            ("get", false),
+            ("Post", false),
+        ] {
+            let m = http::Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(super::method_ok(&m), ok, "{m}");
+        }
+    }
+
+    #[test]
+    fn a_named_scheme_must_be_the_connections_own() {
+        use pingora::http::RequestHeader;
+        let h2 = |scheme: &str| {
+            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+            r.set_uri(format!("{scheme}://app.localhost/x").parse().unwrap());
+            r
+        };
+        assert!(super::scheme_ok(&h2("https"), true));
+        assert!(!super::scheme_ok(&h2("http"), true));
+        assert!(!super::scheme_ok(&h2("javascript"), true));
+        assert!(super::scheme_ok(&h2("http"), false));
+        let origin = RequestHeader::build("GET", b"/x", None).unwrap();
+        assert!(super::scheme_ok(&origin, true));
+        let absolute = RequestHeader::build("GET", b"https://app.localhost/x", None).unwrap();
+        assert!(super::scheme_ok(&absolute, true));
+        assert!(!super::scheme_ok(&absolute, false));
+    }
+
     use super::*;
 
     fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {

@@ -212,6 +212,7 @@ impl ProxyHttp for Portcullis {
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(403), "no access permit"))?;
         let state = &*self.state;
         state.protected.strip(upstream);
+        headers::join_cookies(upstream)?;
         if let Some(uri) = &fwd.uri {
             upstream.set_uri(uri.clone());
         }
@@ -384,8 +385,13 @@ impl Portcullis {
                 .as_downstream()
                 .as_http1()
                 .is_some_and(|h1| request::request_line_has_fragment(&h1.get_headers_raw_bytes()));
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
             let read = if fragment {
                 Err(super::path::PathError::Fragment.into())
+            } else if !request::method_ok(&req.method) {
+                Err(request::RequestError::BadMethod)
+            } else if !request::scheme_ok(req, tls) {
+                Err(request::RequestError::BadScheme)
             } else {
                 request::read(req, Some(ctx.client_ip))
             };

@@ -295,6 +295,11 @@ impl Env {
         b
     }
 
+    /// The self-signed certificate (PEM) of a TLS env.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
     /// Stop the proxy, keeping the data folder (for a restart).
     pub fn stop(mut self) -> tempfile::TempDir {
         if let Some(s) = self.server.take() {

@@ -33,3 +33,5 @@ mod upgrade;
 mod proxy_protocol;
 // Deployment: secrets read from files, the install script into a staging folder.
 mod deploy;
+// HTTP/2 to the letter: cookies joined for the origin, pseudo-headers checked, limits.
+mod http2;
