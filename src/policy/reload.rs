@@ -198,8 +198,11 @@ pub fn spawn_watcher(
 ) -> tokio::task::JoinHandle<()> {
     let (tx, mut asks) = tokio::sync::mpsc::channel::<ReloadReply>(8);
     let mut asks_open = handle.asks.set(tx).is_ok();
+    // Taken before returning (a few `stat`s, once): a change written right
+    // after the watcher is started must not become its baseline, as it
+    // could were the task, on a busy machine, to take it later.
+    let mut last = fingerprint(&handle.path);
     tokio::spawn(async move {
-        let mut last = fingerprint_blocking(&handle).await;
         // When the files were first seen changed since the last reload.
         let mut pending_since: Option<std::time::Instant> = None;
         let mut tick = tokio::time::interval(POLL_INTERVAL);
