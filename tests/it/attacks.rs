@@ -591,6 +591,54 @@ async fn forged_identity_headers_are_replaced_by_the_real_ones() {
     );
 }
 
+/// A client's `cf-access-token` header is a credential for the proxy,
+/// never passed on: not when it is the session that admits the request,
+/// and not in another spelling next to a session cookie (DESIGN, "Upstream
+/// headers"; SECURITY 4). Control: the same requests reach the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sent_access_token_header_never_reaches_upstream() {
+    let env = env().start().await;
+    let (_, token) = login_token(&env, "00ualice").await;
+    let cookie = format!("CF_Authorization={token}");
+    let sent: [(&str, Vec<(&str, &str)>); 3] = [
+        ("/by-header", vec![("cf-access-token", token.as_str())]),
+        (
+            "/cookie-and-header",
+            vec![
+                ("Cookie", cookie.as_str()),
+                ("CF-Access-Token", "client-chosen-token-1"),
+            ],
+        ),
+        (
+            "/cookie-and-folded",
+            vec![
+                ("Cookie", cookie.as_str()),
+                ("cf_access_token", "client-chosen-token-2"),
+                ("Cf.Access.Token", "client-chosen-token-3"),
+            ],
+        ),
+    ];
+    for (path, headers) in &sent {
+        let (status, _) = raw_http(&env, &raw_get(&env, "app.localhost", path, headers)).await;
+        assert_eq!(status, 200, "control: {path} is admitted");
+        let seen = env.upstream.seen();
+        let s = seen.iter().find(|s| s.uri == *path).expect("forwarded");
+        assert_eq!(
+            folded_values(s, "cf-access-token"),
+            Vec::<String>::new(),
+            "{path}: {:?}",
+            s.headers
+        );
+        assert!(
+            s.headers
+                .iter()
+                .all(|(k, v)| k == "cf-access-jwt-assertion" || !v.contains("client-chosen")),
+            "{path}: {:?}",
+            s.headers
+        );
+    }
+}
+
 /// A client cannot make the proxy drop its own identity headers by naming
 /// them in `Connection`: hop-by-hop removal happens before the proxy adds
 /// them, so upstream still sees the real email, groups and assertion.
@@ -1070,6 +1118,58 @@ async fn transfer_token_from_another_browser_is_refused() {
     assert!(env.upstream.seen().is_empty());
 }
 
+/// A transfer token minted for a session that is revoked before the
+/// token is used sets no cookie: `/authorized` answers 400 and nothing is
+/// forwarded. Control: a second browser's token for a live session, used
+/// the same way, sets the app cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_token_for_a_session_revoked_in_between_is_refused() {
+    let env = env().start().await;
+    let walk = async |browser: &reqwest::Client| {
+        walk_until(
+            &env,
+            browser,
+            &env.url("app.localhost", "/x"),
+            "00ualice",
+            is_authorized,
+        )
+        .await
+    };
+    let browser = env.browser();
+    let url = walk(&browser).await;
+    let token = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a transfer token");
+    let claims: serde_json::Value = serde_json::from_slice(&unb64(parts(&token)[1])).unwrap();
+    let sid = claims["sid"].as_str().expect("sid").to_string();
+    assert!(
+        env.state.store.revoke_session(&sid).await.unwrap(),
+        "was live"
+    );
+
+    let r = html_get(&browser, &url).await;
+    assert_eq!(r.status(), 400, "a token of a revoked session");
+    assert!(!sets_cookie(&r, "CF_Authorization"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("session has ended"), "{body}");
+    let r = browser
+        .get(env.url("app.localhost", "/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the browser holds no app session");
+
+    let control = env.browser();
+    let url = walk(&control).await;
+    let r = html_get(&control, &url).await;
+    assert_eq!(r.status(), 302, "control: a live session's token");
+    assert!(sets_cookie(&r, "CF_Authorization"));
+    assert!(env.upstream.seen().is_empty());
+}
+
 /// A transfer token works once: a second use, in the same browser or with
 /// the original nonce cookie re-sent, is 400 and sets no session cookie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1423,6 +1523,36 @@ async fn logout_post_ends_the_session() {
     assert_eq!(
         status_with_cookie(&env, "app.localhost", "/", &token).await,
         401
+    );
+}
+
+/// A GET of `/logout` from a sibling subdomain (`Sec-Fetch-Site:
+/// same-site`) logs out: DESIGN asks for a confirmation only when the
+/// request is `cross-site`, and "any other GET or POST logs out". The
+/// session is revoked server-side and the cookie cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_site_logout_get_ends_the_session() {
+    let env = env().start().await;
+    let (browser, token) = login_token(&env, "00ualice").await;
+    let r = browser
+        .get(env.url("app.localhost", "/cdn-cgi/access/logout"))
+        .header("accept", HTML)
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        crate::harness::clears_cookie(&r, "CF_Authorization=", ""),
+        "the app cookie is cleared: {:?}",
+        r.headers()
+    );
+    let body = r.text().await.unwrap().to_ascii_lowercase();
+    assert!(!body.contains("<form"), "no confirmation asked: {body}");
+    assert_eq!(
+        status_with_cookie(&env, "app.localhost", "/", &token).await,
+        401,
+        "the session is revoked server-side"
     );
 }
 

@@ -590,3 +590,39 @@ async fn public_https_behind_a_balancer_builds_https_urls_and_secure_cookies() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// A revocation written to the store by another writer (here a second
+/// handle on the same SQLite file, as another process or the operator's
+/// tooling would open it) is applied by the running proxy through its
+/// change poller: a session it already holds in its cache (whose entries
+/// live 5 minutes) is refused within seconds. Without the poller nothing
+/// tells this proxy, and the cached session keeps being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_written_by_another_writer_is_seen_through_the_poller() {
+    let env = env().start().await;
+    let (_, token) = login_and_token(&env, "00ualice").await;
+    assert_eq!(replay(&env, "/cached", &token).await, 200, "cached now");
+    let payload = token.split('.').nth(1).expect("a JWS");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let sid = claims["sid"].as_str().expect("sid").to_string();
+    let other =
+        portcullis::store::open_store(&format!("sqlite://{}/state.db", env.data_path().display()))
+            .await
+            .expect("a second handle on the store");
+    let written = std::time::Instant::now();
+    assert!(other.revoke_session(&sid).await.unwrap(), "was live");
+    eventually(
+        "the proxy refuses the session revoked elsewhere",
+        std::time::Duration::from_secs(10),
+        async || replay(&env, "/after", &token).await == 401,
+    )
+    .await;
+    eprintln!(
+        "revocation by another writer seen after {:?}",
+        written.elapsed()
+    );
+}

@@ -777,6 +777,71 @@ async fn deactivated_user_is_refused_at_once_and_at_login() {
     .await;
 }
 
+/// Whether a login walk's trail went to the IdP's authorize endpoint
+/// (a fresh sign-in) and whether it reached `/authorized` (a transfer
+/// token was minted).
+fn walk_shape(env: &Env, trail: &[String]) -> (bool, bool) {
+    let idp = format!("http://{}", env.idp.addr());
+    (
+        trail
+            .iter()
+            .any(|u| u.starts_with(&idp) && u.contains("/v1/authorize")),
+        trail
+            .iter()
+            .any(|u| u.contains("/cdn-cgi/access/authorized?")),
+    )
+}
+
+/// A user deactivated over SCIM cannot reuse the auth-domain (SSO) session
+/// to enter another app. `user_deprovision` is off, so the SSO session is
+/// not revoked and only the login's own SCIM check stands in the way: the
+/// walk is sent to the IdP instead of being handed a transfer token, and
+/// the login there ends on the "deactivated" page. Control: before the
+/// deactivation the same browser enters a second app on the SSO session
+/// alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivated_user_cannot_reuse_the_sso_session_for_another_app() {
+    let env = env().scim(false, false, false).start().await;
+    let id = create_user(&env, "bob@example.com", "00ubob").await;
+    let browser = env.browser();
+    login_ok(&env, &browser, &env.url("app.localhost", "/"), "00ubob").await;
+    let end = browse_login(&env, &browser, &env.url("other.localhost", "/"), "00ubob").await;
+    assert_eq!(end.response.status(), 200, "{:?}", end.trail);
+    assert_eq!(
+        walk_shape(&env, &end.trail),
+        (false, true),
+        "control: the SSO session alone enters a second app: {:?}",
+        end.trail
+    );
+
+    let r = scim(
+        &env,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(patch(
+            json!([{"op": "replace", "value": {"active": false}}]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let forwarded = env.upstream.seen().len();
+    let end = browse_login(&env, &browser, &env.url("api.localhost", "/"), "00ubob").await;
+    assert_eq!(
+        walk_shape(&env, &end.trail),
+        (true, false),
+        "the SSO session is not reused, the IdP is asked: {:?}",
+        end.trail
+    );
+    assert_eq!(end.response.status(), 403, "{:?}", end.trail);
+    let page = end.response.text().await.unwrap();
+    assert!(page.contains("deactivated"), "{page}");
+    assert_eq!(
+        env.upstream.seen().len(),
+        forwarded,
+        "nothing was forwarded"
+    );
+}
+
 /// A deactivated user stays deactivated when an update leaves `active`
 /// out: a PATCH that removes it, a PATCH that sets it to null and a PUT
 /// without it all keep `active: false`, and a login is still refused.
