@@ -88,7 +88,7 @@ fn kid_of(token: &str) -> String {
 
 /// Audience tag of the app named `name` in the live policy set.
 fn aud_of(env: &Env, name: &str) -> String {
-    env.state
+    env.state()
         .policies
         .current()
         .apps
@@ -101,7 +101,7 @@ fn aud_of(env: &Env, name: &str) -> String {
 
 /// Sign `claims` with the proxy's own key, as the proxy would.
 fn mint(env: &Env, claims: &SessionClaims) -> String {
-    env.state.keys.sign(claims).expect("sign")
+    env.state().keys.sign(claims).expect("sign")
 }
 
 /// `claims` re-dated: issued now, valid for `secs` more seconds.
@@ -378,7 +378,7 @@ async fn hs256_token_is_refused() {
     let claims = claims_of(&token);
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(kid_of(&token));
-    let jwks = env.state.keys.jwks_json().to_string();
+    let jwks = env.state().keys.jwks_json().to_string();
     for secret in [b"secret".as_slice(), jwks.as_bytes(), b"portcullis"] {
         let t = jsonwebtoken::encode(
             &header,
@@ -492,7 +492,7 @@ async fn uncached_token_is_refused_by_another_app_on_first_and_later_use() {
 /// against the server-side session, not just the signature.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_for_a_logged_out_session_is_refused() {
-    let env = env().start().await;
+    let env = env().threads(2).start().await;
     let (browser, token) = login_token(&env, "00ualice").await;
     let before = mint(&env, &fresh(claims_of(&token), 600));
     assert_eq!(
@@ -571,7 +571,7 @@ async fn forged_identity_headers_are_replaced_by_the_real_ones() {
         folded_values(s, "x-portcullis-groups"),
         ["engineering,everyone"]
     );
-    let claim: &[&str] = if env.state.cfg.headers.forward_claims {
+    let claim: &[&str] = if env.state().cfg.headers.forward_claims {
         &["engineering"]
     } else {
         &[]
@@ -1146,7 +1146,7 @@ async fn transfer_token_for_a_session_revoked_in_between_is_refused() {
     let claims: serde_json::Value = serde_json::from_slice(&unb64(parts(&token)[1])).unwrap();
     let sid = claims["sid"].as_str().expect("sid").to_string();
     assert!(
-        env.state.store.revoke_session(&sid).await.unwrap(),
+        env.state().store.revoke_session(&sid).await.unwrap(),
         "was live"
     );
 

@@ -107,7 +107,7 @@ async fn upstream_assertion_verifies_with_published_jwks() {
         .find(header.kid.as_deref().unwrap())
         .expect("kid in JWKS");
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-    let app_aud = env.state.policies.current().apps[0].aud.clone();
+    let app_aud = env.state().policies.current().apps[0].aud.clone();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     v.set_audience(&[app_aud]);
     v.set_issuer(&[format!("http://auth.localhost:{}", env.port)]);
@@ -205,7 +205,7 @@ async fn get_identity_returns_identity_json() {
 /// afterwards, also when replayed from another client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_revokes_session_and_old_cookie_is_refused() {
-    let env = env().start().await;
+    let env = env().threads(2).start().await;
     let (browser, token) = login_and_token(&env, "00ualice").await;
     assert_eq!(replay(&env, "/after", &token).await, 200);
     let r = html_get(
@@ -599,7 +599,7 @@ fn urlencode(s: &str) -> String {
 /// tells this proxy, and the cached session keeps being served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_written_by_another_writer_is_seen_through_the_poller() {
-    let env = env().start().await;
+    let env = env().threads(2).start().await;
     let (_, token) = login_and_token(&env, "00ualice").await;
     assert_eq!(replay(&env, "/cached", &token).await, 200, "cached now");
     let payload = token.split('.').nth(1).expect("a JWS");
