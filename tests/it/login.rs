@@ -302,27 +302,63 @@ async fn claims_missing_from_the_id_token_come_from_userinfo() {
     );
 }
 
-/// Every cookie the proxy sets on the way in is HttpOnly, SameSite=Lax and
-/// host-only (no Domain), and not Secure on a plain-HTTP listener.
+/// Walk a whole login (as `browse_login` does) and return every
+/// `Set-Cookie` the proxy sent on the way, from the first redirect to the
+/// app's answer. Asserts the walk ended at the upstream and that each of
+/// the login's cookies was among them (nonce, state, SSO, app session), so
+/// a check over the list cannot pass on a walk that set none.
+async fn login_set_cookies(env: &Env, user: &str) -> Vec<String> {
+    let browser = env.browser();
+    let idp = format!("http://{}", env.idp.addr());
+    let mut set = Vec::new();
+    let mut resp = html_get(&browser, &env.url("app.localhost", "/")).await;
+    for _ in 0..12 {
+        set.extend(
+            resp.headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|c| c.to_str().unwrap().to_string()),
+        );
+        if !resp.status().is_redirection() {
+            break;
+        }
+        let next = location(&resp);
+        resp = if next.starts_with(&idp) {
+            let (url, form) = portcullis::idp::dev::login_form(&next, user).unwrap();
+            let r = browser.post(&url).form(&form).send().await.unwrap();
+            assert!(
+                r.status().is_redirection(),
+                "the IdP answered {}",
+                r.status()
+            );
+            html_get(&browser, &location(&r)).await
+        } else {
+            html_get(&browser, &next).await
+        };
+    }
+    assert_eq!(resp.status(), 200, "the login ended at the upstream");
+    for name in [
+        "CF_Authorization_nonce=",
+        "CF_Authorization_state_",
+        "CF_Authorization_sso=",
+        "CF_Authorization=",
+    ] {
+        assert!(
+            set.iter()
+                .any(|c| c.starts_with(name) && !c.contains("Max-Age=0")),
+            "the login set no {name}…: {set:?}"
+        );
+    }
+    set
+}
+
+/// Every cookie the proxy sets during a whole login (nonce, state, SSO and
+/// app session cookies, and the ones it clears) is HttpOnly, SameSite=Lax
+/// and host-only (no Domain), and not Secure on a plain-HTTP listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_cookies_are_httponly_lax_host_only() {
     let env = env().start().await;
-    let r = env
-        .client()
-        .get(env.url("app.localhost", "/"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    let cookies: Vec<_> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().to_string())
-        .collect();
-    assert!(!cookies.is_empty());
-    for c in cookies {
+    for c in login_set_cookies(&env, "00ualice").await {
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
         assert!(!c.to_ascii_lowercase().contains("domain="), "{c}");
         assert!(!c.contains("Secure"), "{c}");
@@ -416,8 +452,8 @@ async fn tls_listener_login_sets_secure_cookies() {
         "https://auth.localhost:{}/cdn-cgi/access/login?",
         env.port
     )));
-    for c in r.headers().get_all("set-cookie") {
-        assert!(c.to_str().unwrap().contains("Secure"), "{c:?}");
+    for c in login_set_cookies(&env, "00ualice").await {
+        assert!(c.split(';').any(|p| p.trim() == "Secure"), "{c}");
     }
     let browser = env.browser();
     let end = browse_login(
@@ -557,7 +593,7 @@ async fn public_https_behind_a_balancer_builds_https_urls_and_secure_cookies() {
         "{set_cookies:?}"
     );
     for c in &set_cookies {
-        assert!(c.contains("; Secure"), "{c}");
+        assert!(c.split(';').any(|p| p.trim() == "Secure"), "{c}");
     }
 
     let seen = env.upstream.seen();
