@@ -53,7 +53,7 @@ async fn h2_tls_to(port: u16, pem: &str) -> TlsStream<TcpStream> {
 }
 
 /// One HTTP/2 frame.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
     f.extend_from_slice(&[kind, flags]);
     f.extend_from_slice(&stream.to_be_bytes());
@@ -79,7 +79,7 @@ fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
 
 /// A header block of literal fields without indexing, new names, no
 /// Huffman: every field goes on the wire exactly as given, in order.
-fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
+pub fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in fields {
         out.push(0);
@@ -283,6 +283,90 @@ async fn a_scheme_other_than_the_connections_own_is_refused_on_both_protocols() 
     )
     .await;
     assert_eq!(status, 200);
+}
+
+/// RFC 9113 §8.3.1: `:path` holds no fragment. A `#` in it is 400 (the
+/// patched `h2` marks what `http`'s URI parser cut off), as it is on an
+/// HTTP/1 request line, and nothing is forwarded: before the patch,
+/// `/public/frag#/../admin` reached the origin as `/public/frag`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_in_path_is_refused_on_both_protocols() {
+    let env = env().tls().start().await;
+    for path in [
+        "/public/frag#/../admin",
+        "/public/frag#",
+        "/public/frag?q=1#x",
+    ] {
+        let mut fields = get(&env, "/");
+        fields[3].1 = path.into();
+        assert_eq!(send(&env, &fields).await, Answer::Status(400), "{path}");
+    }
+    assert_eq!(
+        send(&env, &get(&env, "/public/nofrag")).await,
+        Answer::Status(200)
+    );
+    assert!(seen_at(&env, "/public/nofrag").is_some());
+    assert!(
+        env.upstream
+            .seen()
+            .iter()
+            .all(|s| !s.uri.starts_with("/public/frag")),
+        "{:?}",
+        env.upstream.seen()
+    );
+    let plain = crate::harness::env().start().await;
+    let port = plain.port;
+    let (status, _) = raw_http(
+        &plain,
+        &format!("GET /public/frag#/../admin HTTP/1.1\r\nHost: app.localhost:{port}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(plain.upstream.seen().is_empty());
+}
+
+/// Host matching ignores the port, so `app.localhost:1` routes like
+/// `app.localhost`; the origin gets the host without a port no client can
+/// have used to reach the proxy (neither the listener's nor `public.port`),
+/// in `Host` and `X-Forwarded-Host`, over HTTP/2 (`:authority`) and
+/// HTTP/1 (`Host`) alike. The listener's own port is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_no_client_could_use_is_not_forwarded_on_both_protocols() {
+    let env = env().tls().start().await;
+    let port = env.port;
+    let mut fields = get(&env, "/public/odd-port-h2");
+    fields[2].1 = "app.localhost:1".into();
+    assert_eq!(send(&env, &fields).await, Answer::Status(200));
+    assert_eq!(
+        send(&env, &get(&env, "/public/own-port-h2")).await,
+        Answer::Status(200)
+    );
+    let plain = crate::harness::env().start().await;
+    let pport = plain.port;
+    for (host, path) in [
+        ("app.localhost:1".to_string(), "/public/odd-port-h1"),
+        (format!("app.localhost:{pport}"), "/public/own-port-h1"),
+        ("app.localhost".to_string(), "/public/no-port-h1"),
+    ] {
+        let (status, _) =
+            raw_http(&plain, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n")).await;
+        assert_eq!(status, 200, "{host}");
+    }
+    let host = |env: &Env, path: &str| {
+        let seen = seen_at(env, path).expect(path);
+        (
+            seen.header_values("host").join(","),
+            seen.header_values("x-forwarded-host").join(","),
+        )
+    };
+    let bare = ("app.localhost".to_string(), "app.localhost".to_string());
+    assert_eq!(host(&env, "/public/odd-port-h2"), bare);
+    let own = format!("app.localhost:{port}");
+    assert_eq!(host(&env, "/public/own-port-h2"), (own.clone(), own));
+    assert_eq!(host(&plain, "/public/odd-port-h1"), bare);
+    let own = format!("app.localhost:{pport}");
+    assert_eq!(host(&plain, "/public/own-port-h1"), (own.clone(), own));
+    assert_eq!(host(&plain, "/public/no-port-h1"), bare);
 }
 
 /// The settings the proxy's first SETTINGS frame advertises, by id.

@@ -5,6 +5,15 @@ use crate::hpack::BytesStr;
 use bytes::Bytes;
 use std::fmt;
 
+/// portcullis patch: set on a received request whose `:path` had a `#`.
+///
+/// A fragment is not part of a request target (RFC 9113 §8.3.1), but
+/// `http`'s `PathAndQuery`, from which the request's URI is built, drops a
+/// `#` and everything after it. This mark is all that is left of it, so
+/// that a server can refuse the request rather than serve the shorter path.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct PathFragment;
+
 /// Represents the `:protocol` pseudo-header used by
 /// the [Extended CONNECT Protocol].
 ///

@@ -1697,6 +1697,7 @@ impl proto::Peer for Peer {
 
         // Convert the URI
         let mut parts = uri::Parts::default();
+        let mut path_fragment = false;
 
         // A request translated from HTTP/1 must not include the :authority
         // header
@@ -1745,6 +1746,10 @@ impl proto::Peer for Peer {
                 malformed!("malformed headers: missing path");
             }
 
+            // portcullis patch: `PathAndQuery` cuts a `#` and what follows
+            // off without a trace; keep a mark of it for the server to refuse.
+            path_fragment = path.as_str().contains('#');
+
             let maybe_path = uri::PathAndQuery::from_maybe_shared(path.clone().into_inner());
             parts.path_and_query = Some(maybe_path.or_else(|why| {
                 malformed!("malformed headers: malformed path ({:?}): {}", path, why,)
@@ -1766,6 +1771,9 @@ impl proto::Peer for Peer {
         };
 
         *request.headers_mut() = fields;
+        if path_fragment {
+            request.extensions_mut().insert(crate::ext::PathFragment);
+        }
 
         Ok(request)
     }
