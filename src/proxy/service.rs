@@ -489,6 +489,9 @@ impl Portcullis {
     }
 }
 
+/// What Pingora calls on an upstream socket before it connects.
+type SocketHook = Arc<dyn Fn(&tokio::net::TcpSocket) -> Result<()> + Send + Sync>;
+
 /// A hook for every new upstream connection: `SO_LINGER` 0, so that
 /// closing it resets it (RST) instead of ending it (FIN). The proxy closes
 /// an upstream connection in the middle of a request only when the client
@@ -498,10 +501,8 @@ impl Portcullis {
 /// `content-length` could take for the whole request. A reset makes its
 /// next read fail. After a complete exchange (idle pool, shutdown) the
 /// reset costs nothing: no data is in flight, and no TIME_WAIT is left.
-fn reset_on_close() -> Arc<dyn Fn(&tokio::net::TcpSocket) -> Result<()> + Send + Sync> {
-    static HOOK: std::sync::OnceLock<
-        Arc<dyn Fn(&tokio::net::TcpSocket) -> Result<()> + Send + Sync>,
-    > = std::sync::OnceLock::new();
+fn reset_on_close() -> SocketHook {
+    static HOOK: std::sync::OnceLock<SocketHook> = std::sync::OnceLock::new();
     HOOK.get_or_init(|| {
         Arc::new(|socket: &tokio::net::TcpSocket| {
             socket
