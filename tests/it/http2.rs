@@ -454,3 +454,113 @@ async fn an_h2_connection_closed_after_the_handshake_is_counted_not_logged_as_er
     assert!(!log.contains("H2 handshake error"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+/// What the proxy sent back on one h2 connection.
+#[derive(Debug, Default)]
+struct Replies {
+    /// Payloads of the PING ACKs, in order.
+    ping_acks: Vec<[u8; 8]>,
+    settings_acks: usize,
+    /// The error code of a GOAWAY.
+    goaway: Option<u32>,
+    /// The `:status` of stream 1, when it was answered.
+    status: Option<u16>,
+}
+
+/// Write the preface and `frames` on a fresh h2 connection in one go, then
+/// read until stream 1 is answered (`status`) or the proxy closes the
+/// connection; panics if neither happens within 15 s.
+async fn replies_to(env: &Env, frames: &[Vec<u8>]) -> Replies {
+    let mut tls = h2_tls(env).await;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frames.concat());
+    tls.write_all(&out).await.unwrap();
+    let mut r = Replies::default();
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            if tls.read_exact(&mut head).await.is_err() {
+                return r; // closed
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let (kind, flags) = (head[3], head[4]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; len];
+            if tls.read_exact(&mut payload).await.is_err() {
+                return r;
+            }
+            match (kind, stream) {
+                (4, 0) if flags & 1 == 0 => {
+                    // The proxy's SETTINGS; a write after it closed may fail.
+                    let _ = tls.write_all(&frame(4, 1, 0, &[])).await;
+                }
+                (4, 0) => r.settings_acks += 1,
+                (6, 0) if flags & 1 == 1 => r.ping_acks.push(payload[..8].try_into().unwrap()),
+                (7, 0) => r.goaway = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap())),
+                (1, 1) => {
+                    r.status = Some(status_of(&payload));
+                    return r;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .expect("stream 1 answered or the connection closed")
+}
+
+fn ping(n: usize) -> Vec<u8> {
+    frame(6, 0, 0, &(n as u64).to_be_bytes())
+}
+
+/// A client's PINGs and SETTINGS at a normal rate, up to the limit of one
+/// window (`server::h2::MAX_CONTROL_FRAMES`, its first SETTINGS included),
+/// are each acknowledged, and the connection goes on to answer a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_and_settings_up_to_the_limit_are_answered() {
+    use portcullis::server::h2::MAX_CONTROL_FRAMES;
+    let env = env().tls().start().await;
+    // The preface's SETTINGS, one more, and PINGs up to the limit.
+    let mut frames = vec![frame(4, 0, 0, &[]), frame(4, 0, 0, &[])];
+    frames.extend((0..MAX_CONTROL_FRAMES - 2).map(ping));
+    let fields = get(&env, "/");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    frames.push(frame(1, 0x5, 1, &header_block(&fields)));
+    let r = replies_to(&env, &frames).await;
+    assert_eq!(r.goaway, None, "{r:?}");
+    assert!(r.status.is_some(), "{r:?}");
+    assert_eq!(r.settings_acks, 2, "{r:?}");
+    let expected: Vec<[u8; 8]> = (0..MAX_CONTROL_FRAMES - 2)
+        .map(|n| (n as u64).to_be_bytes())
+        .collect();
+    assert_eq!(r.ping_acks, expected);
+}
+
+/// One PING more than the limit within the window (CVE-2019-9512) is a
+/// flood: the proxy answers with `GOAWAY ENHANCE_YOUR_CALM` and closes the
+/// connection, whatever else the client asked on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_gets_goaway_enhance_your_calm_and_the_connection_closes() {
+    use portcullis::server::h2::MAX_CONTROL_FRAMES;
+    let env = env().tls().start().await;
+    let mut frames = vec![frame(4, 0, 0, &[])];
+    frames.extend((0..MAX_CONTROL_FRAMES).map(ping));
+    let r = replies_to(&env, &frames).await;
+    assert_eq!(r.goaway, Some(0xb), "{r:?}"); // ENHANCE_YOUR_CALM
+    assert_eq!(r.status, None, "{r:?}");
+    assert!(r.ping_acks.len() < MAX_CONTROL_FRAMES, "{r:?}");
+}
+
+/// The same for SETTINGS frames (CVE-2019-9515), which count with PINGs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_flood_gets_goaway_enhance_your_calm_and_the_connection_closes() {
+    use portcullis::server::h2::MAX_CONTROL_FRAMES;
+    let env = env().tls().start().await;
+    let frames: Vec<Vec<u8>> = (0..=MAX_CONTROL_FRAMES)
+        .map(|_| frame(4, 0, 0, &[]))
+        .collect();
+    let r = replies_to(&env, &frames).await;
+    assert_eq!(r.goaway, Some(0xb), "{r:?}");
+    assert!(r.settings_acks < MAX_CONTROL_FRAMES + 1, "{r:?}");
+}

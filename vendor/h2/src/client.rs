@@ -1366,6 +1366,7 @@ where
                 local_error_reset_streams_max: builder.local_max_error_reset_streams,
                 settings: builder.settings,
                 data_frame_budget: builder.data_frame_budget,
+                control_frame_limit: None,
             },
         );
         let send_request = SendRequest {

@@ -263,6 +263,9 @@ pub struct Builder {
     ///
     /// When this gets exhausted, we issue a GOAWAY with `ENHANCE_YOUR_CALM`.
     data_frame_budget: proto::DataFrameBudget,
+
+    /// portcullis patch: PING and SETTINGS frames allowed per window.
+    control_frame_limit: Option<(usize, Duration)>,
 }
 
 /// Send a response back to the client
@@ -663,6 +666,7 @@ impl Builder {
             max_send_buffer_size: proto::DEFAULT_MAX_SEND_BUFFER_SIZE,
             local_max_error_reset_streams: Some(proto::DEFAULT_LOCAL_RESET_COUNT_MAX),
             data_frame_budget: proto::DataFrameBudget::Auto,
+            control_frame_limit: None,
         }
     }
 
@@ -1066,6 +1070,17 @@ impl Builder {
     /// updates the permitted framing overhead.
     pub fn data_frame_budget(&mut self, budget: usize) -> &mut Self {
         self.data_frame_budget = proto::DataFrameBudget::Configured(budget);
+        self
+    }
+
+    /// portcullis patch: closes the connection with `GOAWAY
+    /// ENHANCE_YOUR_CALM` when the client sends more than `max` PING and
+    /// SETTINGS frames (not counting ACKs) within one `window`: each must
+    /// be answered, so a flood of them costs the server work for nothing
+    /// (CVE-2019-9512, CVE-2019-9515). The window restarts with the first
+    /// such frame after it ends. By default there is no limit.
+    pub fn max_control_frames_per_window(&mut self, max: usize, window: Duration) -> &mut Self {
+        self.control_frame_limit = Some((max, window));
         self
     }
 
@@ -1535,6 +1550,7 @@ where
                                 .local_max_error_reset_streams,
                             settings: self.builder.settings.clone(),
                             data_frame_budget: self.builder.data_frame_budget,
+                            control_frame_limit: self.builder.control_frame_limit,
                         },
                     );
 

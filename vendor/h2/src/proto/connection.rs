@@ -11,7 +11,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncRead;
 
 /// An H2 connection
@@ -54,6 +54,9 @@ where
     /// Connection settings
     settings: Settings,
 
+    /// portcullis patch: the peer's PING and SETTINGS frames, counted.
+    control_frames: ControlFrames,
+
     /// Stream state handler
     streams: Streams<B, P>,
 
@@ -74,6 +77,8 @@ struct DynConnection<'a, B: Buf = Bytes> {
     error: &'a mut Option<frame::GoAway>,
 
     ping_pong: &'a mut PingPong,
+
+    control_frames: &'a mut ControlFrames,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +92,43 @@ pub(crate) struct Config {
     pub local_error_reset_streams_max: Option<usize>,
     pub settings: frame::Settings,
     pub data_frame_budget: DataFrameBudget,
+    /// portcullis patch: at most this many PING and SETTINGS frames (not
+    /// ACKs) from the peer within this window; `None`: no limit.
+    pub control_frame_limit: Option<(usize, Duration)>,
+}
+
+/// portcullis patch: the PING and SETTINGS frames (not their ACKs) the peer
+/// sent within the current window. Each one must be answered, so more than
+/// the limit is a flood (CVE-2019-9512, CVE-2019-9515) and a connection
+/// error, `ENHANCE_YOUR_CALM`.
+#[derive(Debug)]
+struct ControlFrames {
+    limit: Option<(usize, Duration)>,
+    window_start: Instant,
+    count: usize,
+}
+
+impl ControlFrames {
+    fn recv(&mut self) -> Result<(), Error> {
+        let (max, window) = match self.limit {
+            Some(limit) => limit,
+            None => return Ok(()),
+        };
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= window {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count > max {
+            tracing::debug!(max, ?window, "PING/SETTINGS flood; closing the connection");
+            return Err(Error::library_go_away_data(
+                Reason::ENHANCE_YOUR_CALM,
+                "too_many_control_frames",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -166,6 +208,11 @@ where
                 pending_refusal: None,
                 ping_pong: PingPong::new(),
                 settings: Settings::new(config.settings),
+                control_frames: ControlFrames {
+                    limit: config.control_frame_limit,
+                    window_start: Instant::now(),
+                    count: 0,
+                },
                 streams,
                 span,
                 _phantom: PhantomData,
@@ -425,6 +472,7 @@ where
             streams,
             error,
             ping_pong,
+            control_frames,
             ..
         } = self;
         let streams = streams.as_dyn();
@@ -434,6 +482,7 @@ where
             streams,
             error,
             ping_pong,
+            control_frames,
         }
     }
 }
@@ -584,6 +633,9 @@ where
             }
             Some(Settings(frame)) => {
                 tracing::trace!(?frame, "recv SETTINGS");
+                if !frame.is_ack() {
+                    self.control_frames.recv()?;
+                }
                 return Ok(ReceivedFrame::Settings(frame));
             }
             Some(GoAway(frame)) => {
@@ -597,6 +649,9 @@ where
             }
             Some(Ping(frame)) => {
                 tracing::trace!(?frame, "recv PING");
+                if !frame.is_ack() {
+                    self.control_frames.recv()?;
+                }
                 let status = self.ping_pong.recv_ping(frame);
                 if status.is_shutdown() {
                     assert!(
