@@ -35,3 +35,5 @@ mod proxy_protocol;
 mod deploy;
 // HTTP/2 to the letter: cookies joined for the origin, pseudo-headers checked, limits.
 mod http2;
+// A request body shorter than its content-length: what the origin sees (a reset connection), on HTTP/1 and HTTP/2.
+mod short_body;
