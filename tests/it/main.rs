@@ -15,6 +15,8 @@ mod operations;
 mod okta;
 // SCIM 2.0 provisioning: Okta request sequences, errors, deprovisioning, durability, concurrency.
 mod scim;
+// SCIM to the letter: 405s, /.search, PATCH remove, ServiceProviderConfig's claims, the RFC check list.
+mod scim_rfc;
 // The command line: check and explain.
 mod cli;
 // Fleet mode: several instances on one PostgreSQL database behind a balancer.
