@@ -172,6 +172,11 @@ pub fn dev_idp(args: DevIdpArgs) -> Result<ExitCode> {
             ),
             None => None,
         };
+        // Before the addresses are printed: whoever reads them may send
+        // SIGTERM at once, and without a handler it would kill the process
+        // (exit by signal, not 0).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("SIGTERM handler")?;
         println!(
             "dev IdP: okta_account {} issuer {}",
             idp.okta_account(),
@@ -187,8 +192,6 @@ pub fn dev_idp(args: DevIdpArgs) -> Result<ExitCode> {
         if let Some(app) = &app {
             println!("demo app: http://{}", app.addr());
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("SIGTERM handler")?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

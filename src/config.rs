@@ -181,6 +181,19 @@ impl Config {
         self.listen.iter().any(|l| l.addr.port() == port) || auth_port == Some(port)
     }
 
+    /// Whether a request's `Host` (`:authority` over HTTP/2) may carry
+    /// `port` on to the origin: with `public.port` set, only that port
+    /// (what browsers use); else the port the request arrived on
+    /// (`arrived_on`, any listener's when it is not known). Any other port
+    /// is dropped from the forwarded `Host` (see `proxy::request`).
+    pub fn host_port_expected(&self, port: u16, arrived_on: Option<u16>) -> bool {
+        match (self.public_port(), arrived_on) {
+            (Some(public), _) => port == public,
+            (None, Some(local)) => port == local,
+            (None, None) => self.listen.iter().any(|l| l.addr.port() == port),
+        }
+    }
+
     /// `<scheme>://<auth_domain>`, with `public.port` appended when
     /// `auth_domain` has no port and it is not the scheme's default (see
     /// [`Public`]). The `iss` of every token the proxy mints.

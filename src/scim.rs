@@ -7,6 +7,8 @@
 //! - `patch`: PATCH operations applied to a resource, pure
 //! - `resource`: validation, canonical names, rendering with `meta`
 //! - `list`, `request`, `discovery`: paging, request reading, discovery docs
+//! - `routes`: the methods each path serves (405 + `Allow`); `search`:
+//!   `POST …/.search` bodies and queries on the root across both types
 //! - `users`, `groups`: the endpoints; `effects`: what a write does to
 //!   sessions, seats and cached identities; `link`: logins ↔ SCIM users
 //! - `model`: the records and changes the store keeps (`store::scim_sqlite`)
@@ -24,6 +26,8 @@ pub mod patch;
 pub mod query;
 pub mod request;
 pub mod resource;
+pub mod routes;
+pub mod search;
 pub mod users;
 
 use http::Method;
@@ -189,7 +193,22 @@ async fn handle(
     else {
         return Err(ScimError::unauthorized());
     };
-    let cx = Cx {
+    let path = rest.trim_matches('/');
+    let mut parts = path.splitn(2, '/');
+    let endpoint = parts.next().unwrap_or("");
+    let id = parts.next().filter(|s| !s.is_empty());
+    // The method is checked before the body is read or parsed: a write to
+    // a read-only document is a 405 whatever it carries (RFC 7644 §3.12).
+    let Some(allow) = routes::allowed(endpoint, id) else {
+        return Err(ScimError::not_found(format!(
+            "no SCIM endpoint at {:?}; use /Users, /Groups, /.search, /ServiceProviderConfig, /ResourceTypes or /Schemas",
+            format!("/{path}")
+        )));
+    };
+    if !routes::permits(allow, method) {
+        return Err(ScimError::method_not_allowed(method, allow));
+    }
+    let mut cx = Cx {
         state,
         idp,
         scim,
@@ -197,10 +216,6 @@ async fn handle(
         params: list::parse(query.as_deref())?,
         if_match,
     };
-    let path = rest.trim_matches('/');
-    let mut parts = path.splitn(2, '/');
-    let endpoint = parts.next().unwrap_or("");
-    let id = parts.next().filter(|s| !s.is_empty());
     let get = *method == Method::GET || *method == Method::HEAD;
     let body = if [Method::POST, Method::PUT, Method::PATCH].contains(method) {
         let bytes = request::read_body(session).await?;
@@ -211,13 +226,6 @@ async fn handle(
     let body = || {
         body.as_ref()
             .ok_or_else(|| ScimError::invalid_syntax("a request body is required"))
-    };
-    let not_allowed = |allow: &str| {
-        Err(ScimError::new(
-            405,
-            None,
-            format!("{method} is not supported here; allowed: {allow}"),
-        ))
     };
     let is = |name: &str| endpoint.eq_ignore_ascii_case(name);
     let discovery = ["ServiceProviderConfig", "ResourceTypes", "Schemas"];
@@ -230,47 +238,52 @@ async fn handle(
             format!("/{endpoint} cannot be filtered"),
         ));
     }
-    match (id, method) {
+    if routes::is_search(endpoint, id) {
+        // RFC 7644 §3.4.3: the body's parameters, not the query string's.
+        cx.params = search::parse_request(body()?)?;
+    }
+    match id {
+        _ if path.is_empty() || is(".search") => search::root(&cx).await,
         _ if is("Users") => match id {
             None if get => users::list(&cx).await,
-            None if *method == Method::POST => users::create(&cx, body()?).await,
-            None => not_allowed("GET, POST"),
+            Some(_) if routes::is_search(endpoint, id) => users::list(&cx).await,
+            None => users::create(&cx, body()?).await,
             Some(id) if get => users::get(&cx, id).await,
             Some(id) if *method == Method::PUT => users::replace(&cx, id, body()?).await,
             Some(id) if *method == Method::PATCH => users::patch(&cx, id, body()?).await,
-            Some(id) if *method == Method::DELETE => users::delete(&cx, id).await,
-            Some(_) => not_allowed("GET, PUT, PATCH, DELETE"),
+            Some(id) => users::delete(&cx, id).await,
         },
         _ if is("Groups") => match id {
             None if get => groups::list(&cx).await,
-            None if *method == Method::POST => groups::create(&cx, body()?).await,
-            None => not_allowed("GET, POST"),
+            Some(_) if routes::is_search(endpoint, id) => groups::list(&cx).await,
+            None => groups::create(&cx, body()?).await,
             Some(id) if get => groups::get(&cx, id).await,
             Some(id) if *method == Method::PUT => groups::replace(&cx, id, body()?).await,
             Some(id) if *method == Method::PATCH => groups::patch(&cx, id, body()?).await,
-            Some(id) if *method == Method::DELETE => groups::delete(&cx, id).await,
-            Some(_) => not_allowed("GET, PUT, PATCH, DELETE"),
+            Some(id) => groups::delete(&cx, id).await,
         },
-        _ if is("ServiceProviderConfig") && id.is_none() => match get {
-            true => Ok(request::json_reply(200, &discovery::service_provider_config(&cx.base))),
-            false => not_allowed("GET"),
-        },
+        None if is("ServiceProviderConfig") => Ok(request::json_reply(
+            200,
+            &discovery::service_provider_config(&cx.base),
+        )),
         _ if is("ResourceTypes") || is("Schemas") => {
-            if !get {
-                return not_allowed("GET");
-            }
             let doc = match (is("Schemas"), id) {
                 (false, None) => Some(discovery::resource_types(&cx.base)),
                 (false, Some(name)) => discovery::resource_type_by_name(&cx.base, name),
                 (true, None) => Some(discovery::schemas(&cx.base)),
                 (true, Some(urn)) => discovery::schema_by_id(&cx.base, urn),
             };
-            doc.map(|d| request::json_reply(200, &d))
-                .ok_or_else(|| ScimError::not_found(format!("no {endpoint} entry {:?}", id.unwrap_or_default())))
+            doc.map(|d| request::json_reply(200, &d)).ok_or_else(|| {
+                ScimError::not_found(format!("no {endpoint} entry {:?}", id.unwrap_or_default()))
+            })
         }
-        _ if is("Bulk") => Err(ScimError::new(501, None, "Bulk operations are not supported")),
+        _ if is("Bulk") => Err(ScimError::new(
+            501,
+            None,
+            "Bulk operations are not supported",
+        )),
         _ => Err(ScimError::not_found(format!(
-            "no SCIM endpoint at {:?}; use /Users, /Groups, /ServiceProviderConfig, /ResourceTypes or /Schemas",
+            "no SCIM endpoint at {:?}",
             format!("/{path}")
         ))),
     }

@@ -46,6 +46,26 @@ impl RequestInfo<'_> {
     pub fn host(&self) -> &str {
         &self.authority[..self.host_len]
     }
+
+    /// The port of `authority`, if it names one.
+    pub fn port(&self) -> Option<u16> {
+        self.authority
+            .get(self.host_len + 1..)
+            .and_then(|p| p.parse().ok())
+    }
+
+    /// The authority to forward to the origin (`Host`,
+    /// `X-Forwarded-Host`): as received when its port is one the client
+    /// could have reached us on (`expected`) or it has none, else the host
+    /// alone. Host matching ignores the port, so `app.example.com:1`
+    /// routes like `app.example.com`; the origin must not be handed a port
+    /// no browser uses to build its links with.
+    pub fn forwarded_authority(&self, expected: impl Fn(u16) -> bool) -> &str {
+        match self.port() {
+            Some(p) if !expected(p) => self.host(),
+            _ => &self.authority,
+        }
+    }
 }
 
 /// Read the request header. `client_ip` is the TCP peer.
@@ -271,6 +291,22 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_port_not_expected_is_dropped_from_the_forwarded_authority() {
+        let expected = |p: u16| p == 8443;
+        for (host, forwarded) in [
+            ("app.example.com:1", "app.example.com"),
+            ("app.example.com:8443", "app.example.com:8443"),
+            ("app.example.com", "app.example.com"),
+            ("[::1]:1", "[::1]"),
+            ("[::1]:8443", "[::1]:8443"),
+        ] {
+            let r = req("/", &[("host", host)]);
+            let info = read(&r, None).unwrap();
+            assert_eq!(info.forwarded_authority(expected), forwarded, "{host}");
+        }
+    }
 
     fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();

@@ -37,7 +37,12 @@ pub struct Forward {
     /// Set when the normalised target differs from what the client sent.
     pub uri: Option<http::Uri>,
     pub permit: Permit,
+    /// The authority forwarded as `Host` and `X-Forwarded-Host`: as
+    /// received, or without a port the client could not have used
+    /// ([`request::RequestInfo::forwarded_authority`]).
     pub authority: String,
+    /// `authority` differs from the `Host` received (a port was dropped).
+    pub host_rewrite: bool,
     pub client_ip: std::net::IpAddr,
 }
 
@@ -172,6 +177,7 @@ impl ProxyHttp for Portcullis {
                 .unwrap_or(crate::policy::model::DEFAULT_READ_TIMEOUT);
             peer.options.read_timeout = Some(read);
             peer.options.write_timeout = Some(read);
+            peer.options.upstream_tcp_sock_tweak_hook = Some(reset_on_close());
             return Ok(Box::new(peer));
         }
     }
@@ -217,8 +223,10 @@ impl ProxyHttp for Portcullis {
             upstream.set_uri(uri.clone());
         }
         // An absolute-form request may come without Host; the upstream
-        // gets the authority that was decided on (RFC 9112 §3.2.2).
-        if !upstream.headers.contains_key(http::header::HOST) {
+        // gets the authority that was decided on (RFC 9112 §3.2.2). A port
+        // the client could not have used is dropped (over HTTP/2 Pingora
+        // made `Host` from `:authority`, and follows a new one).
+        if fwd.host_rewrite || !upstream.headers.contains_key(http::header::HOST) {
             upstream.insert_header(http::header::HOST, fwd.authority.as_str())?;
         }
         let names = &state.upstream_headers;
@@ -379,12 +387,12 @@ impl Portcullis {
         }
         let scim_rest = {
             let req = session.req_header();
-            // HTTP/1 only: an HTTP/2 `:path` has no raw bytes left to look
-            // at (the h2 stack drops a fragment: matched = forwarded there).
-            let fragment = session
-                .as_downstream()
-                .as_http1()
-                .is_some_and(|h1| request::request_line_has_fragment(&h1.get_headers_raw_bytes()));
+            // HTTP/1: the raw request line. HTTP/2: the mark our patched
+            // `h2` leaves where the URI lost a `#` from `:path` (vendor/h2).
+            let fragment = req.extensions.get::<h2::ext::PathFragment>().is_some()
+                || session.as_downstream().as_http1().is_some_and(|h1| {
+                    request::request_line_has_fragment(&h1.get_headers_raw_bytes())
+                });
             let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
             let read = if fragment {
                 Err(super::path::PathError::Fragment.into())
@@ -439,11 +447,18 @@ impl Portcullis {
                             },
                         };
                         ctx.app_label = Some(app.clone());
+                        let arrived_on = session
+                            .server_addr()
+                            .and_then(|a| a.as_inet())
+                            .map(|a| a.port());
+                        let authority = info
+                            .forwarded_authority(|p| state.cfg.host_port_expected(p, arrived_on));
                         ctx.forward = Some(Forward {
                             app,
                             uri,
                             permit,
-                            authority: info.authority.to_string(),
+                            host_rewrite: authority.len() != info.authority.len(),
+                            authority: authority.to_string(),
                             client_ip: info.client_ip,
                         });
                         None
@@ -472,6 +487,30 @@ impl Portcullis {
         ctx.decision = "proxy";
         Some(crate::scim::serve(state, session, &rest).await)
     }
+}
+
+/// What Pingora calls on an upstream socket before it connects.
+type SocketHook = Arc<dyn Fn(&tokio::net::TcpSocket) -> Result<()> + Send + Sync>;
+
+/// A hook for every new upstream connection: `SO_LINGER` 0, so that
+/// closing it resets it (RST) instead of ending it (FIN). The proxy closes
+/// an upstream connection in the middle of a request only when the client
+/// failed to send the whole body it declared (closed, reset the stream,
+/// ended it early); with a FIN the origin would see a short body followed
+/// by an orderly end, which an origin that does not hold the body to its
+/// `content-length` could take for the whole request. A reset makes its
+/// next read fail. After a complete exchange (idle pool, shutdown) the
+/// reset costs nothing: no data is in flight, and no TIME_WAIT is left.
+fn reset_on_close() -> SocketHook {
+    static HOOK: std::sync::OnceLock<SocketHook> = std::sync::OnceLock::new();
+    HOOK.get_or_init(|| {
+        Arc::new(|socket: &tokio::net::TcpSocket| {
+            socket
+                .set_zero_linger()
+                .map_err(|e| Error::because(ErrorType::SocketError, "SO_LINGER 0", e))
+        })
+    })
+    .clone()
 }
 
 /// The status for an error Pingora hands to `fail_to_proxy`, and the

@@ -19,6 +19,8 @@ pub struct ScimError {
     /// RFC 7644 `scimType` (`invalidFilter`, `uniqueness`, …).
     pub scim_type: Option<&'static str>,
     pub detail: String,
+    /// The `Allow` header of a 405 (RFC 9110 §15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 impl From<Rejection> for ScimError {
@@ -41,6 +43,19 @@ impl ScimError {
             status,
             scim_type,
             detail: detail.into(),
+            allow: None,
+        }
+    }
+
+    /// 405 with the methods the path serves in `Allow`.
+    pub fn method_not_allowed(method: &http::Method, allow: &'static str) -> ScimError {
+        ScimError {
+            allow: Some(allow),
+            ..ScimError::new(
+                405,
+                None,
+                format!("{method} is not supported here; allowed: {allow}"),
+            )
         }
     }
 
@@ -118,7 +133,10 @@ impl ScimError {
 
     /// The error as a response.
     pub fn to_reply(&self) -> Reply {
-        let reply = Reply::new(self.status, SCIM_JSON, self.to_json().to_string());
+        let mut reply = Reply::new(self.status, SCIM_JSON, self.to_json().to_string());
+        if let Some(allow) = self.allow {
+            reply = reply.with_header("allow", allow.to_string());
+        }
         if self.status == 401 {
             reply.with_header("www-authenticate", "Bearer realm=\"scim\"".to_string())
         } else {
@@ -143,6 +161,17 @@ mod tests {
                 "detail": "User already exists in the database.",
             })
         );
+    }
+
+    #[test]
+    fn method_not_allowed_names_the_allowed_methods() {
+        let e = ScimError::method_not_allowed(&http::Method::PUT, "GET, HEAD");
+        assert_eq!(e.to_json()["status"], "405");
+        let r = e.to_reply();
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "allow" && v == "GET, HEAD"));
     }
 
     #[test]

@@ -643,5 +643,9 @@ fn compare(v: &Value, op: CompareOp, lit: &Literal, exact: bool) -> bool {
     }
 }
 
+mod print;
+
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

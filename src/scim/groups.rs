@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::effects;
 use super::error::ScimError;
 use super::list;
-use super::model::{GroupChange, GroupRecord, MemberOp, Outcome};
+use super::model::{GroupChange, GroupRecord, MemberOp, Outcome, Page, Query};
 use super::patch;
 use super::query::{plan_filter, Kind};
 use super::request::{check_version, json_reply, resource_reply};
@@ -45,17 +45,26 @@ pub async fn list(cx: &Cx<'_>) -> Result<Reply, ScimError> {
         .as_deref()
         .map(|f| plan_filter(f, Kind::Group))
         .transpose()?;
-    let (total, groups) = cx
-        .state
-        .store
-        .scim_list_groups(cx.idp, query.as_ref(), cx.params.page(), with_members(cx))
-        .await
-        .map_err(|e| cx.store_failed(e))?;
-    let resources = groups.iter().map(|g| render(cx, g)).collect();
+    let (total, resources) = page(cx, query.as_ref(), cx.params.page()).await?;
     Ok(json_reply(
         200,
         &list::response(total, cx.params.start_index, resources),
     ))
+}
+
+/// (total matching, one page rendered) of the groups `query` selects.
+pub(super) async fn page(
+    cx: &Cx<'_>,
+    query: Option<&Query>,
+    page: Page,
+) -> Result<(i64, Vec<Value>), ScimError> {
+    let (total, groups) = cx
+        .state
+        .store
+        .scim_list_groups(cx.idp, query, page, with_members(cx))
+        .await
+        .map_err(|e| cx.store_failed(e))?;
+    Ok((total, groups.iter().map(|g| render(cx, g)).collect()))
 }
 
 pub async fn get(cx: &Cx<'_>, id: &str) -> Result<Reply, ScimError> {

@@ -577,4 +577,6 @@ fn member_op(op: &PatchOp, path: &str) -> Result<MemberOp, ScimError> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -59,6 +59,32 @@ pub fn plan(expr: &Expr, kind: Kind) -> Result<Query, ScimError> {
     }
 }
 
+/// Plan a filter given on the server root for one resource type: a
+/// comparison on an attribute `kind` does not have (or a URN of another
+/// type) matches nothing there, so `Ok(None)` means "none of this type".
+/// Anything else is planned (and refused) as for the type's own list.
+pub fn plan_at_root(expr: &Expr, kind: Kind) -> Result<Option<Query>, ScimError> {
+    let applies = |path: &AttrPath| {
+        let core = format!("urn:ietf:params:scim:schemas:core:2.0:{}", kind.name());
+        path.uri
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(&core))
+            && super::resource::is_known_attr(kind, &path.name)
+    };
+    match expr {
+        Expr::And(a, b) => Ok(match (plan_at_root(a, kind)?, plan_at_root(b, kind)?) {
+            (Some(a), Some(b)) => Some(Query::And(Box::new(a), Box::new(b))),
+            _ => None,
+        }),
+        Expr::Or(a, b) => Ok(match (plan_at_root(a, kind)?, plan_at_root(b, kind)?) {
+            (Some(a), Some(b)) => Some(Query::Or(Box::new(a), Box::new(b))),
+            (a, b) => a.or(b),
+        }),
+        Expr::Compare { path, .. } | Expr::ValuePath { path, .. } if !applies(path) => Ok(None),
+        other => plan(other, kind).map(Some),
+    }
+}
+
 /// `emails[value eq "a" or value eq "b"]`: distribute over and/or.
 fn plan_value_path(path: &AttrPath, inner: &Expr, kind: Kind) -> Result<Query, ScimError> {
     match inner {
@@ -224,6 +250,29 @@ mod tests {
             plan_filter(r#"members[value eq "u1"]"#, Kind::Group).unwrap(),
             m(Field::MemberValue, MatchOp::Eq, "u1")
         );
+    }
+
+    #[test]
+    fn root_filters_match_nothing_of_a_type_without_the_attribute() {
+        let e = |f: &str| crate::scim::filter::parse(f).unwrap();
+        let f = e(r#"userName eq "a" or displayName eq "G""#);
+        assert_eq!(
+            plan_at_root(&f, Kind::Group).unwrap(),
+            Some(m(Field::DisplayName, MatchOp::Eq, "g"))
+        );
+        assert!(matches!(
+            plan_at_root(&f, Kind::User).unwrap(),
+            Some(Query::Or(..))
+        ));
+        let f = e(r#"userName eq "a" and id eq "x""#);
+        assert_eq!(plan_at_root(&f, Kind::Group).unwrap(), None);
+        let f = e(r#"urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "a""#);
+        assert_eq!(plan_at_root(&f, Kind::User).unwrap(), None);
+        assert!(plan_at_root(&f, Kind::Group).unwrap().is_some());
+        // Known to the type but not filterable: still refused.
+        let f = e(r#"title eq "a""#);
+        assert_eq!(plan_at_root(&f, Kind::User).unwrap_err().status, 400);
+        assert_eq!(plan_at_root(&f, Kind::Group).unwrap(), None);
     }
 
     #[test]

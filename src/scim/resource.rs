@@ -98,6 +98,15 @@ pub fn canonical_attr(kind: Kind, key: &str) -> String {
     key.to_string()
 }
 
+/// Whether `name` is a core attribute of `kind` (ASCII case-insensitive).
+pub fn is_known_attr(kind: Kind, name: &str) -> bool {
+    let known = match kind {
+        Kind::User => USER_ATTRS,
+        Kind::Group => GROUP_ATTRS,
+    };
+    canonical(known, name).is_some()
+}
+
 /// The canonical spelling of sub-attribute `sub` of `attr`.
 pub fn canonical_sub(attr: &str, sub: &str) -> String {
     let known = if attr == "name" {
@@ -166,9 +175,14 @@ fn canonical_attrs(
 
 /// A new user from a POST body: read-only `id`, `meta`, `schemas`,
 /// `groups` and the write-only `password` are ignored; no `active` means
-/// active.
+/// active (and the user is shown with `active: true`).
 pub fn user_from_body(body: &Value) -> Result<UserDraft, ScimError> {
-    user_draft(user_attrs(body)?, true)
+    let mut draft = user_draft(user_attrs(body)?, true)?;
+    draft
+        .attrs
+        .entry("active")
+        .or_insert(Value::Bool(draft.active));
+    Ok(draft)
 }
 
 /// A user body's attributes under their canonical names, without the
@@ -178,9 +192,12 @@ pub fn user_attrs(body: &Value) -> Result<Map<String, Value>, ScimError> {
 }
 
 /// Validate user attributes (after a PATCH too) and derive the indexed
-/// fields. `active` stands for a missing (or null) `active`: `true` for a
-/// new user, the current value on an update, so a PUT that leaves it out
-/// or a PATCH that removes it never re-activates a deactivated user.
+/// fields. The deprovisioned state (`UserDraft::active`, stored apart from
+/// the attributes) follows an explicit `active` only; `active` stands for
+/// a missing (or null) one: `true` for a new user, the current state on an
+/// update. So a PUT that leaves `active` out or a PATCH that removes it
+/// drops the attribute (it is no longer shown) but never re-activates a
+/// deactivated user; only `active: true` does.
 pub fn user_draft(mut attrs: Map<String, Value>, active: bool) -> Result<UserDraft, ScimError> {
     for k in USER_DROPPED {
         attrs.remove(*k);
@@ -206,7 +223,9 @@ pub fn user_draft(mut attrs: Map<String, Value>, active: bool) -> Result<UserDra
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
         Some(_) => return Err(ScimError::invalid_value("active must be true or false")),
     };
-    attrs.insert("active".into(), Value::Bool(active));
+    if attrs.contains_key("active") {
+        attrs.insert("active".into(), Value::Bool(active));
+    }
     let external_id = optional_string(&attrs, "externalId")?;
     let display_name = optional_string(&attrs, "displayName")?;
     if let Some(name) = attrs.get("name") {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::effects;
 use super::error::ScimError;
 use super::list;
-use super::model::{Outcome, UserRecord};
+use super::model::{Outcome, Page, Query, UserRecord};
 use super::patch;
 use super::query::{plan_filter, Kind};
 use super::request::{check_version, json_reply, resource_reply};
@@ -48,20 +48,30 @@ pub async fn list(cx: &Cx<'_>) -> Result<Reply, ScimError> {
         .as_deref()
         .map(|f| plan_filter(f, Kind::User))
         .transpose()?;
+    let (total, resources) = page(cx, query.as_ref(), cx.params.page()).await?;
+    Ok(json_reply(
+        200,
+        &list::response(total, cx.params.start_index, resources),
+    ))
+}
+
+/// (total matching, one page rendered) of the users `query` selects.
+pub(super) async fn page(
+    cx: &Cx<'_>,
+    query: Option<&Query>,
+    page: Page,
+) -> Result<(i64, Vec<Value>), ScimError> {
     let (total, users) = cx
         .state
         .store
-        .scim_list_users(cx.idp, query.as_ref(), cx.params.page())
+        .scim_list_users(cx.idp, query, page)
         .await
         .map_err(|e| cx.store_failed(e))?;
     let mut resources = Vec::with_capacity(users.len());
     for u in &users {
         resources.push(render(cx, u).await?);
     }
-    Ok(json_reply(
-        200,
-        &list::response(total, cx.params.start_index, resources),
-    ))
+    Ok((total, resources))
 }
 
 pub async fn get(cx: &Cx<'_>, id: &str) -> Result<Reply, ScimError> {

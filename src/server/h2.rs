@@ -1,7 +1,7 @@
 //! The HTTP/2 limits of every TLS listener, set here rather than left to
-//! Pingora's and the `h2` crate's defaults (which they equal today), so an
-//! upgrade of either cannot change them silently. README "HTTP/2" lists
-//! them.
+//! Pingora's and the `h2` crate's defaults (which they equal today, but for
+//! the PING/SETTINGS flood limit that `h2` lacks), so an upgrade of either
+//! cannot change them silently. README "HTTP/2" lists them.
 
 use std::time::Duration;
 
@@ -36,6 +36,17 @@ pub const RESET_STREAM_DURATION: Duration = Duration::from_secs(1);
 /// the origin for a slow client (400 KiB).
 pub const MAX_SEND_BUFFER_SIZE: usize = 400 * 1024;
 
+/// PING and SETTINGS frames (their ACKs not counted) a client may send
+/// within [`CONTROL_FRAME_WINDOW`]. Each must be answered, so more is a
+/// flood (CVE-2019-9512, CVE-2019-9515) and ends the connection with
+/// `GOAWAY ENHANCE_YOUR_CALM`. Jetty's default rate for the same check
+/// (`jetty.http2.rateControl.maxEventsPerSecond`); `h2` has no limit of its
+/// own, this one is the `vendor/h2` patch (`PORTCULLIS-PATCH.md`).
+pub const MAX_CONTROL_FRAMES: usize = 50;
+/// The window of [`MAX_CONTROL_FRAMES`]; a new one starts with the first
+/// such frame after the last ends.
+pub const CONTROL_FRAME_WINDOW: Duration = Duration::from_secs(1);
+
 /// [`H2Options`] with every limit above.
 pub fn options() -> H2Options {
     let mut o = H2Options::default();
@@ -48,6 +59,7 @@ pub fn options() -> H2Options {
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
         .max_concurrent_reset_streams(MAX_CONCURRENT_RESET_STREAMS)
         .reset_stream_duration(RESET_STREAM_DURATION)
-        .max_send_buffer_size(MAX_SEND_BUFFER_SIZE);
+        .max_send_buffer_size(MAX_SEND_BUFFER_SIZE)
+        .max_control_frames_per_window(MAX_CONTROL_FRAMES, CONTROL_FRAME_WINDOW);
     o
 }

@@ -365,6 +365,11 @@ macro_rules! scim_suite {
             $crate::store::conformance::scim::edit_bumps_version_only_when_something_changed(&s).await;
         }
         #[tokio::test]
+        async fn removing_active_keeps_the_deprovisioned_state() {
+            let s = $open;
+            $crate::store::conformance::scim::removing_active_keeps_the_deprovisioned_state(&s).await;
+        }
+        #[tokio::test]
         async fn edit_refusal_and_rename_conflict_change_nothing() {
             let s = $open;
             $crate::store::conformance::scim::edit_refusal_and_rename_conflict_change_nothing(&s).await;

@@ -53,7 +53,7 @@ async fn h2_tls_to(port: u16, pem: &str) -> TlsStream<TcpStream> {
 }
 
 /// One HTTP/2 frame.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
     f.extend_from_slice(&[kind, flags]);
     f.extend_from_slice(&stream.to_be_bytes());
@@ -79,7 +79,7 @@ fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
 
 /// A header block of literal fields without indexing, new names, no
 /// Huffman: every field goes on the wire exactly as given, in order.
-fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
+pub fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in fields {
         out.push(0);
@@ -285,6 +285,90 @@ async fn a_scheme_other_than_the_connections_own_is_refused_on_both_protocols() 
     assert_eq!(status, 200);
 }
 
+/// RFC 9113 §8.3.1: `:path` holds no fragment. A `#` in it is 400 (the
+/// patched `h2` marks what `http`'s URI parser cut off), as it is on an
+/// HTTP/1 request line, and nothing is forwarded: before the patch,
+/// `/public/frag#/../admin` reached the origin as `/public/frag`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_in_path_is_refused_on_both_protocols() {
+    let env = env().tls().start().await;
+    for path in [
+        "/public/frag#/../admin",
+        "/public/frag#",
+        "/public/frag?q=1#x",
+    ] {
+        let mut fields = get(&env, "/");
+        fields[3].1 = path.into();
+        assert_eq!(send(&env, &fields).await, Answer::Status(400), "{path}");
+    }
+    assert_eq!(
+        send(&env, &get(&env, "/public/nofrag")).await,
+        Answer::Status(200)
+    );
+    assert!(seen_at(&env, "/public/nofrag").is_some());
+    assert!(
+        env.upstream
+            .seen()
+            .iter()
+            .all(|s| !s.uri.starts_with("/public/frag")),
+        "{:?}",
+        env.upstream.seen()
+    );
+    let plain = crate::harness::env().start().await;
+    let port = plain.port;
+    let (status, _) = raw_http(
+        &plain,
+        &format!("GET /public/frag#/../admin HTTP/1.1\r\nHost: app.localhost:{port}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(plain.upstream.seen().is_empty());
+}
+
+/// Host matching ignores the port, so `app.localhost:1` routes like
+/// `app.localhost`; the origin gets the host without a port no client can
+/// have used to reach the proxy (neither the listener's nor `public.port`),
+/// in `Host` and `X-Forwarded-Host`, over HTTP/2 (`:authority`) and
+/// HTTP/1 (`Host`) alike. The listener's own port is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_no_client_could_use_is_not_forwarded_on_both_protocols() {
+    let env = env().tls().start().await;
+    let port = env.port;
+    let mut fields = get(&env, "/public/odd-port-h2");
+    fields[2].1 = "app.localhost:1".into();
+    assert_eq!(send(&env, &fields).await, Answer::Status(200));
+    assert_eq!(
+        send(&env, &get(&env, "/public/own-port-h2")).await,
+        Answer::Status(200)
+    );
+    let plain = crate::harness::env().start().await;
+    let pport = plain.port;
+    for (host, path) in [
+        ("app.localhost:1".to_string(), "/public/odd-port-h1"),
+        (format!("app.localhost:{pport}"), "/public/own-port-h1"),
+        ("app.localhost".to_string(), "/public/no-port-h1"),
+    ] {
+        let (status, _) =
+            raw_http(&plain, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n")).await;
+        assert_eq!(status, 200, "{host}");
+    }
+    let host = |env: &Env, path: &str| {
+        let seen = seen_at(env, path).expect(path);
+        (
+            seen.header_values("host").join(","),
+            seen.header_values("x-forwarded-host").join(","),
+        )
+    };
+    let bare = ("app.localhost".to_string(), "app.localhost".to_string());
+    assert_eq!(host(&env, "/public/odd-port-h2"), bare);
+    let own = format!("app.localhost:{port}");
+    assert_eq!(host(&env, "/public/own-port-h2"), (own.clone(), own));
+    assert_eq!(host(&plain, "/public/odd-port-h1"), bare);
+    let own = format!("app.localhost:{pport}");
+    assert_eq!(host(&plain, "/public/own-port-h1"), (own.clone(), own));
+    assert_eq!(host(&plain, "/public/no-port-h1"), bare);
+}
+
 /// The settings the proxy's first SETTINGS frame advertises, by id.
 async fn server_settings(env: &Env) -> Vec<(u16, u32)> {
     let mut tls = h2_tls(env).await;
@@ -369,4 +453,114 @@ async fn an_h2_connection_closed_after_the_handshake_is_counted_not_logged_as_er
     let log = proxy.stderr();
     assert!(!log.contains("H2 handshake error"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// What the proxy sent back on one h2 connection.
+#[derive(Debug, Default)]
+struct Replies {
+    /// Payloads of the PING ACKs, in order.
+    ping_acks: Vec<[u8; 8]>,
+    settings_acks: usize,
+    /// The error code of a GOAWAY.
+    goaway: Option<u32>,
+    /// The `:status` of stream 1, when it was answered.
+    status: Option<u16>,
+}
+
+/// Write the preface and `frames` on a fresh h2 connection in one go, then
+/// read until stream 1 is answered (`status`) or the proxy closes the
+/// connection; panics if neither happens within 15 s.
+async fn replies_to(env: &Env, frames: &[Vec<u8>]) -> Replies {
+    let mut tls = h2_tls(env).await;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frames.concat());
+    tls.write_all(&out).await.unwrap();
+    let mut r = Replies::default();
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            if tls.read_exact(&mut head).await.is_err() {
+                return r; // closed
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let (kind, flags) = (head[3], head[4]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; len];
+            if tls.read_exact(&mut payload).await.is_err() {
+                return r;
+            }
+            match (kind, stream) {
+                (4, 0) if flags & 1 == 0 => {
+                    // The proxy's SETTINGS; a write after it closed may fail.
+                    let _ = tls.write_all(&frame(4, 1, 0, &[])).await;
+                }
+                (4, 0) => r.settings_acks += 1,
+                (6, 0) if flags & 1 == 1 => r.ping_acks.push(payload[..8].try_into().unwrap()),
+                (7, 0) => r.goaway = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap())),
+                (1, 1) => {
+                    r.status = Some(status_of(&payload));
+                    return r;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .expect("stream 1 answered or the connection closed")
+}
+
+fn ping(n: usize) -> Vec<u8> {
+    frame(6, 0, 0, &(n as u64).to_be_bytes())
+}
+
+/// A client's PINGs and SETTINGS at a normal rate, up to the limit of one
+/// window (`server::h2::MAX_CONTROL_FRAMES`, its first SETTINGS included),
+/// are each acknowledged, and the connection goes on to answer a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_and_settings_up_to_the_limit_are_answered() {
+    use portcullis::server::h2::MAX_CONTROL_FRAMES;
+    let env = env().tls().start().await;
+    // The preface's SETTINGS, one more, and PINGs up to the limit.
+    let mut frames = vec![frame(4, 0, 0, &[]), frame(4, 0, 0, &[])];
+    frames.extend((0..MAX_CONTROL_FRAMES - 2).map(ping));
+    let fields = get(&env, "/");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    frames.push(frame(1, 0x5, 1, &header_block(&fields)));
+    let r = replies_to(&env, &frames).await;
+    assert_eq!(r.goaway, None, "{r:?}");
+    assert!(r.status.is_some(), "{r:?}");
+    assert_eq!(r.settings_acks, 2, "{r:?}");
+    let expected: Vec<[u8; 8]> = (0..MAX_CONTROL_FRAMES - 2)
+        .map(|n| (n as u64).to_be_bytes())
+        .collect();
+    assert_eq!(r.ping_acks, expected);
+}
+
+/// One PING more than the limit within the window (CVE-2019-9512) is a
+/// flood: the proxy answers with `GOAWAY ENHANCE_YOUR_CALM` and closes the
+/// connection, whatever else the client asked on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_gets_goaway_enhance_your_calm_and_the_connection_closes() {
+    use portcullis::server::h2::MAX_CONTROL_FRAMES;
+    let env = env().tls().start().await;
+    let mut frames = vec![frame(4, 0, 0, &[])];
+    frames.extend((0..MAX_CONTROL_FRAMES).map(ping));
+    let r = replies_to(&env, &frames).await;
+    assert_eq!(r.goaway, Some(0xb), "{r:?}"); // ENHANCE_YOUR_CALM
+    assert_eq!(r.status, None, "{r:?}");
+    assert!(r.ping_acks.len() < MAX_CONTROL_FRAMES, "{r:?}");
+}
+
+/// The same for SETTINGS frames (CVE-2019-9515), which count with PINGs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_flood_gets_goaway_enhance_your_calm_and_the_connection_closes() {
+    use portcullis::server::h2::MAX_CONTROL_FRAMES;
+    let env = env().tls().start().await;
+    let frames: Vec<Vec<u8>> = (0..=MAX_CONTROL_FRAMES)
+        .map(|_| frame(4, 0, 0, &[]))
+        .collect();
+    let r = replies_to(&env, &frames).await;
+    assert_eq!(r.goaway, Some(0xb), "{r:?}");
+    assert!(r.settings_acks < MAX_CONTROL_FRAMES + 1, "{r:?}");
 }

@@ -15,6 +15,8 @@ mod operations;
 mod okta;
 // SCIM 2.0 provisioning: Okta request sequences, errors, deprovisioning, durability, concurrency.
 mod scim;
+// SCIM to the letter: 405s, /.search, PATCH remove, ServiceProviderConfig's claims, the RFC check list.
+mod scim_rfc;
 // The command line: check and explain.
 mod cli;
 // Fleet mode: several instances on one PostgreSQL database behind a balancer.
@@ -35,3 +37,5 @@ mod proxy_protocol;
 mod deploy;
 // HTTP/2 to the letter: cookies joined for the origin, pseudo-headers checked, limits.
 mod http2;
+// A request body shorter than its content-length: what the origin sees (a reset connection), on HTTP/1 and HTTP/2.
+mod short_body;

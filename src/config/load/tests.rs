@@ -860,6 +860,22 @@ fn redirect_ports_follow_public_port() {
 }
 
 #[test]
+fn host_ports_follow_public_port_else_the_arrival_port() {
+    // Without `public.port`: the port the request arrived on, or any
+    // listener's when it is not known.
+    let c = ok("listen: [{ addr: '10.0.0.5:8443' }, { addr: '10.0.0.5:8080' }]\nauth_domain: auth.example.com\npolicies: p\n");
+    assert!(c.host_port_expected(8443, Some(8443)));
+    assert!(!c.host_port_expected(8080, Some(8443)));
+    assert!(!c.host_port_expected(1, Some(8443)));
+    assert!(c.host_port_expected(8080, None));
+    assert!(!c.host_port_expected(1, None));
+    // With it: that port only, never the inside listener's.
+    let c = ok(&format!("{PLAIN}public: {{ scheme: https, port: 443 }}\n"));
+    assert!(c.host_port_expected(443, Some(8080)));
+    assert!(!c.host_port_expected(8080, Some(8080)));
+}
+
+#[test]
 fn trusted_proxies_take_cidrs_and_addresses() {
     let c = ok(&format!(
         "{BASE}trusted_proxies: [10.0.0.0/8, 192.0.2.7, \"fd00::/8\"]\n"

@@ -108,6 +108,21 @@ fn missing_active_on_an_update_keeps_the_current_value() {
 }
 
 #[test]
+fn missing_active_is_not_shown_but_the_state_stays() {
+    let attrs = user_attrs(&json!({"userName": "a"})).unwrap();
+    let d = user_draft(attrs, false).unwrap();
+    assert!(!d.active, "still deprovisioned");
+    assert!(!d.attrs.contains_key("active"), "the attribute is gone");
+    let d = user_draft(
+        user_attrs(&json!({"userName": "a", "active": "TRUE"})).unwrap(),
+        false,
+    )
+    .unwrap();
+    assert!(d.active, "only an explicit true reactivates");
+    assert_eq!(d.attrs["active"], json!(true));
+}
+
+#[test]
 fn projection_of_non_ascii_attribute_names_is_safe() {
     for names in [
         "urné",

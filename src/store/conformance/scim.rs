@@ -127,6 +127,50 @@ pub async fn edit_bumps_version_only_when_something_changed(s: &dyn Store) {
     assert_eq!(c.after.created_ms, u.created_ms);
 }
 
+/// The deprovisioned state is kept apart from the `active` attribute: an
+/// edit that drops the attribute keeps the state, reading back without it.
+pub async fn removing_active_keeps_the_deprovisioned_state(s: &dyn Store) {
+    let u = user(s, "okta", "alice").await;
+    let set = |v: serde_json::Value| {
+        move |cur: &UserRecord| {
+            let mut a = cur.attrs.clone();
+            if v.is_null() {
+                a.remove("active");
+            } else {
+                a.insert("active".into(), v.clone());
+            }
+            crate::scim::resource::user_draft(a, cur.active)
+        }
+    };
+    let Outcome::Done(c) = s
+        .scim_modify_user("okta", &u.id, &set(json!(false)))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(!c.after.active);
+    let Outcome::Done(c) = s
+        .scim_modify_user("okta", &u.id, &set(json!(null)))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(c.changed && !c.after.active && !c.after.attrs.contains_key("active"));
+    let read = s.scim_get_user("okta", &u.id).await.unwrap().unwrap();
+    assert!(!read.active, "still deprovisioned");
+    assert!(!read.attrs.contains_key("active"), "attribute gone");
+    let Outcome::Done(c) = s
+        .scim_modify_user("okta", &u.id, &set(json!(true)))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(c.after.active && c.after.attrs["active"] == json!(true));
+}
+
 pub async fn edit_refusal_and_rename_conflict_change_nothing(s: &dyn Store) {
     let a = user(s, "okta", "alice").await;
     user(s, "okta", "bob").await;
