@@ -79,6 +79,9 @@ const IAT_SKEW_SECS: i64 = 60;
 const REACHABLE_TTL: Duration = Duration::from_secs(5);
 /// A failed contact stands this long before a login start probes again.
 const UNREACHABLE_TTL: Duration = Duration::from_secs(1);
+/// How far `freeze_last_contact` dates the last contact ahead (tests).
+#[cfg(test)]
+const FROZEN_FOR: Duration = Duration::from_secs(3600);
 /// The deliberately invalid code `test_connection` sends.
 const TEST_CODE: &str = "portcullis-test-idp-invalid-code";
 
@@ -240,6 +243,17 @@ impl Provider {
             UNREACHABLE_TTL
         };
         (c.at.elapsed() < ttl).then_some(c.reachable)
+    }
+
+    /// Date the last contact [`FROZEN_FOR`] into the future, so that it
+    /// stays fresh however long the test takes until it ages it again
+    /// (`age_last_contact(FROZEN_FOR + ttl)`): an injected clock for the
+    /// verdict's age, not a race against a busy machine.
+    #[cfg(test)]
+    fn freeze_last_contact(&self) {
+        if let Some(c) = self.last_contact.lock().as_mut() {
+            c.at += FROZEN_FOR;
+        }
     }
 
     /// Make the last contact look `by` older (tests of the verdict's age).

@@ -88,7 +88,7 @@ fn kid_of(token: &str) -> String {
 
 /// Audience tag of the app named `name` in the live policy set.
 fn aud_of(env: &Env, name: &str) -> String {
-    env.state
+    env.state()
         .policies
         .current()
         .apps
@@ -101,7 +101,7 @@ fn aud_of(env: &Env, name: &str) -> String {
 
 /// Sign `claims` with the proxy's own key, as the proxy would.
 fn mint(env: &Env, claims: &SessionClaims) -> String {
-    env.state.keys.sign(claims).expect("sign")
+    env.state().keys.sign(claims).expect("sign")
 }
 
 /// `claims` re-dated: issued now, valid for `secs` more seconds.
@@ -378,7 +378,7 @@ async fn hs256_token_is_refused() {
     let claims = claims_of(&token);
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(kid_of(&token));
-    let jwks = env.state.keys.jwks_json().to_string();
+    let jwks = env.state().keys.jwks_json().to_string();
     for secret in [b"secret".as_slice(), jwks.as_bytes(), b"portcullis"] {
         let t = jsonwebtoken::encode(
             &header,
@@ -492,7 +492,7 @@ async fn uncached_token_is_refused_by_another_app_on_first_and_later_use() {
 /// against the server-side session, not just the signature.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_for_a_logged_out_session_is_refused() {
-    let env = env().start().await;
+    let env = env().threads(2).start().await;
     let (browser, token) = login_token(&env, "00ualice").await;
     let before = mint(&env, &fresh(claims_of(&token), 600));
     assert_eq!(
@@ -571,7 +571,7 @@ async fn forged_identity_headers_are_replaced_by_the_real_ones() {
         folded_values(s, "x-portcullis-groups"),
         ["engineering,everyone"]
     );
-    let claim: &[&str] = if env.state.cfg.headers.forward_claims {
+    let claim: &[&str] = if env.state().cfg.headers.forward_claims {
         &["engineering"]
     } else {
         &[]
@@ -589,6 +589,54 @@ async fn forged_identity_headers_are_replaced_by_the_real_ones() {
         "a forged value reached upstream: {:?}",
         s.headers
     );
+}
+
+/// A client's `cf-access-token` header is a credential for the proxy,
+/// never passed on: not when it is the session that admits the request,
+/// and not in another spelling next to a session cookie (DESIGN, "Upstream
+/// headers"; SECURITY 4). Control: the same requests reach the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sent_access_token_header_never_reaches_upstream() {
+    let env = env().start().await;
+    let (_, token) = login_token(&env, "00ualice").await;
+    let cookie = format!("CF_Authorization={token}");
+    let sent: [(&str, Vec<(&str, &str)>); 3] = [
+        ("/by-header", vec![("cf-access-token", token.as_str())]),
+        (
+            "/cookie-and-header",
+            vec![
+                ("Cookie", cookie.as_str()),
+                ("CF-Access-Token", "client-chosen-token-1"),
+            ],
+        ),
+        (
+            "/cookie-and-folded",
+            vec![
+                ("Cookie", cookie.as_str()),
+                ("cf_access_token", "client-chosen-token-2"),
+                ("Cf.Access.Token", "client-chosen-token-3"),
+            ],
+        ),
+    ];
+    for (path, headers) in &sent {
+        let (status, _) = raw_http(&env, &raw_get(&env, "app.localhost", path, headers)).await;
+        assert_eq!(status, 200, "control: {path} is admitted");
+        let seen = env.upstream.seen();
+        let s = seen.iter().find(|s| s.uri == *path).expect("forwarded");
+        assert_eq!(
+            folded_values(s, "cf-access-token"),
+            Vec::<String>::new(),
+            "{path}: {:?}",
+            s.headers
+        );
+        assert!(
+            s.headers
+                .iter()
+                .all(|(k, v)| k == "cf-access-jwt-assertion" || !v.contains("client-chosen")),
+            "{path}: {:?}",
+            s.headers
+        );
+    }
 }
 
 /// A client cannot make the proxy drop its own identity headers by naming
@@ -1070,6 +1118,58 @@ async fn transfer_token_from_another_browser_is_refused() {
     assert!(env.upstream.seen().is_empty());
 }
 
+/// A transfer token minted for a session that is revoked before the
+/// token is used sets no cookie: `/authorized` answers 400 and nothing is
+/// forwarded. Control: a second browser's token for a live session, used
+/// the same way, sets the app cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_token_for_a_session_revoked_in_between_is_refused() {
+    let env = env().start().await;
+    let walk = async |browser: &reqwest::Client| {
+        walk_until(
+            &env,
+            browser,
+            &env.url("app.localhost", "/x"),
+            "00ualice",
+            is_authorized,
+        )
+        .await
+    };
+    let browser = env.browser();
+    let url = walk(&browser).await;
+    let token = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a transfer token");
+    let claims: serde_json::Value = serde_json::from_slice(&unb64(parts(&token)[1])).unwrap();
+    let sid = claims["sid"].as_str().expect("sid").to_string();
+    assert!(
+        env.state().store.revoke_session(&sid).await.unwrap(),
+        "was live"
+    );
+
+    let r = html_get(&browser, &url).await;
+    assert_eq!(r.status(), 400, "a token of a revoked session");
+    assert!(!sets_cookie(&r, "CF_Authorization"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("session has ended"), "{body}");
+    let r = browser
+        .get(env.url("app.localhost", "/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the browser holds no app session");
+
+    let control = env.browser();
+    let url = walk(&control).await;
+    let r = html_get(&control, &url).await;
+    assert_eq!(r.status(), 302, "control: a live session's token");
+    assert!(sets_cookie(&r, "CF_Authorization"));
+    assert!(env.upstream.seen().is_empty());
+}
+
 /// A transfer token works once: a second use, in the same browser or with
 /// the original nonce cookie re-sent, is 400 and sets no session cookie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1141,9 +1241,19 @@ async fn callback_naming_another_issuer_is_refused() {
     for (iss, expect) in [
         (Some("https://evil.example/oauth2/default".to_string()), 400),
         (Some(env.idp.issuer()), 302),
+        (None, 302),
     ] {
         let browser = env.browser();
-        let url = callback_url(&env, &browser).await;
+        // The response as the IdP sent it, less any `iss` of its own.
+        let mut url = url::Url::parse(&callback_url(&env, &browser).await).unwrap();
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "iss")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+        let url = url.to_string();
+        assert!(!url.contains("iss="), "{url}");
         let url = match &iss {
             Some(i) => format!("{url}&iss={}", urlencoding(i)),
             None => url,
@@ -1423,6 +1533,36 @@ async fn logout_post_ends_the_session() {
     assert_eq!(
         status_with_cookie(&env, "app.localhost", "/", &token).await,
         401
+    );
+}
+
+/// A GET of `/logout` from a sibling subdomain (`Sec-Fetch-Site:
+/// same-site`) logs out: DESIGN asks for a confirmation only when the
+/// request is `cross-site`, and "any other GET or POST logs out". The
+/// session is revoked server-side and the cookie cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_site_logout_get_ends_the_session() {
+    let env = env().start().await;
+    let (browser, token) = login_token(&env, "00ualice").await;
+    let r = browser
+        .get(env.url("app.localhost", "/cdn-cgi/access/logout"))
+        .header("accept", HTML)
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        crate::harness::clears_cookie(&r, "CF_Authorization=", ""),
+        "the app cookie is cleared: {:?}",
+        r.headers()
+    );
+    let body = r.text().await.unwrap().to_ascii_lowercase();
+    assert!(!body.contains("<form"), "no confirmation asked: {body}");
+    assert_eq!(
+        status_with_cookie(&env, "app.localhost", "/", &token).await,
+        401,
+        "the session is revoked server-side"
     );
 }
 

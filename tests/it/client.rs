@@ -170,3 +170,59 @@ async fn a_trusted_proxys_request_id_is_kept() {
         r.headers()["x-request-id"].to_str().unwrap()
     ));
 }
+
+/// Client-address headers other than `X-Forwarded-For`, each naming an
+/// address inside the harness's `ip: 10.0.0.0/8` bypass, from a peer the
+/// config does not trust and from one it does: none makes the bypass apply
+/// (only a trusted peer's `X-Forwarded-For` is believed, DESIGN
+/// "Operations"). Control: the trusted peer's `X-Forwarded-For` naming the
+/// same address does bypass, so the policy is live and the address is in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ip_headers_cannot_claim_an_ip_bypass() {
+    let spoofs: &[(&str, &str)] = &[
+        ("x-forwarded-for", "10.1.2.3"),
+        ("true-client-ip", "10.1.2.3"),
+        ("x-real-ip", "10.1.2.3"),
+        ("x-client-ip", "10.1.2.3"),
+        ("cf-connecting-ip", "10.1.2.3"),
+        ("forwarded", "for=10.1.2.3"),
+    ];
+    let untrusted = env()
+        .config("trusted_proxies: [192.0.2.0/24]\n")
+        .start()
+        .await;
+    let trusted = env()
+        .config("trusted_proxies: [127.0.0.0/8]\n")
+        .start()
+        .await;
+    for (env, trusted_peer) in [(&untrusted, false), (&trusted, true)] {
+        for (i, (name, value)) in spoofs.iter().enumerate() {
+            if trusted_peer && *name == "x-forwarded-for" {
+                continue;
+            }
+            let path = format!("/spoof-{i}");
+            let r = env
+                .client()
+                .get(env.url("app.localhost", &path))
+                .header(*name, *value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                401,
+                "{name}: {value} from a peer trusted={trusted_peer} is not the client"
+            );
+            assert!(env.upstream.seen().iter().all(|s| s.uri != path), "{name}");
+        }
+    }
+    let r = trusted
+        .client()
+        .get(trusted.url("app.localhost", "/control"))
+        .header("x-forwarded-for", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "control: the bypass applies to 10.1.2.3");
+    assert!(trusted.upstream.seen().iter().any(|s| s.uri == "/control"));
+}

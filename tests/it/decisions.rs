@@ -20,6 +20,11 @@ async fn status_after_login(env: &Env, url: &str, user: &str) -> u16 {
         .as_u16()
 }
 
+/// Log `user` in at `url` and assert a policy refused them (not the login).
+async fn denied_after_login(env: &Env, url: &str, user: &str) {
+    assert_policy_denied(browse_login(env, &env.browser(), url, user).await).await;
+}
+
 /// A group in the ID token's groups claim allows (carol: contractors).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_by_group() {
@@ -44,10 +49,7 @@ async fn allow_by_email_domain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unverified_email_does_not_match_email_domain() {
     let env = env().start().await;
-    assert_eq!(
-        status_after_login(&env, &env.url("app.localhost", "/"), "00udave").await,
-        403
-    );
+    denied_after_login(&env, &env.url("app.localhost", "/"), "00udave").await;
 }
 
 /// `require: auth_method: mfa` reads `amr`: alice (mfa) passes, dave
@@ -59,10 +61,7 @@ async fn require_mfa_from_amr() {
         status_after_login(&env, &env.url("app.localhost", "/admin/x"), "00ualice").await,
         200
     );
-    assert_eq!(
-        status_after_login(&env, &env.url("app.localhost", "/admin/x"), "00udave").await,
-        403
-    );
+    denied_after_login(&env, &env.url("app.localhost", "/admin/x"), "00udave").await;
     assert!(env
         .upstream
         .seen()
@@ -76,20 +75,14 @@ async fn exclude_overrides_include() {
     let env = env().start().await;
     env.idp
         .add_user(DevUser::new("00uexcl", "excluded@example.com", "Excluded"));
-    assert_eq!(
-        status_after_login(&env, &env.url("app.localhost", "/"), "00uexcl").await,
-        403
-    );
+    denied_after_login(&env, &env.url("app.localhost", "/"), "00uexcl").await;
 }
 
 /// A matching block policy denies with 403 before a later allow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_policy_denies() {
     let env = env().start().await;
-    assert_eq!(
-        status_after_login(&env, &env.url("blocked.localhost", "/"), "00ubob").await,
-        403
-    );
+    denied_after_login(&env, &env.url("blocked.localhost", "/"), "00ubob").await;
     assert_eq!(
         status_after_login(&env, &env.url("blocked.localhost", "/"), "00ualice").await,
         200
@@ -100,10 +93,7 @@ async fn block_policy_denies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_matching_policy_is_403() {
     let env = env().start().await;
-    assert_eq!(
-        status_after_login(&env, &env.url("app.localhost", "/admin"), "00ubob").await,
-        403
-    );
+    denied_after_login(&env, &env.url("app.localhost", "/admin"), "00ubob").await;
 }
 
 /// Bypass forwards without a session and without identity headers.
@@ -287,7 +277,7 @@ async fn unresolvable_upstream_name_is_skipped() {
         .start()
         .await;
     all_reach_the_upstream(&env, 4).await;
-    assert!(env.state.health.is_down("no-such-host.invalid:80"));
+    assert!(env.state().health.is_down("no-such-host.invalid:80"));
 }
 
 /// With only names that do not resolve, the request is 502 and nothing is
@@ -333,7 +323,7 @@ async fn an_upstream_that_refused_is_not_tried_again() {
         .start()
         .await;
     assert_eq!(pool_get(&env, "/first").await, 200);
-    assert!(env.state.health.is_down(&format!("127.0.0.1:{dead}")));
+    assert!(env.state().health.is_down(&format!("127.0.0.1:{dead}")));
     let hits = count_requests_on(
         tokio::net::TcpListener::bind(("127.0.0.1", dead))
             .await
@@ -367,7 +357,7 @@ async fn health_checks_take_an_upstream_out_and_back() {
     eventually(
         "the stopped upstream marked down",
         Duration::from_secs(10),
-        async || env.state.health.is_down(&authority),
+        async || env.state().health.is_down(&authority),
     )
     .await;
     all_reach_the_upstream(&env, 6).await;
@@ -376,7 +366,7 @@ async fn health_checks_take_an_upstream_out_and_back() {
     eventually(
         "the upstream marked up again",
         Duration::from_secs(10),
-        async || !env.state.health.is_down(&authority),
+        async || !env.state().health.is_down(&authority),
     )
     .await;
     for i in 0..4 {

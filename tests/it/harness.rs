@@ -126,7 +126,8 @@ pub const HOSTS: &[&str] = &[
 pub struct Env {
     pub idp: DevIdp,
     pub upstream: Echo,
-    pub state: Arc<State>,
+    /// The proxy's state, when it runs in this process ([`Env::state`]).
+    state: Option<Arc<State>>,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The self-signed certificate of a TLS env.
@@ -138,9 +139,11 @@ pub struct Env {
     pub pp_ports: Vec<u16>,
     pub dir: tempfile::TempDir,
     /// What SIGHUP runs in `portcullis run` (in-process servers do not
-    /// install the handler).
-    pub reloader: Arc<Reloader>,
+    /// install the handler); `None` for a proxy in its own process.
+    reloader: Option<Arc<Reloader>>,
     server: Option<ServerHandle>,
+    /// The proxy as a `portcullis run` child ([`EnvBuilder::own_process`]).
+    process: Option<crate::process::Running>,
 }
 
 /// How to build an [`Env`].
@@ -156,6 +159,20 @@ pub struct EnvBuilder {
     public_scheme: Option<&'static str>,
     /// Extra listeners with `proxy_protocol: true`: whether each has TLS.
     pp_listeners: Vec<bool>,
+    /// `threads:` of the proxy (1 unless asked).
+    threads: usize,
+    /// Run the proxy as a `portcullis run` child process.
+    own_process: bool,
+}
+
+/// The proxy's `threads:` unless a test asks: `PORTCULLIS_IT_THREADS`,
+/// else 1 (the whole suite can be run with more: `PORTCULLIS_IT_THREADS=2
+/// cargo test --test it`).
+fn default_threads() -> usize {
+    std::env::var("PORTCULLIS_IT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 pub fn env() -> EnvBuilder {
@@ -168,6 +185,8 @@ pub fn env() -> EnvBuilder {
         idp_extra: String::new(),
         config_extra: String::new(),
         pp_listeners: Vec::new(),
+        threads: default_threads(),
+        own_process: false,
     }
 }
 
@@ -226,6 +245,25 @@ impl EnvBuilder {
         self
     }
 
+    /// `threads:` of the proxy (the harness's default is 1, see
+    /// `default_threads`; production's is every core). Tests of concurrent
+    /// paths (revocation, reload, SCIM) ask for 2.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// Run the proxy as the real binary (`portcullis run`) in a child
+    /// process, the dev IdP and the upstream staying in this one. Its
+    /// metrics are its own: counters read on [`Env::metrics`] move only
+    /// by what this test did, while every in-process proxy of the test
+    /// binary shares one registry with the tests running beside it.
+    /// [`Env::state`] and [`Env::reloader`] are not available.
+    pub fn own_process(mut self) -> Self {
+        self.own_process = true;
+        self
+    }
+
     /// Listen on this port (a restart keeps the auth domain and so the tokens' issuer).
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -257,6 +295,20 @@ impl Env {
             tokio::net::TcpStream::connect(addr).await.is_ok()
         })
         .await;
+    }
+
+    /// The in-process proxy's state (panics for [`EnvBuilder::own_process`]).
+    pub fn state(&self) -> &Arc<State> {
+        self.state
+            .as_ref()
+            .expect("the proxy runs in its own process: no in-process state")
+    }
+
+    /// What SIGHUP runs (panics for [`EnvBuilder::own_process`]).
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        self.reloader
+            .as_ref()
+            .expect("the proxy runs in its own process: signal it instead")
     }
 
     /// `<scheme>://<host>:<port><path>`
@@ -305,6 +357,7 @@ impl Env {
         if let Some(s) = self.server.take() {
             s.stop();
         }
+        drop(self.process.take());
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
@@ -407,6 +460,33 @@ pub async fn browse_login(env: &Env, browser: &reqwest::Client, url: &str, user:
         response: resp,
         trail,
     }
+}
+
+/// Assert a login walk ended in a policy denial: a session was handed to
+/// the app (`/authorized`), the walk came back to the app's own URL, and
+/// that answered the policy's 403 page. The callback answers 403 too (an
+/// IdP `access_denied`, a deactivated user), but such a walk never
+/// reaches `/authorized`.
+pub async fn assert_policy_denied(end: LoginEnd) {
+    assert_eq!(end.response.status(), 403, "{:?}", end.trail);
+    assert!(
+        end.trail
+            .iter()
+            .any(|u| u.contains("/cdn-cgi/access/authorized?")),
+        "no session was handed to the app: {:?}",
+        end.trail
+    );
+    let last = end.trail.last().expect("a trail");
+    assert!(
+        !last.contains("/cdn-cgi/access/"),
+        "ended on a proxy endpoint, not the app: {:?}",
+        end.trail
+    );
+    let page = end.response.text().await.unwrap();
+    assert!(
+        page.contains("You do not have access to this application."),
+        "not the policy's page: {page}"
+    );
 }
 
 /// A new browser logs in as `user` at `app.localhost/`: where it ends.
@@ -569,7 +649,7 @@ impl EnvBuilder {
 listen:
   - addr: 127.0.0.1:{port}
 {tls_line}{pp_lines}auth_domain: auth.localhost:{port}
-threads: 1
+threads: {threads}
 metrics: {{ listen: "127.0.0.1:{metrics_port}" }}
 store: sqlite://{data}/state.db
 key_dir: {data}/keys
@@ -581,9 +661,28 @@ policies: {data}/policies
             data = dir.path().display(),
             forward = setup.forward_claims,
             extra = self.config_extra,
+            threads = self.threads,
         );
         let cfg_path = dir.path().join("portcullis.yaml");
         std::fs::write(&cfg_path, &config).unwrap();
+        if self.own_process {
+            let env = Env {
+                idp,
+                upstream,
+                state: None,
+                scheme,
+                ca_pem,
+                port,
+                metrics_port,
+                pp_ports,
+                dir,
+                reloader: None,
+                server: None,
+                process: Some(crate::process::Running::start(&cfg_path, &[])),
+            };
+            env.wait_ready().await;
+            return env;
+        }
         let cfg =
             portcullis::config::load_file(&cfg_path).unwrap_or_else(|e| panic!("config: {e}"));
         let state = build_state(cfg)
@@ -595,15 +694,16 @@ policies: {data}/policies
         let env = Env {
             idp,
             upstream,
-            state,
+            state: Some(state),
             scheme,
             ca_pem,
             port,
             metrics_port,
             pp_ports,
             dir,
-            reloader,
+            reloader: Some(reloader),
             server: Some(handle),
+            process: None,
         };
         if setup.idp_offline_at_start {
             for port in [env.metrics_port, env.port] {

@@ -107,7 +107,7 @@ async fn upstream_assertion_verifies_with_published_jwks() {
         .find(header.kid.as_deref().unwrap())
         .expect("kid in JWKS");
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-    let app_aud = env.state.policies.current().apps[0].aud.clone();
+    let app_aud = env.state().policies.current().apps[0].aud.clone();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     v.set_audience(&[app_aud]);
     v.set_issuer(&[format!("http://auth.localhost:{}", env.port)]);
@@ -205,7 +205,7 @@ async fn get_identity_returns_identity_json() {
 /// afterwards, also when replayed from another client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_revokes_session_and_old_cookie_is_refused() {
-    let env = env().start().await;
+    let env = env().threads(2).start().await;
     let (browser, token) = login_and_token(&env, "00ualice").await;
     assert_eq!(replay(&env, "/after", &token).await, 200);
     let r = html_get(
@@ -302,27 +302,63 @@ async fn claims_missing_from_the_id_token_come_from_userinfo() {
     );
 }
 
-/// Every cookie the proxy sets on the way in is HttpOnly, SameSite=Lax and
-/// host-only (no Domain), and not Secure on a plain-HTTP listener.
+/// Walk a whole login (as `browse_login` does) and return every
+/// `Set-Cookie` the proxy sent on the way, from the first redirect to the
+/// app's answer. Asserts the walk ended at the upstream and that each of
+/// the login's cookies was among them (nonce, state, SSO, app session), so
+/// a check over the list cannot pass on a walk that set none.
+async fn login_set_cookies(env: &Env, user: &str) -> Vec<String> {
+    let browser = env.browser();
+    let idp = format!("http://{}", env.idp.addr());
+    let mut set = Vec::new();
+    let mut resp = html_get(&browser, &env.url("app.localhost", "/")).await;
+    for _ in 0..12 {
+        set.extend(
+            resp.headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|c| c.to_str().unwrap().to_string()),
+        );
+        if !resp.status().is_redirection() {
+            break;
+        }
+        let next = location(&resp);
+        resp = if next.starts_with(&idp) {
+            let (url, form) = portcullis::idp::dev::login_form(&next, user).unwrap();
+            let r = browser.post(&url).form(&form).send().await.unwrap();
+            assert!(
+                r.status().is_redirection(),
+                "the IdP answered {}",
+                r.status()
+            );
+            html_get(&browser, &location(&r)).await
+        } else {
+            html_get(&browser, &next).await
+        };
+    }
+    assert_eq!(resp.status(), 200, "the login ended at the upstream");
+    for name in [
+        "CF_Authorization_nonce=",
+        "CF_Authorization_state_",
+        "CF_Authorization_sso=",
+        "CF_Authorization=",
+    ] {
+        assert!(
+            set.iter()
+                .any(|c| c.starts_with(name) && !c.contains("Max-Age=0")),
+            "the login set no {name}…: {set:?}"
+        );
+    }
+    set
+}
+
+/// Every cookie the proxy sets during a whole login (nonce, state, SSO and
+/// app session cookies, and the ones it clears) is HttpOnly, SameSite=Lax
+/// and host-only (no Domain), and not Secure on a plain-HTTP listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_cookies_are_httponly_lax_host_only() {
     let env = env().start().await;
-    let r = env
-        .client()
-        .get(env.url("app.localhost", "/"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    let cookies: Vec<_> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().to_string())
-        .collect();
-    assert!(!cookies.is_empty());
-    for c in cookies {
+    for c in login_set_cookies(&env, "00ualice").await {
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
         assert!(!c.to_ascii_lowercase().contains("domain="), "{c}");
         assert!(!c.contains("Secure"), "{c}");
@@ -416,8 +452,8 @@ async fn tls_listener_login_sets_secure_cookies() {
         "https://auth.localhost:{}/cdn-cgi/access/login?",
         env.port
     )));
-    for c in r.headers().get_all("set-cookie") {
-        assert!(c.to_str().unwrap().contains("Secure"), "{c:?}");
+    for c in login_set_cookies(&env, "00ualice").await {
+        assert!(c.split(';').any(|p| p.trim() == "Secure"), "{c}");
     }
     let browser = env.browser();
     let end = browse_login(
@@ -557,7 +593,7 @@ async fn public_https_behind_a_balancer_builds_https_urls_and_secure_cookies() {
         "{set_cookies:?}"
     );
     for c in &set_cookies {
-        assert!(c.contains("; Secure"), "{c}");
+        assert!(c.split(';').any(|p| p.trim() == "Secure"), "{c}");
     }
 
     let seen = env.upstream.seen();
@@ -589,4 +625,40 @@ async fn public_https_behind_a_balancer_builds_https_urls_and_secure_cookies() {
 /// Query-component encoding as the proxy writes it (form-urlencoded).
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A revocation written to the store by another writer (here a second
+/// handle on the same SQLite file, as another process or the operator's
+/// tooling would open it) is applied by the running proxy through its
+/// change poller: a session it already holds in its cache (whose entries
+/// live 5 minutes) is refused within seconds. Without the poller nothing
+/// tells this proxy, and the cached session keeps being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_written_by_another_writer_is_seen_through_the_poller() {
+    let env = env().threads(2).start().await;
+    let (_, token) = login_and_token(&env, "00ualice").await;
+    assert_eq!(replay(&env, "/cached", &token).await, 200, "cached now");
+    let payload = token.split('.').nth(1).expect("a JWS");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let sid = claims["sid"].as_str().expect("sid").to_string();
+    let other =
+        portcullis::store::open_store(&format!("sqlite://{}/state.db", env.data_path().display()))
+            .await
+            .expect("a second handle on the store");
+    let written = std::time::Instant::now();
+    assert!(other.revoke_session(&sid).await.unwrap(), "was live");
+    eventually(
+        "the proxy refuses the session revoked elsewhere",
+        std::time::Duration::from_secs(10),
+        async || replay(&env, "/after", &token).await == 401,
+    )
+    .await;
+    eprintln!(
+        "revocation by another writer seen after {:?}",
+        written.elapsed()
+    );
 }

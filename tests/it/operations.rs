@@ -1,15 +1,17 @@
 //! Operating the proxy: policy hot reload (a good file changes decisions, a
 //! broken one keeps the last good set and is counted) and the metrics
 //! listener (`/metrics`, `/healthz`, `/readyz`), which the proxy listener
-//! never serves. Metrics are process-global and tests run in parallel, so
-//! counters are compared before and after, never as absolute values.
+//! never serves. Metrics are process-global and tests run in parallel: a
+//! test that asserts what a counter moved by runs the proxy in a process of
+//! its own (`EnvBuilder::own_process`) and asserts the exact delta.
 
 use std::time::{Duration, Instant};
 
 use portcullis::policy::reload::POLL_INTERVAL;
 
 use crate::harness::{
-    browse_login, env, eventually, login_ok, metric, write_policies, Env, POLICIES,
+    assert_policy_denied, browse_login, env, eventually, login_ok, metric, write_policies, Env,
+    POLICIES,
 };
 
 /// How long a reload may take to show.
@@ -56,12 +58,7 @@ async fn status(env: &Env, browser: &reqwest::Client, host: &str) -> u16 {
 async fn bob_blocked(env: &Env) -> reqwest::Client {
     let browser = env.browser();
     let end = browse_login(env, &browser, &env.url("blocked.localhost", "/"), "00ubob").await;
-    assert_eq!(
-        end.response.status(),
-        403,
-        "bob at blocked after {:?}",
-        end.trail
-    );
+    assert_policy_denied(end).await;
     browser
 }
 
@@ -82,7 +79,7 @@ async fn holds_for(what: &str, window: Duration, mut f: impl AsyncFnMut() -> boo
 /// so, and the reload is counted as a success.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_policy_file_is_hot_reloaded() {
-    let env = env().start().await;
+    let env = env().threads(2).start().await;
     let browser = bob_blocked(&env).await;
     assert_eq!(status(&env, &browser, "blocked.localhost").await, 403);
     let before = reloads(&env.metrics().await, "success");
@@ -149,12 +146,13 @@ async fn policy_file_with_unknown_selector_keeps_the_last_good_set() {
 
 // ------------------------------------------------------- metrics
 
-/// After a login and a few allowed requests, `/metrics` shows the request,
-/// login, session-cache, access-phase, upstream and process metrics, and the
-/// counters moved by at least what this test did.
+/// After a login, a few allowed requests and a logout, `/metrics` shows the
+/// request, login, session-cache, access-phase, upstream, revocation and
+/// process metrics, each moved by exactly what this test did. The proxy
+/// runs in a process of its own, so no other test's traffic is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_logins_requests_and_cache_hits() {
-    let env = env().start().await;
+async fn metrics_count_logins_requests_cache_hits_and_logouts() {
+    let env = env().own_process().start().await;
     let before = env.metrics().await;
     for family in [
         "portcullis_logins_total{idp=\"okta\",result=\"success\"}",
@@ -167,10 +165,16 @@ async fn metrics_count_logins_requests_and_cache_hits() {
     let allow = [("app", "app"), ("decision", "allow")];
     let login = [("idp", "okta"), ("result", "success")];
     let hit = [("result", "hit")];
+    let miss = [("result", "miss")];
     let up = [("app", "app"), ("class", "2xx")];
+    let logout = [("reason", "logout")];
 
     let browser = env.browser();
-    login_ok(&env, &browser, &env.url("app.localhost", "/"), "00ualice").await;
+    let end = browse_login(&env, &browser, &env.url("app.localhost", "/"), "00ualice").await;
+    assert_eq!(end.response.status(), 200, "{:?}", end.trail);
+    // Every hop of the walk but the IdP's went through the access phase.
+    let idp = format!("http://{}", env.idp.addr());
+    let walk_hops = end.trail.iter().filter(|u| !u.starts_with(&idp)).count() as f64;
     for i in 0..3 {
         let r = browser
             .get(env.url("app.localhost", &format!("/m{i}")))
@@ -180,19 +184,36 @@ async fn metrics_count_logins_requests_and_cache_hits() {
         assert_eq!(r.status(), 200);
     }
 
-    let grew = |after: &str, name: &str, labels: &[(&str, &str)], by: f64| {
-        metric(after, name, labels) - metric(&before, name, labels) >= by
+    let delta = |after: &str, name: &str, labels: &[(&str, &str)]| {
+        metric(after, name, labels) - metric(&before, name, labels)
     };
-    eventually("counters moved", RELOAD_WAIT, async || {
-        let after = env.metrics().await;
-        grew(&after, "portcullis_requests_total", &allow, 4.0)
-            && grew(&after, "portcullis_logins_total", &login, 1.0)
-            && grew(&after, "portcullis_session_cache_total", &hit, 3.0)
-            && grew(&after, "portcullis_access_phase_seconds_count", &[], 4.0)
-            && grew(&after, "portcullis_upstream_responses_total", &up, 4.0)
+    // A request is counted when its log phase runs, after the response.
+    eventually("the fourth request counted", RELOAD_WAIT, async || {
+        delta(
+            &env.metrics().await,
+            "portcullis_upstream_responses_total",
+            &up,
+        ) >= 4.0
     })
     .await;
     let after = env.metrics().await;
+    assert_eq!(delta(&after, "portcullis_requests_total", &allow), 4.0);
+    assert_eq!(delta(&after, "portcullis_logins_total", &login), 1.0);
+    // `/authorized` caches the session it mints: all four are hits.
+    assert_eq!(delta(&after, "portcullis_session_cache_total", &hit), 4.0);
+    assert_eq!(delta(&after, "portcullis_session_cache_total", &miss), 0.0);
+    assert_eq!(
+        delta(&after, "portcullis_access_phase_seconds_count", &[]),
+        walk_hops + 3.0
+    );
+    assert_eq!(
+        delta(&after, "portcullis_upstream_responses_total", &up),
+        4.0
+    );
+    assert_eq!(
+        delta(&after, "portcullis_sessions_revoked_total", &logout),
+        0.0
+    );
     assert!(
         has_metric(&after, "portcullis_access_phase_seconds_bucket"),
         "no histogram buckets"
@@ -209,6 +230,27 @@ async fn metrics_count_logins_requests_and_cache_hits() {
         metric(&after, "process_resident_memory_bytes", &[]) > 0.0,
         "no process metrics"
     );
+
+    // A logout revokes the one session; the auth domain's logout that
+    // follows finds it revoked already and counts nothing more.
+    let logout_at = async |url: String| {
+        browser
+            .post(url)
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = logout_at(env.url("app.localhost", "/cdn-cgi/access/logout")).await;
+    assert_eq!(r.status(), 200);
+    let m = env.metrics().await;
+    assert_eq!(delta(&m, "portcullis_sessions_revoked_total", &logout), 1.0);
+    let r = logout_at(env.url("app.localhost", "/cdn-cgi/access/logout")).await;
+    assert_eq!(r.status(), 302, "no app cookie left: on to the auth domain");
+    let r = logout_at(crate::harness::location(&r)).await;
+    assert_eq!(r.status(), 200);
+    let m = env.metrics().await;
+    assert_eq!(delta(&m, "portcullis_sessions_revoked_total", &logout), 1.0);
 }
 
 /// `/metrics` is never served on the proxy listener (SECURITY 12): on the

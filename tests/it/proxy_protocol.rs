@@ -429,7 +429,7 @@ async fn a_reload_serves_the_new_certificate_after_the_header() {
         new.signing_key.serialize_pem(),
     )
     .unwrap();
-    let outcome = env.reloader.reload().await;
+    let outcome = env.reloader().reload().await;
     assert_eq!(outcome.result(), "success", "{outcome:?}");
     assert_eq!(served().await, new.cert.der().to_vec());
 }

@@ -81,7 +81,7 @@ async fn reload_serves_a_new_certificate_to_new_handshakes_and_keeps_open_connec
     let (cert, key, der) = new_pair();
     std::fs::write(env.data_path().join("tls.crt"), cert).unwrap();
     std::fs::write(env.data_path().join("tls.key"), key).unwrap();
-    let outcome = env.reloader.reload().await;
+    let outcome = env.reloader().reload().await;
     report(&outcome);
     assert_eq!(outcome.result(), "success", "{outcome:?}");
     assert!(matches!(outcome.certificates[..], [ref c] if c.result == Ok(true)));
@@ -108,7 +108,7 @@ async fn a_bad_certificate_on_reload_keeps_the_last_good_one() {
     let (_, other_key, _) = new_pair();
     std::fs::write(env.data_path().join("tls.crt"), cert).unwrap();
     std::fs::write(env.data_path().join("tls.key"), other_key).unwrap();
-    let outcome = env.reloader.reload().await;
+    let outcome = env.reloader().reload().await;
     report(&outcome);
     assert_eq!(outcome.result(), "error");
     let e = outcome.certificates[0]
@@ -123,7 +123,7 @@ async fn a_bad_certificate_on_reload_keeps_the_last_good_one() {
     );
 
     std::fs::remove_file(env.data_path().join("tls.key")).unwrap();
-    let outcome = env.reloader.reload().await;
+    let outcome = env.reloader().reload().await;
     let e = outcome.certificates[0]
         .result
         .as_ref()
@@ -185,7 +185,7 @@ async fn reload_applies_a_policy_edit_the_file_watcher_cannot_see() {
         &[("result", "success")],
     );
 
-    let outcome = env.reloader.reload().await;
+    let outcome = env.reloader().reload().await;
     report(&outcome);
     assert!(outcome.policies.is_ok(), "{outcome:?}");
     assert_eq!(outcome.config, ConfigCheck::NotCompared);
@@ -209,7 +209,7 @@ async fn reload_of_a_broken_policy_file_keeps_the_last_good_policies() {
     let text = expand_policies(&env, POLICIES);
     let broken = text.replacen("apps:", "appz:", 1);
     edit_unseen(&file, &broken);
-    let outcome = env.reloader.reload().await;
+    let outcome = env.reloader().reload().await;
     report(&outcome);
     assert_eq!(outcome.result(), "error");
     assert!(outcome.policies.is_err());

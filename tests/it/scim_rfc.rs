@@ -540,13 +540,13 @@ async fn service_provider_config_claims_match_behaviour() {
     .await;
     assert_list(&r, 1);
     let max = spc["filter"]["maxResults"].as_u64().unwrap();
-    let idp = env.state.cfg.identity_providers[0].name.clone();
+    let idp = env.state().cfg.identity_providers[0].name.clone();
     for i in 0..max {
         let d = portcullis::scim::resource::user_from_body(
             &json!({"userName": format!("u{i}@example.com")}),
         )
         .unwrap();
-        env.state.store.scim_create_user(&idp, &d).await.unwrap();
+        env.state().store.scim_create_user(&idp, &d).await.unwrap();
     }
     let asked = max + 5;
     let r = scim(&env, Method::GET, &format!("/Users?count={asked}"), None).await;

@@ -414,6 +414,7 @@ async fn ensure_reachable_trusts_a_fresh_contact_without_a_request() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     p.set_observer(Arc::new(move |endpoint, _| sink.lock().push(endpoint)));
+    p.freeze_last_contact();
     idp.set_offline(true);
     p.ensure_reachable().await.unwrap();
     p.ensure_reachable().await.unwrap();
@@ -435,9 +436,12 @@ async fn ensure_reachable_recovers_when_the_idp_is_back() {
     idp.set_offline(true);
     p.age_last_contact(REACHABLE_TTL);
     assert_unavailable(p.ensure_reachable().await);
+    // The failure stands for `UNREACHABLE_TTL` (held fresh here, however
+    // slow the machine), then the next login start probes again.
+    p.freeze_last_contact();
     idp.set_offline(false);
     assert_unavailable(p.ensure_reachable().await);
-    p.age_last_contact(UNREACHABLE_TTL);
+    p.age_last_contact(FROZEN_FOR + UNREACHABLE_TTL);
     p.ensure_reachable().await.unwrap();
 }
 
@@ -447,6 +451,7 @@ async fn failed_token_exchange_marks_the_idp_unreachable() {
     let code = login_code(&p, "00ualice", None).await;
     idp.set_offline(true);
     assert_unavailable(p.exchange(&code, REDIRECT, None, NONCE).await);
+    p.freeze_last_contact();
     idp.set_offline(false);
     assert_unavailable(p.ensure_reachable().await);
 }

@@ -126,9 +126,9 @@ async fn watcher_reloads_on_file_change_and_reports_errors() {
     let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads"));
     let results: Arc<Mutex<Vec<bool>>> = Arc::default();
     let seen = results.clone();
+    // The watcher takes its baseline fingerprint before it returns: the
+    // write below is a change to it, however late the task first runs.
     let task = spawn_watcher(h.clone(), move |r| seen.lock().push(r.is_ok()));
-    // Let the watcher take its first fingerprint.
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     write(&file, &app_file("second"));
     assert!(
@@ -158,7 +158,6 @@ async fn watcher_reloads_a_file_that_never_stops_changing() {
     write(&file, &app_file("one"));
     let h = Arc::new(PolicyHandle::load(dir.path().to_path_buf(), None).expect("loads"));
     let task = spawn_watcher(h.clone(), |_| {});
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let end = Instant::now() + Duration::from_secs(5);
     let mut n = 0u32;
     let mut reloaded = false;
@@ -193,7 +192,6 @@ async fn reload_now_reloads_an_edit_the_polling_cannot_see() {
     let results: Arc<Mutex<Vec<bool>>> = Arc::default();
     let seen = results.clone();
     let task = spawn_watcher(h.clone(), move |r| seen.lock().push(r.is_ok()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
     // Same length, mtime put back: the polling sees no change.
     write(&file, &app_file("two"));
     std::fs::File::options()
@@ -254,10 +252,14 @@ fn reload_frees_the_replaced_set_once_readers_let_go() {
         let h = h.clone();
         std::thread::spawn(move || h.reload())
     };
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(names(&h), ["two"]);
-    // Still alive while held, and the reload waits to free it itself
-    // rather than leave that to the request.
+    // Wait (with a deadline) for the swap, however late the thread runs.
+    let end = Instant::now() + Duration::from_secs(10);
+    while names(&h) != ["two"] {
+        assert!(Instant::now() < end, "the reload never swapped the set");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Still alive while held, and the reload waits (up to `FREE_WAIT`)
+    // to free it itself rather than leave that to the request.
     assert!(weak.upgrade().is_some());
     assert!(!reloader.is_finished());
     drop(held);

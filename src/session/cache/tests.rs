@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::session::token::{now_unix, TYP_APP};
+use crate::session::token::{now_unix, now_unix_coarse, TYP_APP};
 
 #[derive(Debug, PartialEq)]
 enum LoadErr {
@@ -34,6 +34,11 @@ fn identity(idp: &str, sub: &str) -> Identity {
 }
 
 fn cached(sid: &str, idp: &str, sub: &str, expires_in: i64) -> Arc<CachedSession> {
+    cached_until(sid, idp, sub, now_unix() + expires_in)
+}
+
+/// A cached session that ends at `exp` (unix seconds).
+fn cached_until(sid: &str, idp: &str, sub: &str, exp: i64) -> Arc<CachedSession> {
     let now = now_unix();
     Arc::new(CachedSession::new(
         SessionClaims {
@@ -44,12 +49,12 @@ fn cached(sid: &str, idp: &str, sub: &str, expires_in: i64) -> Arc<CachedSession
             sid: sid.into(),
             iat: now,
             nbf: now,
-            exp: now + expires_in,
+            exp,
             idp: idp.into(),
             typ: TYP_APP.into(),
         },
         Arc::new(identity(idp, sub)),
-        now + expires_in,
+        exp,
     ))
 }
 
@@ -144,9 +149,13 @@ async fn session_loaded_after_revocation_is_refused() {
 #[tokio::test]
 async fn entry_is_refused_in_the_last_second_before_exp() {
     // The coarse clock may lag by a tick, so the last second is given up
-    // rather than risk serving past `exp`.
+    // rather than risk serving past `exp`. `exp` is one second past the
+    // coarse clock's own reading (the precise clock may already show the
+    // next second, and the cache reads the coarse one, which only moves
+    // forward), so the check is the same on any machine, at any load.
     let c = cache();
-    c.insert("tok-1", cached("sid1", "okta", "alice", 1)).await;
+    let s = cached_until("sid1", "okta", "alice", now_unix_coarse() + 1);
+    c.insert("tok-1", s).await;
     assert!(c.get("tok-1").await.is_none());
 }
 
@@ -275,9 +284,27 @@ async fn entry_count_counts_entries() {
 
 #[tokio::test]
 async fn entry_is_dropped_after_the_cache_ttl_even_if_the_session_lives_on() {
-    let c = SessionCache::new(1000, Duration::from_millis(300));
+    // Served while younger than the TTL, gone once older: polled with a
+    // deadline, and the age at each check is measured, not assumed.
+    let ttl = Duration::from_millis(1500);
+    let c = SessionCache::new(1000, ttl);
+    let inserted = std::time::Instant::now();
     c.insert("tok", cached("s", "i", "u", 3600)).await;
-    assert!(c.get("tok").await.is_some());
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert!(c.get("tok").await.is_none());
+    let deadline = inserted + Duration::from_secs(20);
+    loop {
+        let age_before = inserted.elapsed();
+        let served = c.get("tok").await.is_some();
+        if !served {
+            assert!(
+                age_before >= ttl,
+                "dropped at {age_before:?}, before the TTL"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still served after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
