@@ -35,3 +35,5 @@ mod proxy_protocol;
 mod deploy;
 // HTTP/2 to the letter: cookies joined for the origin, pseudo-headers checked, limits.
 mod http2;
+// Access log: request lines, events, text format, rotation, nothing secret.
+mod access_log;
