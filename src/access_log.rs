@@ -113,15 +113,17 @@ impl AccessLog {
         let Some(inner) = &self.inner else { return };
         LINE.with_borrow_mut(|buf| {
             buf.clear();
-            match inner.format {
-                AccessLogFormat::Json => {
+            match (inner.format, rec) {
+                // The line every request writes, by hand (same bytes).
+                (AccessLogFormat::Json, Record::Request(r)) => r.write_json(buf),
+                (AccessLogFormat::Json, _) => {
                     if let Err(e) = serde_json::to_writer(&mut *buf, rec) {
                         // Unreachable for these records (string keys, no maps).
                         tracing::warn!(error = %e, "Access log line not serialised");
                         return;
                     }
                 }
-                AccessLogFormat::Text => rec.write_text(buf),
+                (AccessLogFormat::Text, _) => rec.write_text(buf),
             }
             buf.push(b'\n');
             inner.sink.push(buf);

@@ -25,7 +25,9 @@ use crate::config::AccessLogTarget;
 /// Longest a line waits in the queue before it is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// Queued bytes that wake the writer before [`FLUSH_EVERY`] is up.
+/// Queued bytes that wake the writer before [`FLUSH_EVERY`] is up: at
+/// 25,000 requests/s about 40 wake-ups and `write`s a second (a smaller
+/// batch cost the writer more in context switches than it saved).
 pub const WAKE_AT: usize = 256 << 10;
 
 /// Most bytes queued; a line that does not fit is dropped (the file
@@ -98,7 +100,7 @@ impl Sink {
         };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
-                buf: Vec::with_capacity(WAKE_AT),
+                buf: Vec::with_capacity(2 * WAKE_AT),
                 idle: false,
                 closed: false,
             }),
@@ -166,7 +168,7 @@ impl Drop for Sink {
 impl Shared {
     /// The writer thread: sleep until lines arrive, let them gather, write.
     fn run(&self) {
-        let mut batch = Vec::with_capacity(WAKE_AT);
+        let mut batch = Vec::with_capacity(2 * WAKE_AT);
         loop {
             let closed = {
                 let mut q = self.queue.lock();
@@ -217,7 +219,7 @@ impl Shared {
         batch.clear();
         // A burst may have grown the buffer far past what steady logging needs.
         if batch.capacity() > 4 * WAKE_AT {
-            batch.shrink_to(WAKE_AT);
+            batch.shrink_to(2 * WAKE_AT);
         }
     }
 }

@@ -18,13 +18,24 @@ use super::service::Ctx;
 /// Write the `request` line of a finished request; `took` is its duration.
 pub(super) fn request(log: &AccessLog, session: &Session, ctx: &Ctx, took: Duration) {
     let req = session.req_header();
-    // Read again rather than kept from the access phase: the normalised
-    // host and path borrow from the request, and this costs no allocation
-    // when nothing was lower-cased or normalised.
-    let info = request::read(req, Some(ctx.client_ip)).ok();
-    let (host, path) = match &info {
-        Some(i) => (Some(i.host()), &*i.target.path),
-        None => (None, req.uri.path()),
+    // A forwarded request carries its normalised authority and target; any
+    // other request is read again (it borrows from the request, so the
+    // access phase could not keep it without copying).
+    let info;
+    let (host, path) = match &ctx.forward {
+        Some(f) => {
+            let host = f.authority.get(..f.host_len);
+            // Without a rewrite the request's own path is the normalised one.
+            let path = f.uri.as_ref().map_or(req.uri.path(), |u| u.path());
+            (host, path)
+        }
+        None => {
+            info = request::read(req, Some(ctx.client_ip)).ok();
+            match &info {
+                Some(i) => (Some(i.host()), &*i.target.path),
+                None => (None, req.uri.path()),
+            }
+        }
     };
     let app: Option<&App> = match &ctx.forward {
         Some(f) => Some(&f.app),

@@ -39,6 +39,8 @@ pub struct Forward {
     pub uri: Option<http::Uri>,
     pub permit: Permit,
     pub authority: String,
+    /// Length of the host part of `authority` (the access log's `host`).
+    pub host_len: usize,
     pub client_ip: std::net::IpAddr,
 }
 
@@ -461,6 +463,7 @@ impl Portcullis {
                             uri,
                             permit,
                             authority: info.authority.to_string(),
+                            host_len: info.host().len(),
                             client_ip: info.client_ip,
                         });
                         None

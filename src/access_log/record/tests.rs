@@ -283,3 +283,98 @@ fn times_are_utc_with_milliseconds() {
         + Duration::from_micros(999_999);
     assert_eq!(Ts(leap_day).to_string(), "2024-02-29T23:59:59.999Z");
 }
+
+/// The hand-written calendar against the `time` crate, a day and an hour
+/// apart over 150 years (leap years and 2000 included).
+#[test]
+fn times_agree_with_the_time_crate() {
+    let mut secs: u64 = 0;
+    while secs < 150 * 366 * 86_400 {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let want = time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap();
+        let want = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000Z",
+            want.year(),
+            u8::from(want.month()),
+            want.day(),
+            want.hour(),
+            want.minute(),
+            want.second()
+        );
+        assert_eq!(Ts(t).to_string(), want);
+        secs += 86_400 + 3_607;
+    }
+}
+
+/// The hand-written `request` line is byte for byte what serde_json writes,
+/// for plain values, values that need escapes, missing values, IPv6, and
+/// numbers at their extremes.
+#[test]
+fn hand_written_request_json_equals_serde_json() {
+    let odd = [
+        "",
+        "plain",
+        "quo\"te",
+        "back\\slash",
+        "new\nline",
+        "\u{1}\u{1f}\u{7f}",
+        "é ü 日本",
+        "tab\there",
+    ];
+    let mut cases = Vec::new();
+    for (i, s) in odd.iter().enumerate() {
+        let mut r = request();
+        r.request_id = s;
+        r.host = Some(s);
+        r.path = s;
+        r.policy = Some(s);
+        r.email = Some(s);
+        r.upstream = Some(s);
+        r.service_token = (i % 2 == 0).then_some(*s);
+        if i % 3 == 0 {
+            (r.status, r.app, r.sub, r.idp) = (None, None, None, None);
+        }
+        cases.push(r);
+    }
+    for ip in ["0.0.0.0", "255.255.255.255", "10.0.9.100", "::ffff:1.2.3.4"] {
+        let mut r = request();
+        r.client_ip = ip.parse().unwrap();
+        cases.push(r);
+    }
+    let mut r = request();
+    r.client_ip = "2001:db8::1".parse().unwrap();
+    r.status = Some(u16::MAX);
+    r.bytes_sent = u64::MAX;
+    r.duration_ms = Millis(Duration::from_secs(86_400 * 365) + Duration::from_micros(1));
+    cases.push(r);
+    let mut r = request();
+    r.duration_ms = Millis(Duration::ZERO);
+    r.ts = Ts(SystemTime::UNIX_EPOCH);
+    cases.push(r);
+    for r in cases {
+        let mut hand = Vec::new();
+        r.write_json(&mut hand);
+        let hand = String::from_utf8(hand).unwrap();
+        assert_eq!(hand, json(&Record::Request(r)));
+    }
+}
+
+/// The eight-bytes-at-a-time escape check finds a byte that needs an
+/// escape at every position of strings of every length up to 40, and
+/// passes plain text (non-ASCII included).
+#[test]
+fn escape_check_finds_every_byte_at_every_position() {
+    let alphabet = b"az AZ09/~.-\x7f%";
+    for len in 0..40 {
+        let plain: Vec<u8> = (0..len).map(|i| alphabet[i % alphabet.len()]).collect();
+        assert!(!needs_escape(&plain), "{plain:?}");
+        assert!(!needs_escape("é日本語 ü".repeat(len).as_bytes()));
+        for at in 0..len {
+            for bad in [b'"', b'\\', 0x00, 0x01, 0x1f, b'\n'] {
+                let mut s = plain.clone();
+                s[at] = bad;
+                assert!(needs_escape(&s), "{bad:#x} at {at} of {len}");
+            }
+        }
+    }
+}
