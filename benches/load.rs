@@ -929,13 +929,7 @@ fn bench(o: &Opts) {
     if let Some((lx, _, file)) = &logged {
         log.say(String::new());
         let with_auth = o.variants.iter().any(|v| v == "auth");
-        log_ratios(
-            &mut log,
-            &runs,
-            lx,
-            file,
-            with_auth,
-        );
+        log_ratios(&mut log, &runs, lx, file, with_auth);
     }
 
     if o.reload {

@@ -478,7 +478,7 @@ async fn text_format_writes_readable_lines() {
     );
 }
 
-/// After log rotation moved the file, `reopen` (what SIGHUP calls) makes
+/// After log rotation moved the file, a reload (what SIGHUP runs) makes
 /// the proxy write to a new file at the configured path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_writes_to_a_new_file_after_rotation() {
@@ -496,10 +496,76 @@ async fn reopen_writes_to_a_new_file_after_rotation() {
     line_with(&env, json!({ "request_id": first })).await;
     let rotated = env.data_path().join("access.log.1");
     std::fs::rename(log_path(&env), &rotated).unwrap();
-    env.state.access_log.reopen().unwrap();
+    let outcome = env.reloader.reload().await;
+    assert_eq!(outcome.access_log, Ok(()));
     let second = get().await;
     line_with(&env, json!({ "request_id": second })).await;
     assert!(!read_log(&env).contains(&first));
     let old = std::fs::read_to_string(rotated).unwrap();
     assert!(old.contains(&first) && !old.contains(&second));
+}
+
+/// The real binary: `kill -HUP` after logrotate moved the file makes it
+/// write to a new file at the configured path; no line is lost on the way
+/// (lines before the signal are in the moved file) and the policy reload
+/// the signal also runs is a `reload` line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_hup_reopens_the_access_log_after_rotation() {
+    use crate::process::{get, ConfigDir, Running};
+    let policies = "apps:\n  - name: app\n    domain: app.localhost\n    upstream: http://127.0.0.1:9\n    policies:\n      - { name: all, decision: bypass, include: [{ everyone: true }] }\n";
+    let cfg = ConfigDir::new("", "access_log: { path: access.log }\n", policies);
+    let mut proxy = Running::start(&cfg.config(), &[]);
+    proxy.wait_ready(cfg.metrics_port, Duration::from_secs(60));
+    let log = cfg.path("access.log");
+    let rotated = cfg.path("access.log.1");
+    let lines_at = |path: &std::path::Path, path_field: &str| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("\"path\":\"{path_field}\"")))
+            .count()
+    };
+    assert_eq!(get(cfg.addr(), "app.localhost", "/before").unwrap().0, 502);
+    eventually("the first line", LINE_WAIT, async || {
+        lines_at(&log, "/before") == 1
+    })
+    .await;
+    std::fs::rename(&log, &rotated).unwrap();
+    // Still written to the moved file until the signal.
+    assert_eq!(get(cfg.addr(), "app.localhost", "/moved").unwrap().0, 502);
+    eventually("the moved file's line", LINE_WAIT, async || {
+        lines_at(&rotated, "/moved") == 1
+    })
+    .await;
+
+    proxy.signal("HUP");
+    eventually("the reload", Duration::from_secs(30), async || {
+        proxy.stderr().contains("Reload done")
+    })
+    .await;
+    assert_eq!(get(cfg.addr(), "app.localhost", "/after").unwrap().0, 502);
+    eventually("the new file's line", LINE_WAIT, async || {
+        lines_at(&log, "/after") == 1
+    })
+    .await;
+    let new = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        new.contains("\"type\":\"reload\",") && new.contains("\"result\":\"success\""),
+        "{new}"
+    );
+    assert_eq!(
+        lines_at(&log, "/before") + lines_at(&log, "/moved"),
+        0,
+        "{new}"
+    );
+    assert_eq!(lines_at(&rotated, "/after"), 0);
+    assert!(
+        proxy.stderr().contains("result=\"success\""),
+        "{}",
+        proxy.stderr()
+    );
+    proxy.signal("TERM");
+    proxy
+        .wait_exit(Duration::from_secs(30))
+        .expect("exits on SIGTERM");
 }

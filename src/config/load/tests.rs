@@ -923,8 +923,7 @@ policies: policies/
     ok(&text.replace("proxy_protocol: true", "proxy_protocol: false"));
 }
 
-// `…_file` twins of the secret keys.
-mod secret_files;
+#[test]
 fn access_log_is_off_unless_configured() {
     assert_eq!(ok(BASE).access_log, None);
 }
@@ -979,3 +978,6 @@ fn access_log_errors_name_the_key_and_place() {
     assert!(errs[0].starts_with("portcullis.yaml:6:"), "{}", errs[0]);
     assert!(errs[0].contains("file"), "{}", errs[0]);
 }
+
+// `…_file` twins of the secret keys.
+mod secret_files;
