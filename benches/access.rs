@@ -31,6 +31,14 @@
 //! - `path/*`: path normalisation of clean and dirty targets.
 //! - `policy_compile/*`: `compile_sources` of the 50-app and 1,000-app sets,
 //!   and a reload of 1,000 apps in 100 files after one file changed.
+//! - `access_log/*`: what the access log costs a request: a `request` line
+//!   serialised (`serialise_json`, by hand as the proxy does;
+//!   `serialise_serde_json`, the same bytes through serde_json's derive),
+//!   and serialised and queued to the real
+//!   writer thread (`request_line_json`, `request_line_text`). The writer
+//!   appends to `/dev/null` here, on its own thread (millions of lines
+//!   would fill a disk); its cost with a real file is in the load bench's
+//!   `auth-log` variant.
 //!
 //! Results of the last recorded run are in `BENCHMARKS.md`.
 
@@ -43,6 +51,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use portcullis::access_log;
 use portcullis::policy::eval::{evaluate, Outcome, Phase, RequestView, Subject};
 use portcullis::policy::model::App;
 use portcullis::proxy::access::{self, Permit, Verdict};
@@ -435,7 +444,77 @@ fn rotating(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cached, rotating, miss, miss_scim, paths, compile);
+/// A `request` line as the load bench's authenticated requests write it.
+fn request_record(now: std::time::SystemTime) -> access_log::Record<'static> {
+    access_log::Record::Request(access_log::record::Request {
+        ts: access_log::Ts(now),
+        request_id: "5b0e6c1f8a2d4e7b9c3f1a6d8e2b4c70",
+        client_ip: CLIENT_IP,
+        method: "GET",
+        host: Some("app-0007.bench.localhost"),
+        path: "/dashboard/42",
+        status: Some(200),
+        app: Some("app-0007"),
+        decision: "allow",
+        policy: Some("policy 8 of app-0007"),
+        email: Some("user-00042@example.com"),
+        sub: Some("00u00000000000042"),
+        idp: Some("okta"),
+        service_token: None,
+        upstream: Some("http://127.0.0.1:34567"),
+        duration_ms: access_log::Millis(Duration::from_micros(1234)),
+        bytes_sent: 3,
+    })
+}
+
+fn access_log_lines(c: &mut Criterion) {
+    use portcullis::config::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
+    let mut g = c.benchmark_group("access_log");
+    let mut buf = Vec::with_capacity(1024);
+    g.bench_function("serialise_serde_json", |b| {
+        b.iter(|| {
+            buf.clear();
+            serde_json::to_writer(&mut buf, &request_record(std::time::SystemTime::now()))
+                .expect("serialise");
+            black_box(buf.len())
+        })
+    });
+    g.bench_function("serialise_json", |b| {
+        b.iter(|| {
+            buf.clear();
+            if let access_log::Record::Request(r) = request_record(std::time::SystemTime::now()) {
+                r.write_json(&mut buf);
+            }
+            black_box(buf.len())
+        })
+    });
+    for (name, format) in [
+        ("request_line_json", AccessLogFormat::Json),
+        ("request_line_text", AccessLogFormat::Text),
+    ] {
+        let log = access_log::AccessLog::open(Some(&AccessLogConfig {
+            target: AccessLogTarget::File("/dev/null".into()),
+            format,
+        }))
+        .expect("open the access log");
+        g.bench_function(name, |b| {
+            b.iter(|| log.write(black_box(&request_record(std::time::SystemTime::now()))))
+        });
+        log.flush();
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    cached,
+    rotating,
+    miss,
+    miss_scim,
+    paths,
+    compile,
+    access_log_lines
+);
 criterion_main!(benches);
 
 /// Poll `fut` once, on this thread: `Some` when it completed there (a

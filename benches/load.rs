@@ -6,9 +6,12 @@
 //! Options (defaults): `--rounds 3`, `--duration 10` (s per run),
 //! `--warmup 4` (s per warm-up pass), `--connections 32`, `--wrk-threads 2`,
 //! `--sessions 10000`, `--apps 1000`, `--variants bare,auth,bypass` (any of
-//! `bare,auth,bypass,auth-pg`),
+//! `bare,auth,bypass,auth-pg,auth-log,auth-twin`),
 //! `--groups-header off` (no `X-Portcullis-Groups` upstream),
-//! `--policy-files 1`, `--skip-reload`, `--out DIR`.
+//! `--policy-files 1`, `--skip-reload`, `--out DIR`, `--access-log-in DIR`
+//! (where `auth-log` makes its temp folder; default the system temp folder,
+//! on disk here; `/dev/shm` leaves the disk out, and `/dev/null`, not a
+//! folder, is written to directly: no file system at all).
 //! Needs `wrk` on the PATH; without it the bench says so and exits 0.
 //! Under `cargo test` (no `--bench` argument) it runs a smoke test of the
 //! same setup with a few sessions and plain HTTP requests, without wrk.
@@ -28,7 +31,13 @@
 //!   respect but its store: a database of the PostgreSQL server the tests
 //!   start (`src/testing/postgres.rs`, loopback, `fsync=off`), fleet mode
 //!   (signing keys in the database, no `key_dir`, the change feed
-//!   listening), with its own 10,000 sessions stored there.
+//!   listening), with its own 10,000 sessions stored there;
+//! - with the `auth-log` variant, another portcullis, the same as `auth`'s
+//!   (SQLite) plus `access_log: { path: …, format: json }`: a file in a
+//!   temp folder on disk (not tmpfs), with its own 10,000 sessions;
+//! - with the `auth-twin` variant, one more portcullis exactly like
+//!   `auth`'s (no access log): an A/A check of how far two identical
+//!   instances differ on this machine.
 //!
 //! Both proxies run with `threads: 1` (one worker thread each): the
 //! machine this was written for has 2 cores, shared by wrk (2 threads),
@@ -45,6 +54,16 @@
 //! - `auth-pg`: `auth` through the portcullis on PostgreSQL. After the
 //!   warm-up every session is cached and the cached path never touches the
 //!   store, so `auth-pg` should equal `auth`; the summary gives the ratios.
+//! - `auth-log`: `auth` through the portcullis that writes an access log;
+//!   the summary gives the ratios to `auth` (the issue's budget: at most
+//!   3 % of authenticated throughput), the lines written and any dropped.
+//!   The log's writer thread is named `portcullis-log`, so its CPU counts
+//!   in the proxy's. Beside the ratio of medians, the summary gives the
+//!   median of the per-round ratios (each variant's run against the
+//!   other's in the same round: slower drift of the host cancels) and
+//!   their range.
+//! - `auth-twin`: `auth` through the twin instance; `auth-twin / auth`
+//!   is the noise floor for `auth-log / auth`.
 //!
 //! Both portcullis servers' threads are named `portcullis`: the proxy CPU
 //! of a run counts both, and the one not under load is idle (its
@@ -129,6 +148,8 @@ struct Opts {
     /// Policy files the apps are spread over (`--policy-files N`, default
     /// 1): the reload phase rewrites the first.
     policy_files: usize,
+    /// Where `auth-log` makes the folder of its access log.
+    access_log_in: Option<PathBuf>,
 }
 
 impl Opts {
@@ -146,6 +167,7 @@ impl Opts {
             variants: vec!["bare".into(), "auth".into(), "bypass".into()],
             groups_header: true,
             policy_files: 1,
+            access_log_in: None,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -165,6 +187,7 @@ impl Opts {
                 "--apps" => o.apps = num(i),
                 "--policy-files" => o.policy_files = num(i).max(1),
                 "--out" => o.out = args.get(i + 1).map(PathBuf::from),
+                "--access-log-in" => o.access_log_in = args.get(i + 1).map(PathBuf::from),
                 "--groups-header" => {
                     o.groups_header = args.get(i + 1).map(String::as_str) != Some("off")
                 }
@@ -333,6 +356,10 @@ enum StoreKind {
     Sqlite,
     /// A PostgreSQL database (fleet mode: keys in the database).
     Postgres(String),
+    /// SQLite, plus an access log (JSON) to this file.
+    SqliteLogged(PathBuf),
+    /// SQLite, a second instance like `Sqlite` (the A/A twin).
+    SqliteTwin,
 }
 
 /// Start portcullis (`threads: 1`, threads named `portcullis`) with
@@ -377,6 +404,17 @@ async fn start_portcullis(
             format!("store: sqlite://{data}/state.db\nkey_dir: {data}/keys"),
         ),
         StoreKind::Postgres(url) => ("auth-pg", format!("store: {url}")),
+        StoreKind::SqliteTwin => (
+            "auth-twin",
+            format!("store: sqlite://{data}/state.db\nkey_dir: {data}/keys"),
+        ),
+        StoreKind::SqliteLogged(file) => (
+            "auth-log",
+            format!(
+                "store: sqlite://{data}/state.db\nkey_dir: {data}/keys\naccess_log: {{ path: {}, format: json }}",
+                file.display()
+            ),
+        ),
     };
     let config = format!(
         r#"
@@ -710,6 +748,47 @@ fn bench(o: &Opts) {
         o.sessions,
         started.elapsed().as_secs_f64()
     ));
+    let logged = o.variants.iter().any(|v| v == "auth-log").then(|| {
+        let started = Instant::now();
+        let log_dir = match &o.access_log_in {
+            Some(d) if d.is_dir() => tempfile::tempdir_in(d),
+            _ => tempfile::tempdir(),
+        }
+        .expect("access log dir");
+        // `--access-log-in /dev/null`: the writer's work without a file system.
+        let file = match &o.access_log_in {
+            Some(d) if !d.is_dir() => d.clone(),
+            _ => log_dir.path().join("access.log"),
+        };
+        let px = rt.block_on(start_portcullis(
+            upstream,
+            o.apps,
+            o.policy_files,
+            o.sessions,
+            o.groups_header,
+            StoreKind::SqliteLogged(file.clone()),
+        ));
+        log.say(format!(
+            "portcullis (SQLite, access log to {}) up with {} apps and {} sessions in {:.1} s",
+            file.display(),
+            o.apps,
+            o.sessions,
+            started.elapsed().as_secs_f64()
+        ));
+        (px, log_dir, file)
+    });
+    let twin = o.variants.iter().any(|v| v == "auth-twin").then(|| {
+        let px = rt.block_on(start_portcullis(
+            upstream,
+            o.apps,
+            o.policy_files,
+            o.sessions,
+            o.groups_header,
+            StoreKind::SqliteTwin,
+        ));
+        log.say("portcullis twin (SQLite, as auth) up".to_string());
+        px
+    });
     let pg = o.variants.iter().any(|v| v == "auth-pg").then(|| {
         let started = Instant::now();
         let px = rt.block_on(start_portcullis_pg(o, upstream));
@@ -722,6 +801,12 @@ fn bench(o: &Opts) {
         px
     });
     rt.block_on(preflight(&px, pg.as_ref(), bare_port));
+    if let Some((lx, _, _)) = &logged {
+        rt.block_on(preflight(lx, None, bare_port));
+    }
+    if let Some(tx) = &twin {
+        rt.block_on(preflight(tx, None, bare_port));
+    }
 
     let script = px.dir.path().join("rotate.lua");
     std::fs::write(&script, ROTATE_LUA).expect("write script");
@@ -757,6 +842,24 @@ fn bench(o: &Opts) {
             threads: "portcullis",
         });
     }
+    if let Some((lx, _, _)) = &logged {
+        all.push(Target {
+            variant: "auth-log",
+            port: lx.port,
+            host: AUTH_HOST,
+            tokens: &lx.tokens_file,
+            threads: "portcullis",
+        });
+    }
+    if let Some(tx) = &twin {
+        all.push(Target {
+            variant: "auth-twin",
+            port: tx.port,
+            host: AUTH_HOST,
+            tokens: &tx.tokens_file,
+            threads: "portcullis",
+        });
+    }
     // In the order of `--variants`, so that a second run can swap the
     // places of two variants within a round.
     let targets: Vec<&Target<'_>> = o
@@ -768,8 +871,10 @@ fn bench(o: &Opts) {
     // Warm-up: connections, pools, and every session verified once (auth
     // repeats until a pass has no cache miss, at most 8 passes).
     for t in &targets {
-        let state = match &pg {
-            Some(pg) if t.variant == pg.name => &pg.state,
+        let state = match (&pg, &logged, &twin) {
+            (Some(pg), _, _) if t.variant == pg.name => &pg.state,
+            (_, Some((lx, _, _)), _) if t.variant == lx.name => &lx.state,
+            (_, _, Some(tx)) if t.variant == tx.name => &tx.state,
             _ => &px.state,
         };
         for pass in 1..=8 {
@@ -810,6 +915,21 @@ fn bench(o: &Opts) {
     if pg.is_some() && o.variants.iter().any(|v| v == "auth") {
         log.say(String::new());
         pg_ratios(&mut log, &runs);
+    }
+    if twin.is_some() && o.variants.iter().any(|v| v == "auth") {
+        log.say(String::new());
+        ratios(
+            &mut log,
+            &runs,
+            "auth-twin",
+            "auth",
+            "an identical instance / auth: the noise floor",
+        );
+    }
+    if let Some((lx, _, file)) = &logged {
+        log.say(String::new());
+        let with_auth = o.variants.iter().any(|v| v == "auth");
+        log_ratios(&mut log, &runs, lx, file, with_auth);
     }
 
     if o.reload {
@@ -864,6 +984,76 @@ fn pg_ratios(log: &mut Log, runs: &[Run]) {
         .sum();
     log.say(format!(
         "auth-pg cache misses over the measured runs: {misses} (0: every request took the cached path)"
+    ));
+}
+
+/// `variant` against `base`: the ratios of their medians over the rounds,
+/// then the median and range of the per-round ratios (the two ran one
+/// after the other in each round, so slow drift of the host cancels).
+fn ratios(log: &mut Log, runs: &[Run], variant: &str, base: &str, what: &str) {
+    let of = |v: &str| -> Vec<&Run> {
+        runs.iter()
+            .filter(|r| r.phase == "proxy" && r.variant == v)
+            .collect()
+    };
+    let med = |v: &str, f: fn(&Run) -> f64| median(of(v).iter().map(|r| f(r)).collect());
+    let ratio = |f: fn(&Run) -> f64| med(variant, f) / med(base, f);
+    log.say(format!(
+        "{variant} / {base} ({what}), medians: throughput {:.3}, p50 {:.3}, p99 {:.3}, proxy cpu {:.3}",
+        ratio(|r| r.rps),
+        ratio(|r| r.p50_us),
+        ratio(|r| r.p99_us),
+        ratio(|r| r.proxy_cpu_us),
+    ));
+    let per_round = |f: fn(&Run) -> f64| -> Vec<f64> {
+        of(variant)
+            .iter()
+            .filter_map(|v| {
+                let b = of(base).into_iter().find(|b| b.round == v.round)?;
+                Some(f(v) / f(b))
+            })
+            .collect()
+    };
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    };
+    let (rps, cpu) = (per_round(|r| r.rps), per_round(|r| r.proxy_cpu_us));
+    let ((rlo, rhi), (clo, chi)) = (range(&rps), range(&cpu));
+    log.say(format!(
+        "{variant} / {base} per round ({} rounds): throughput median {:.3} (range {rlo:.3}–{rhi:.3}), proxy cpu median {:.3} (range {clo:.3}–{chi:.3})",
+        rps.len(),
+        median(rps.clone()),
+        median(cpu.clone()),
+    ));
+}
+
+/// `auth-log` against `auth`: what writing the access log costs; then how
+/// much was written and whether any line was dropped (a dropped line
+/// would make logging look cheaper than it is).
+fn log_ratios(log: &mut Log, runs: &[Run], lx: &Portcullis, file: &Path, with_auth: bool) {
+    if with_auth {
+        ratios(log, runs, "auth-log", "auth", "access log to a file / none");
+    }
+    lx.state.access_log.flush();
+    let bytes = std::fs::metadata(file).map_or(0, |m| m.len());
+    let lines = std::fs::read(file)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0);
+    let dropped: u64 = ["queue_full", "write_error"]
+        .iter()
+        .map(|r| counter(&metrics().access_log_dropped_total, r))
+        .sum();
+    let requests: u64 = runs
+        .iter()
+        .filter(|r| r.variant == "auth-log")
+        .map(|r| r.requests)
+        .sum();
+    log.say(format!(
+        "access log: {lines} lines, {:.1} MB ({:.0} bytes/line), {dropped} dropped; measured auth-log requests: {requests}",
+        bytes as f64 / 1e6,
+        bytes as f64 / lines.max(1) as f64
     ));
 }
 
@@ -1126,8 +1316,26 @@ fn smoke() {
         StoreKind::Postgres(url),
     ));
     rt.block_on(preflight(&px, Some(&pg), bare_port));
+    let log_dir = tempfile::tempdir().expect("access log dir");
+    let lx = rt.block_on(start_portcullis(
+        upstream,
+        20,
+        1,
+        5,
+        true,
+        StoreKind::SqliteLogged(log_dir.path().join("access.log")),
+    ));
+    rt.block_on(preflight(&lx, None, bare_port));
+    lx.state.access_log.flush();
+    let written = std::fs::read_to_string(log_dir.path().join("access.log")).expect("access log");
+    assert!(
+        written.lines().any(|l| l.contains(r#""decision":"allow""#)),
+        "the auth-log instance logged its requests: {written}"
+    );
     drop(bare);
-    println!("load bench smoke test: bare, auth, bypass and auth-pg answered as expected");
+    println!(
+        "load bench smoke test: bare, auth, bypass, auth-pg and auth-log answered as expected"
+    );
 }
 
 fn main() {

@@ -126,6 +126,8 @@ pub fn run_config_in(
         println!("{b}");
     }
     ServerHandle::start(built.server, true).wait();
+    // Lines still queued (up to the writer's interval) reach the log.
+    state.access_log.flush();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -64,6 +64,34 @@ pub struct Config {
     /// The Unix socket through which a graceful upgrade hands the listening
     /// sockets to the new process (`upgrade_sock`; absolute).
     pub upgrade_sock: PathBuf,
+    /// `access_log`; `None` (absent): no access log.
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// `access_log`: where the access log goes, and in which format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub target: AccessLogTarget,
+    /// Default `json`.
+    pub format: AccessLogFormat,
+}
+
+/// `access_log.path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// `"-"`: standard output.
+    Stdout,
+    /// A file, appended to (resolved against the config folder).
+    File(PathBuf),
+}
+
+/// `access_log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// One human-readable line per event.
+    Text,
 }
 
 /// Fleet-mode (PostgreSQL) store settings, from the map form of `store`.

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod access_log;
 pub mod cli;
 pub mod config;
 pub mod demo;

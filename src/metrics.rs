@@ -55,6 +55,8 @@ pub struct Metrics {
     pub downstream_handshake_errors_total: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub config_last_reload_success_timestamp_seconds: Gauge,
+    /// Access log lines lost, by reason (`queue_full`, `write_error`).
+    pub access_log_dropped_total: IntCounterVec,
     /// `session_cache_total{result="hit"}`, resolved once: the access phase
     /// counts on every request without hashing label values.
     pub session_cache_hit: IntCounter,
@@ -110,6 +112,12 @@ fn build() -> Metrics {
             "Unix time of the last successful load of the policies (start or reload)."
         )
         .expect("register portcullis_config_last_reload_success_timestamp_seconds"),
+        access_log_dropped_total: register_int_counter_vec!(
+            "portcullis_access_log_dropped_total",
+            "The total number of access log lines dropped, by reason (queue_full: the writer fell behind; write_error: the write failed).",
+            &["reason"]
+        )
+        .expect("register portcullis_access_log_dropped_total"),
         store_notify_lag_seconds: register_histogram!(
             "portcullis_store_notify_lag_seconds",
             "Fleet mode: time from a revocation or SCIM change written by any instance to this instance evicting its cache.",

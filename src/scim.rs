@@ -133,11 +133,30 @@ pub async fn serve(state: &State, session: &mut pingora::proxy::Session, rest: &
         }
     };
     let status = reply.status.to_string();
+    let (resource, method) = (resource_label(rest), method_label(&method));
     metrics()
         .scim_requests_total
-        .with_label_values(&[resource_label(rest), method_label(&method), status.as_str()])
+        .with_label_values(&[resource, method, status.as_str()])
         .inc();
+    if matches!(method, "POST" | "PUT" | "PATCH" | "DELETE") {
+        let id = written_id(rest, &reply);
+        state.access_log.scim(method, resource, id, reply.status);
+    }
     reply
+}
+
+/// The id of the resource a write touched: from the path (`/Users/{id}`),
+/// else, for a create, from the `Location` of the new resource.
+fn written_id<'a>(rest: &'a str, reply: &'a Reply) -> Option<&'a str> {
+    let from_path = rest.trim_matches('/').split_once('/').map(|(_, id)| id);
+    from_path.filter(|id| !id.is_empty()).or_else(|| {
+        reply
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("location"))
+            .and_then(|(_, l)| l.rsplit('/').next())
+            .filter(|id| !id.is_empty())
+    })
 }
 
 async fn handle(

@@ -26,7 +26,8 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
-use crate::config::Config;
+use crate::access_log::AccessLog;
+use crate::config::{AccessLogTarget, Config};
 use crate::idp::oidc::Provider;
 use crate::metrics::metrics;
 use crate::policy::reload::{spawn_watcher, PolicyHandle};
@@ -56,6 +57,8 @@ pub enum StartError {
     Listener { addr: String, message: String },
     #[error("upgrade_sock {path}: {message}")]
     UpgradeSock { path: String, message: String },
+    #[error("access log {path}: {message}")]
+    AccessLog { path: String, message: String },
 }
 
 impl From<crate::session::keys::KeyError> for StartError {
@@ -107,22 +110,36 @@ pub async fn build_state(cfg: Config) -> Result<Arc<State>, StartError> {
         p.spawn_refresh();
         idps.push(p);
     }
-    let state = Arc::new(State::new(cfg, policies.clone(), keys, store, idps));
+    let access_log = match &cfg.access_log {
+        None => AccessLog::off(),
+        Some(c) => AccessLog::open(Some(c)).map_err(|e| StartError::AccessLog {
+            path: match &c.target {
+                AccessLogTarget::File(p) => p.display().to_string(),
+                AccessLogTarget::Stdout => "-".to_string(),
+            },
+            message: e.to_string(),
+        })?,
+    };
+    let mut state = State::new(cfg, policies.clone(), keys, store, idps);
+    state.access_log = access_log.clone();
+    let state = Arc::new(state);
     // File changes and SIGHUP (`reload`) both reload through the watcher.
-    spawn_watcher(policies, policy_reloaded);
+    spawn_watcher(policies, move |r| policy_reloaded(&access_log, r));
     changes::spawn(&state);
     crate::proxy::health::spawn_checker(&state, state.cfg.upstream_health);
     crate::scim::on_start(&state).await;
     Ok(state)
 }
 
-/// Count and log one policy reload (file change or SIGHUP).
-fn policy_reloaded(r: Result<(), &crate::policy::load::PolicyErrors>) {
+/// Count and log one policy reload (file change or SIGHUP), in the
+/// metrics, the log and the access log.
+fn policy_reloaded(access_log: &AccessLog, r: Result<(), &crate::policy::load::PolicyErrors>) {
     let label = if r.is_ok() { "success" } else { "error" };
     metrics()
         .policy_reloads_total
         .with_label_values(&[label])
         .inc();
+    access_log.reload(label);
     match r {
         Ok(()) => {
             crate::metrics::config_loaded();
@@ -336,6 +353,7 @@ pub fn build(state: Arc<State>, opts: ServerOptions) -> Result<Built, StartError
         state.policies.clone(),
         certs,
         opts.config_file,
+        state.access_log.clone(),
     ));
     Ok(Built { server, reloader })
 }

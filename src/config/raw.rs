@@ -51,6 +51,18 @@ pub struct RawConfig {
     #[serde(default)]
     pub trusted_proxies: Option<Spanned<Vec<Str>>>,
     pub upgrade_sock: Option<Str>,
+    #[serde(default)]
+    pub access_log: Option<Spanned<RawAccessLog>>,
+}
+
+/// `access_log`: `{ path, format }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    #[serde(default)]
+    pub path: Option<Str>,
+    #[serde(default)]
+    pub format: Option<Str>,
 }
 
 /// `store`: a URL (`sqlite://…`, `postgres://…`), or a map with `url` and

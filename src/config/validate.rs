@@ -2,6 +2,7 @@
 //! `${VAR}` in strings, applying defaults, resolving relative paths against
 //! the config folder and collecting every problem.
 
+mod access_log;
 mod idp;
 pub(crate) use idp::DEFAULT_SCOPES;
 mod listen;
@@ -208,6 +209,7 @@ pub(crate) fn validate(
     let public = public::public(&mut cx, r.public.as_ref());
     let trusted_proxies = trusted_proxies(&mut cx, r.trusted_proxies.as_ref());
     listen::check_proxy_protocol(&mut cx, r.listen.as_ref(), r.trusted_proxies.as_ref());
+    let access_log = access_log::access_log(&mut cx, r.access_log.as_ref());
     if let (Some(a), Some(s), Ok(p)) = (&auth_domain, &r.auth_domain, &public) {
         public::check_auth_port(&mut cx, a, &s.referenced, p.as_ref());
     }
@@ -262,6 +264,7 @@ pub(crate) fn validate(
         public,
         trusted_proxies,
         upgrade_sock,
+        access_log,
     })
 }
 

@@ -73,11 +73,23 @@ pub fn evaluate<'a>(
     subject: &Subject<'_>,
     req: &RequestView,
 ) -> Outcome<'a> {
+    deciding_index(app, phase, subject, req)
+        .and_then(|i| app.policies.get(i))
+        .map_or(Outcome::NoMatch, Outcome::Matched)
+}
+
+/// Like [`evaluate`], but the deciding policy's index in `app.policies`:
+/// the access phase keeps it, so the access log can name the policy
+/// without copying its name.
+pub fn deciding_index(
+    app: &App,
+    phase: Phase,
+    subject: &Subject<'_>,
+    req: &RequestView,
+) -> Option<usize> {
     app.policies
         .iter()
-        .filter(|p| phase.admits(p.decision))
-        .find(|p| policy_matches(p, subject, req))
-        .map_or(Outcome::NoMatch, Outcome::Matched)
+        .position(|p| phase.admits(p.decision) && policy_matches(p, subject, req))
 }
 
 /// Whether one policy matches (include / require / exclude).

@@ -55,7 +55,7 @@ pub fn explain(
         Some(name) => Some(
             set.service_tokens
                 .iter()
-                .find(|t| t.name == *name)
+                .find(|t| *t.name == **name)
                 .ok_or_else(|| ExplainError::UnknownServiceToken(name.clone()))?,
         ),
         None => None,

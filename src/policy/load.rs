@@ -310,7 +310,7 @@ fn compile(
             &mut tokens,
         );
     }
-    let token_names: Vec<&str> = tokens.iter().map(|t| t.token.name.as_str()).collect();
+    let token_names: Vec<&str> = tokens.iter().map(|t| &*t.token.name).collect();
 
     let mut apps: Vec<Compiled<'_>> = Vec::new();
     for (file, raw) in &parsed {

@@ -207,7 +207,9 @@ impl HostPattern {
 /// A service token: `CF-Access-Client-Id` + secret whose SHA-256 is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceToken {
-    pub name: String,
+    /// Shared: a request admitted by the token carries the name to the
+    /// access log without copying it.
+    pub name: std::sync::Arc<str>,
     pub client_id: String,
     pub client_secret_sha256: [u8; 32],
 }

@@ -10,7 +10,7 @@ use pingora::http::RequestHeader;
 use subtle::ConstantTimeEq;
 
 use crate::metrics::metrics;
-use crate::policy::eval::{evaluate, Outcome, Phase, RequestView, Subject};
+use crate::policy::eval::{deciding_index, Phase, RequestView, Subject};
 use crate::policy::model::{App, Decision, PolicySet, ServiceToken};
 use crate::session::cache::CachedSession;
 use crate::session::keys::Expect;
@@ -38,7 +38,11 @@ pub enum Permit {
     /// A `bypass` policy matched: forwarded without identity.
     Bypass,
     /// A valid service token admitted by a `service_auth` policy.
-    Service { assertion: Arc<str> },
+    Service {
+        assertion: Arc<str>,
+        /// The token's name (the access log's `service_token`).
+        token: Arc<str>,
+    },
     /// A user session admitted by an `allow` policy.
     User {
         /// Which of [`candidate_tokens`] carried the session: the token is
@@ -67,24 +71,49 @@ pub enum Denial {
     Unavailable,
 }
 
-/// The access decision for one request.
+/// Who a denied request came from, as far as the access phase found out
+/// (the access log's identity fields). A permit says it in [`Permit`].
+#[derive(Debug, Clone, Default)]
+pub enum Asker {
+    /// No identity was established.
+    #[default]
+    Unknown,
+    /// A valid service token (by name) that no `service_auth` policy admitted.
+    Service(Arc<str>),
+    /// A user with a valid session that no `allow` policy admitted.
+    User(Arc<CachedSession>),
+}
+
+/// The access decision for one request. `policy` is the deciding policy's
+/// index in `app.policies` (kept for the access log: the name is not
+/// copied); a denial that no policy decided has none.
 #[derive(Debug)]
 pub enum Verdict {
     Permit {
         app: Arc<App>,
         permit: Permit,
+        policy: usize,
     },
     Deny {
         app: Option<Arc<App>>,
         denial: Denial,
+        policy: Option<usize>,
+        asker: Asker,
     },
 }
 
 impl Verdict {
     fn deny(app: &Arc<App>, denial: Denial) -> Verdict {
+        Verdict::forbid(app, denial, None, Asker::Unknown)
+    }
+
+    /// A denial of a known asker, by `policy` when one decided.
+    fn forbid(app: &Arc<App>, denial: Denial, policy: Option<usize>, asker: Asker) -> Verdict {
         Verdict::Deny {
             app: Some(app.clone()),
             denial,
+            policy,
+            asker,
         }
     }
 }
@@ -96,6 +125,8 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
         return Verdict::Deny {
             app: None,
             denial: Denial::NoApp,
+            policy: None,
+            asker: Asker::Unknown,
         };
     };
     let app = app.clone();
@@ -103,10 +134,11 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
         client_ip: info.client_ip,
     };
 
-    if let Outcome::Matched(_) = evaluate(&app, Phase::Bypass, &Subject::Anonymous, &view) {
+    if let Some(policy) = deciding_index(&app, Phase::Bypass, &Subject::Anonymous, &view) {
         return Verdict::Permit {
             app,
             permit: Permit::Bypass,
+            policy,
         };
     }
 
@@ -123,17 +155,22 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
         let Some(token) = token else {
             return Verdict::deny(&app, Denial::BadServiceToken);
         };
-        return match evaluate(&app, Phase::Service, &Subject::Service(token), &view) {
-            Outcome::Matched(p) if p.decision == Decision::ServiceAuth => {
+        let asker = || Asker::Service(token.name.clone());
+        return match deciding_index(&app, Phase::Service, &Subject::Service(token), &view) {
+            Some(i) if app.policies[i].decision == Decision::ServiceAuth => {
                 match service_assertion(state, &app, token) {
                     Ok(assertion) => Verdict::Permit {
+                        permit: Permit::Service {
+                            assertion,
+                            token: token.name.clone(),
+                        },
                         app,
-                        permit: Permit::Service { assertion },
+                        policy: i,
                     },
-                    Err(()) => Verdict::deny(&app, Denial::Internal),
+                    Err(()) => Verdict::forbid(&app, Denial::Internal, Some(i), asker()),
                 }
             }
-            _ => Verdict::deny(&app, Denial::Forbidden),
+            i => Verdict::forbid(&app, Denial::Forbidden, i, asker()),
         };
     }
 
@@ -142,17 +179,19 @@ pub async fn decide(state: &State, info: &RequestInfo<'_>, req: &RequestHeader) 
         Ok(None) => return Verdict::deny(&app, Denial::Unauthenticated),
         Err(denial) => return Verdict::deny(&app, denial),
     };
-    match evaluate(
+    match deciding_index(
         &app,
         Phase::Identity,
         &Subject::User(&session.identity),
         &view,
     ) {
-        Outcome::Matched(p) if p.decision == Decision::Allow => Verdict::Permit {
+        Some(i) if app.policies[i].decision == Decision::Allow => Verdict::Permit {
             app,
             permit: Permit::User { candidate, session },
+            policy: i,
         },
-        _ => Verdict::deny(&app, Denial::Forbidden),
+        // A block policy, or none matched.
+        i => Verdict::forbid(&app, Denial::Forbidden, i, Asker::User(session)),
     }
 }
 

@@ -2,7 +2,8 @@
 //! serves a proxy-owned endpoint) and stores a [`Forward`] in the context;
 //! `upstream_peer` and `upstream_request_filter` forward exactly what was
 //! authorised; `fail_to_proxy` answers an upstream failure with our own
-//! 502/504 (page or JSON, never Pingora's empty one); `logging` counts.
+//! 502/504 (page or JSON, never Pingora's empty one); `logging` counts and
+//! writes the access log's request line (`log_line`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +18,7 @@ use crate::metrics::metrics;
 use crate::policy::model::App;
 use crate::session::cache::ForwardValues;
 
-use super::access::{self, denial_label, deny_reply, Permit, Verdict};
+use super::access::{self, denial_label, deny_reply, Asker, Permit, Verdict};
 use super::client;
 use super::endpoints;
 use super::headers::{self, groups_value, CLAIM_HEADER_PREFIX};
@@ -43,6 +44,8 @@ pub struct Forward {
     pub authority: String,
     /// `authority` differs from the `Host` received (a port was dropped).
     pub host_rewrite: bool,
+    /// Length of the host part of `authority` (the access log's `host`).
+    pub host_len: usize,
     pub client_ip: std::net::IpAddr,
 }
 
@@ -68,6 +71,10 @@ pub struct Ctx {
     /// `X-Request-Id`: a trusted proxy's, else generated. Empty until the
     /// request header is read.
     pub request_id: http::HeaderValue,
+    /// The deciding policy: its index in the app's (`app_label`'s) policies.
+    pub policy: Option<usize>,
+    /// Who a denied request came from (a permit says it in `forward`).
+    pub asker: Asker,
 }
 
 impl Ctx {
@@ -102,6 +109,8 @@ impl ProxyHttp for Portcullis {
             started: Instant::now(),
             client_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             request_id: http::HeaderValue::from_static(""),
+            policy: None,
+            asker: Asker::Unknown,
         }
     }
 
@@ -239,7 +248,7 @@ impl ProxyHttp for Portcullis {
         upstream.insert_header("x-forwarded-host", fwd.authority.as_str())?;
         match &fwd.permit {
             Permit::Bypass => {}
-            Permit::Service { assertion } => {
+            Permit::Service { assertion, .. } => {
                 upstream.insert_header(names.assertion.clone(), &**assertion)?;
             }
             Permit::User {
@@ -349,8 +358,12 @@ impl ProxyHttp for Portcullis {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let took = ctx.started.elapsed().as_secs_f64();
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let elapsed = ctx.started.elapsed();
+        if self.state.access_log.is_on() {
+            super::log_line::request(&self.state.access_log, session, ctx, elapsed);
+        }
+        let took = elapsed.as_secs_f64();
         match (&ctx.app_label, ctx.proxy_owned) {
             (Some(app), false) => {
                 app.counters.inc_request(&app.name, ctx.decision);
@@ -417,7 +430,8 @@ impl Portcullis {
                 ctx.proxy_owned = true;
                 ctx.decision = "proxy";
                 let rest = rest.to_string();
-                return Some(endpoints::serve(state, req, &info, &rest).await);
+                let serve = endpoints::serve(state, req, &info, &rest);
+                return Some(crate::access_log::in_request(ctx.request_id.clone(), serve).await);
             }
             let scim = &state.cfg.scim_path;
             if info.host() == state.auth_host
@@ -430,7 +444,12 @@ impl Portcullis {
             } else {
                 let verdict = access::decide(state, &info, req).await;
                 return match verdict {
-                    Verdict::Permit { app, permit } => {
+                    Verdict::Permit {
+                        app,
+                        permit,
+                        policy,
+                    } => {
+                        ctx.policy = Some(policy);
                         ctx.decision = match permit {
                             Permit::Bypass => "bypass",
                             Permit::Service { .. } => "service_auth",
@@ -459,12 +478,20 @@ impl Portcullis {
                             permit,
                             host_rewrite: authority.len() != info.authority.len(),
                             authority: authority.to_string(),
+                            host_len: info.host().len(),
                             client_ip: info.client_ip,
                         });
                         None
                     }
-                    Verdict::Deny { app, denial } => {
+                    Verdict::Deny {
+                        app,
+                        denial,
+                        policy,
+                        asker,
+                    } => {
                         ctx.decision = denial_label(denial);
+                        ctx.policy = policy;
+                        ctx.asker = asker;
                         if denial != access::Denial::Unauthenticated
                             && denial != access::Denial::NoApp
                         {
@@ -485,7 +512,8 @@ impl Portcullis {
         let rest = scim_rest?;
         ctx.proxy_owned = true;
         ctx.decision = "proxy";
-        Some(crate::scim::serve(state, session, &rest).await)
+        let serve = crate::scim::serve(state, session, &rest);
+        Some(crate::access_log::in_request(ctx.request_id.clone(), serve).await)
     }
 }
 

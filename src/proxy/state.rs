@@ -49,6 +49,9 @@ pub struct State {
     pub resolver: crate::proxy::resolve::Resolver,
     /// Upstreams marked down by health checks or failed connects.
     pub health: crate::proxy::health::Health,
+    /// The access log (`access_log`); off until `server::build_state`
+    /// opens it.
+    pub access_log: crate::access_log::AccessLog,
     rr: AtomicUsize,
 }
 
@@ -132,6 +135,7 @@ impl State {
                 cfg.upstream_health.timeout,
             ),
             health: crate::proxy::health::Health::default(),
+            access_log: crate::access_log::AccessLog::off(),
             rr: AtomicUsize::new(0),
             cfg,
             policies,

@@ -126,6 +126,9 @@ async fn revoke(
                 .sessions_revoked_total
                 .with_label_values(&[reason])
                 .inc_by(sids.len() as u64);
+            state
+                .access_log
+                .revocation(reason, idp, sub, sids.len() as u64);
             tracing::info!(idp = %idp, user.sub = %sub, sessions = sids.len(), reason, "Sessions revoked by SCIM");
         }
     }

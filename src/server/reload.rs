@@ -12,7 +12,8 @@
 //!   keep theirs, a bad pair keeps the last good one;
 //! - the config file, read again: each top-level key whose value changed
 //!   since start is named as needing a restart (names only: values may be
-//!   secrets), and a file that no longer validates is reported.
+//!   secrets), and a file that no longer validates is reported;
+//! - the access log file, reopened by its path (after logrotate moved it).
 //!
 //! [`on_hangup`] installs the SIGHUP handler (only `run` and `demo` do:
 //! in-process servers call [`Reloader::reload`] themselves).
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::access_log::AccessLog;
 use crate::config::{Config, ConfigErrors};
 use crate::policy::reload::{PolicyHandle, ReloadNowError};
 use crate::server::tls::{CertReload, TlsCerts};
@@ -92,6 +94,8 @@ pub struct ReloadOutcome {
     /// One entry per TLS listener.
     pub certificates: Vec<CertReload>,
     pub config: ConfigCheck,
+    /// Reopening the access log file (`Ok` when off or on stdout).
+    pub access_log: Result<(), String>,
 }
 
 impl ReloadOutcome {
@@ -100,6 +104,7 @@ impl ReloadOutcome {
     /// failure of the reload), else `error`.
     pub fn result(&self) -> &'static str {
         let ok = self.policies.is_ok()
+            && self.access_log.is_ok()
             && self.certificates.iter().all(|c| c.result.is_ok())
             && !matches!(
                 self.config,
@@ -128,14 +133,21 @@ pub struct Reloader {
     policies: Arc<PolicyHandle>,
     certs: TlsCerts,
     config: Option<ConfigFile>,
+    access_log: AccessLog,
 }
 
 impl Reloader {
-    pub fn new(policies: Arc<PolicyHandle>, certs: TlsCerts, config: Option<ConfigFile>) -> Self {
+    pub fn new(
+        policies: Arc<PolicyHandle>,
+        certs: TlsCerts,
+        config: Option<ConfigFile>,
+        access_log: AccessLog,
+    ) -> Self {
         Reloader {
             policies,
             certs,
             config,
+            access_log,
         }
     }
 
@@ -150,11 +162,13 @@ impl Reloader {
         let policies = self.policies.reload_now().await;
         let certs = self.certs.clone();
         let config = self.config.clone();
+        let access_log = self.access_log.clone();
         // File reads and parsing: off the runtime's worker threads.
-        let (certificates, config) = tokio::task::spawn_blocking(move || {
+        let (certificates, config, access_log) = tokio::task::spawn_blocking(move || {
             (
                 certs.reload_all(),
                 config.as_ref().map_or(ConfigCheck::NotCompared, compare),
+                access_log.reopen().map_err(|e| e.to_string()),
             )
         })
         .await
@@ -162,12 +176,14 @@ impl Reloader {
             (
                 Vec::new(),
                 ConfigCheck::Unreadable(format!("reload task failed: {e}")),
+                Err(format!("reload task failed: {e}")),
             )
         });
         ReloadOutcome {
             policies,
             certificates,
             config,
+            access_log,
         }
     }
 }
@@ -235,6 +251,9 @@ pub fn report(outcome: &ReloadOutcome) {
                 "TLS certificate reload failed; keeping the current certificate"
             ),
         }
+    }
+    if let Err(e) = &outcome.access_log {
+        tracing::warn!(error = %e, "Cannot reopen the access log file; writing to the one open before");
     }
     // An invalid policy set is logged with its errors by the policy
     // watcher's reporter; only a reload that could not run is told here.
@@ -332,6 +351,7 @@ mod tests {
                 result: Ok(true),
             }],
             config: ConfigCheck::NeedsRestart(vec!["threads".into()]),
+            access_log: Ok(()),
         };
         assert_eq!(ok.result(), "success");
         assert_eq!(ok.restart_needed(), ["threads"]);
@@ -346,6 +366,17 @@ mod tests {
             ..ok
         };
         assert_eq!(failed.result(), "error");
+    }
+
+    #[test]
+    fn an_outcome_whose_access_log_did_not_reopen_is_an_error() {
+        let outcome = ReloadOutcome {
+            policies: Ok(()),
+            certificates: Vec::new(),
+            config: ConfigCheck::Unchanged,
+            access_log: Err("Permission denied".into()),
+        };
+        assert_eq!(outcome.result(), "error");
     }
 
     #[test]

@@ -39,3 +39,5 @@ mod deploy;
 mod http2;
 // A request body shorter than its content-length: what the origin sees (a reset connection), on HTTP/1 and HTTP/2.
 mod short_body;
+// Access log: request lines, events, text format, rotation, nothing secret.
+mod access_log;

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    load_file, parse_str, Config, ConfigErrors, IdpKind, Public, Scheme, StoreOptions,
+    load_file, parse_str, AccessLogConfig, AccessLogFormat, AccessLogTarget, Config, ConfigErrors,
+    IdpKind, Public, Scheme, StoreOptions,
 };
 
 const BASE: &str = "\
@@ -936,6 +937,62 @@ policies: policies/
     assert_eq!(errors(&empty).len(), 1, "an empty list trusts no one");
     // `false` needs nothing.
     ok(&text.replace("proxy_protocol: true", "proxy_protocol: false"));
+}
+
+#[test]
+fn access_log_is_off_unless_configured() {
+    assert_eq!(ok(BASE).access_log, None);
+}
+
+#[test]
+fn access_log_file_is_resolved_and_defaults_to_json() {
+    let c = ok(&format!("{BASE}access_log: {{ path: log/access.log }}\n"));
+    assert_eq!(
+        c.access_log,
+        Some(AccessLogConfig {
+            target: AccessLogTarget::File(PathBuf::from("/etc/portcullis/log/access.log")),
+            format: AccessLogFormat::Json,
+        })
+    );
+}
+
+#[test]
+fn access_log_dash_is_stdout_and_text_is_a_format() {
+    let c = ok(&format!(
+        "{BASE}access_log:\n  path: \"-\"\n  format: text\n"
+    ));
+    assert_eq!(
+        c.access_log,
+        Some(AccessLogConfig {
+            target: AccessLogTarget::Stdout,
+            format: AccessLogFormat::Text,
+        })
+    );
+}
+
+#[test]
+fn access_log_errors_name_the_key_and_place() {
+    let errs = errors(&format!(
+        "{BASE}access_log: {{ path: /var/log/a.log, format: xml }}\n"
+    ));
+    assert_eq!(
+        errs,
+        ["portcullis.yaml:6:45: access_log.format: unknown format `xml`: expected `json` or `text`"]
+    );
+    let errs = errors(&format!("{BASE}access_log: {{ format: json }}\n"));
+    assert_eq!(
+        errs,
+        ["portcullis.yaml:6:13: access_log.path: required key is missing"]
+    );
+    let errs = errors(&format!("{BASE}access_log: {{ path: \"\" }}\n"));
+    assert_eq!(
+        errs,
+        ["portcullis.yaml:6:21: access_log.path: must not be empty"]
+    );
+    let errs = errors(&format!("{BASE}access_log: {{ file: a.log }}\n"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("portcullis.yaml:6:"), "{}", errs[0]);
+    assert!(errs[0].contains("file"), "{}", errs[0]);
 }
 
 // `…_file` twins of the secret keys.

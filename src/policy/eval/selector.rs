@@ -19,7 +19,7 @@ pub fn selector_matches(sel: &Selector, subject: &Subject<'_>, req: &RequestView
         // A v4-mapped v6 peer (dual-stack listener) is compared as v4.
         Selector::Ip(range) => range.contains(req.client_ip),
         Selector::ServiceToken(name) => {
-            matches!(subject, Subject::Service(t) if t.name == *name)
+            matches!(subject, Subject::Service(t) if *t.name == **name)
         }
         Selector::AnyValidServiceToken => matches!(subject, Subject::Service(_)),
         _ => match subject {

@@ -34,7 +34,7 @@ fn user() -> Identity {
 
 fn token(name: &str) -> ServiceToken {
     ServiceToken {
-        name: name.to_string(),
+        name: name.into(),
         client_id: format!("{name}-id"),
         client_secret_sha256: [0; 32],
     }

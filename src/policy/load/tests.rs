@@ -166,7 +166,7 @@ fn every_selector_compiles() {
         ]
     );
     let t = &set.service_tokens[0];
-    assert_eq!((t.name.as_str(), t.client_id.as_str()), ("ci", "ci-id"));
+    assert_eq!((&*t.name, t.client_id.as_str()), ("ci", "ci-id"));
     assert_eq!(hex::encode(t.client_secret_sha256), TOKEN_HASH);
 }
 
@@ -300,7 +300,7 @@ fn service_tokens_from_another_file_are_visible() {
     policies: [{ name: p, decision: service_auth, include: [{ service_token: deploy }] }]
 ";
     let set = compile(&[("00-tokens.yaml", &tokens), ("10-app.yaml", app)]).expect("compiles");
-    assert_eq!(set.service_tokens[0].name, "deploy");
+    assert_eq!(&*set.service_tokens[0].name, "deploy");
 }
 
 #[test]

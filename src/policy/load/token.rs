@@ -45,7 +45,7 @@ pub(super) fn compile(cx: &mut Cx<'_>, raws: &[Spanned<RawServiceToken>], out: &
         let (Some(name), Some(client_id), Some(hash)) = (name, client_id, hash) else {
             continue;
         };
-        if let Some(d) = out.iter().find(|d| d.token.name == name) {
+        if let Some(d) = out.iter().find(|d| *d.token.name == *name) {
             let at = t.name.as_ref().map_or(at, |s| s.referenced);
             cx.err(
                 &at,
@@ -71,7 +71,7 @@ pub(super) fn compile(cx: &mut Cx<'_>, raws: &[Spanned<RawServiceToken>], out: &
         }
         out.push(Defined {
             token: ServiceToken {
-                name,
+                name: name.into(),
                 client_id,
                 client_secret_sha256: hash,
             },

@@ -240,10 +240,7 @@ fn chooser(state: &State, target: &Target, csrf: &str, idps: &[&Arc<Provider>]) 
 async fn start_idp_login(state: &State, provider: &Provider, target: &Target, csrf: &str) -> Reply {
     // Do not send the browser to an IdP that cannot finish the login.
     if let Err(e) = provider.ensure_reachable().await {
-        metrics()
-            .logins_total
-            .with_label_values(&[provider.name(), idp_result_label(&e)])
-            .inc();
+        count_login(state, provider.name(), idp_result_label(&e), None);
         return idp_failure(provider.name(), &e);
     }
     let now = now_unix();
@@ -313,6 +310,16 @@ fn idp_failure(idp: &str, e: &IdpError) -> Reply {
         ),
         IdpError::Unavailable(_) => Reply::page(502, "Identity provider unavailable", "The identity provider could not be reached. Please try again in a moment."),
     }
+}
+
+/// Count a completed login attempt (`logins_total`) and write its access
+/// log line; `user` is `(email, sub)` once the IdP vouched for one.
+fn count_login(state: &State, idp: &str, result: &str, user: Option<(&str, &str)>) {
+    metrics()
+        .logins_total
+        .with_label_values(&[idp, result])
+        .inc();
+    state.access_log.login(result, idp, user);
 }
 
 fn idp_result_label(e: &IdpError) -> &'static str {
@@ -398,10 +405,7 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
     if let Some(err) = query_param(req, "error") {
         let description = query_param(req, "error_description").unwrap_or_default();
         tracing::info!(idp = %provider.name(), error = ?err, description = ?description, "Identity provider refused the login");
-        metrics()
-            .logins_total
-            .with_label_values(&[provider.name(), "denied"])
-            .inc();
+        count_login(state, provider.name(), "denied", None);
         return Reply::page(
             403,
             "Sign-in refused",
@@ -423,29 +427,22 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
     {
         Ok(i) => i,
         Err(e) => {
-            metrics()
-                .logins_total
-                .with_label_values(&[provider.name(), idp_result_label(&e)])
-                .inc();
+            count_login(state, provider.name(), idp_result_label(&e), None);
             return idp_failure(provider.name(), &e).with_cookie(clear_state);
         }
     };
     match crate::scim::login_allowed(state, &identity).await {
         Ok(true) => {}
         Ok(false) => {
-            metrics()
-                .logins_total
-                .with_label_values(&[provider.name(), "deprovisioned"])
-                .inc();
+            let user = (identity.email.as_str(), identity.sub.as_str());
+            count_login(state, provider.name(), "deprovisioned", Some(user));
             return Reply::page(403, "Access removed", "Your account has been deactivated.")
                 .with_cookie(clear_state);
         }
         Err(e) => {
             tracing::warn!(error = %e, idp = %provider.name(), "SCIM link lookup failed; refusing the login");
-            metrics()
-                .logins_total
-                .with_label_values(&[provider.name(), "store_error"])
-                .inc();
+            let user = (identity.email.as_str(), identity.sub.as_str());
+            count_login(state, provider.name(), "store_error", Some(user));
             return Reply::page(
                 500,
                 "Something went wrong",
@@ -481,10 +478,8 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
             "The sign-in could not be completed.",
         );
     }
-    metrics()
-        .logins_total
-        .with_label_values(&[provider.name(), "success"])
-        .inc();
+    let user = (rec.identity.email.as_str(), rec.identity.sub.as_str());
+    count_login(state, provider.name(), "success", Some(user));
     tracing::info!(idp = %provider.name(), user.sub = %rec.identity.sub, "Login succeeded");
     let sso = SessionClaims {
         iss: state.auth_origin.clone(),

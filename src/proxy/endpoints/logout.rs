@@ -38,7 +38,8 @@ pub async fn logout(
     }
 
     let apps = apps_on_host(state, info.host());
-    let mut sids: Vec<String> = Vec::new();
+    // The sessions found, with their claims (for the access log).
+    let mut sids: Vec<SessionClaims> = Vec::new();
     for token in cookies::values(req, &state.cfg.session.cookie_name) {
         for app in &apps {
             let expect = Expect {
@@ -47,7 +48,7 @@ pub async fn logout(
                 typ: "app",
             };
             if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
-                sids.push(c.sid);
+                sids.push(c);
                 break;
             }
         }
@@ -61,19 +62,27 @@ pub async fn logout(
                 typ: "sso",
             };
             if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
-                sids.push(c.sid);
+                sids.push(c);
             }
         }
     }
-    sids.sort();
-    sids.dedup();
-    for sid in &sids {
+    sids.sort_by(|a, b| a.sid.cmp(&b.sid));
+    sids.dedup_by(|a, b| a.sid == b.sid);
+    for claims in &sids {
+        let sid = &claims.sid;
         state.cache.revoke(sid);
         match state.store.revoke_session(sid).await {
-            Ok(true) => metrics()
-                .sessions_revoked_total
-                .with_label_values(&[crate::metrics::REVOKED_BY_LOGOUT])
-                .inc(),
+            Ok(true) => {
+                let reason = crate::metrics::REVOKED_BY_LOGOUT;
+                metrics()
+                    .sessions_revoked_total
+                    .with_label_values(&[reason])
+                    .inc();
+                let log = &state.access_log;
+                let email = Some(claims.email.as_str()).filter(|e| !e.is_empty());
+                log.logout(&claims.idp, &claims.sub, email);
+                log.revocation(reason, &claims.idp, &claims.sub, 1);
+            }
             Ok(false) => {}
             Err(e) if e.is_unavailable() => {
                 state.store_health.contact_failed();
