@@ -59,7 +59,7 @@ use portcullis::proxy::State;
 use portcullis::proxy::{path, request};
 use portcullis::session::cache::CachedSession;
 use portcullis::session::keys::Expect;
-use portcullis::session::token::SessionClaims;
+use portcullis::session::token::{SessionClaims, TokenKind};
 use portcullis::store::SessionRecord;
 
 use fixtures::{Offline, CLIENT_IP, GROUPS_PER_USER, TARGET_APP};
@@ -216,7 +216,7 @@ fn miss(c: &mut Criterion) {
     let expect = Expect {
         iss: &state.auth_origin,
         aud: Some(&app.aud),
-        typ: "app",
+        typ: TokenKind::App,
     };
     let token = w.allowed.1.clone();
     let sid = w.allowed.0.sid.clone();

@@ -35,7 +35,7 @@ use portcullis::identity::Identity;
 use portcullis::proxy::service::forward_values;
 use portcullis::session::cache::{CachedSession, SessionCache};
 use portcullis::session::keys::KeyRing;
-use portcullis::session::token::{now_unix, SessionClaims};
+use portcullis::session::token::{now_unix, SessionClaims, TokenKind};
 
 /// mimalloc, as in the `portcullis` binary (`src/main.rs`), so that both
 /// proxies of this bench run on the allocator portcullis ships with.
@@ -65,7 +65,7 @@ fn claims(n: usize, id: &Identity, aud: &str, expires_in: i64) -> SessionClaims 
         nbf: now,
         exp: now + expires_in,
         idp: id.idp.clone(),
-        typ: "app".into(),
+        typ: TokenKind::App,
     }
 }
 

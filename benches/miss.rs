@@ -48,7 +48,7 @@ use portcullis::policy::model::App;
 use portcullis::proxy::access::{self, Verdict};
 use portcullis::proxy::request;
 use portcullis::session::keys::Expect;
-use portcullis::session::token::SessionClaims;
+use portcullis::session::token::{SessionClaims, TokenKind};
 use portcullis::store::SessionRecord;
 use portcullis::testing::postgres::PgServer;
 
@@ -201,7 +201,7 @@ impl Case {
         let expect = Expect {
             iss: &state.auth_origin,
             aud: None,
-            typ: "app",
+            typ: TokenKind::App,
         };
         let mut out = [Vec::new(), Vec::new(), Vec::new()];
         for token in &tokens {

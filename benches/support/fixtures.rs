@@ -20,7 +20,7 @@ use portcullis::policy::model::App;
 use portcullis::policy::reload::PolicyHandle;
 use portcullis::proxy::State;
 use portcullis::session::keys::KeyRing;
-use portcullis::session::token::{now_unix, SessionClaims};
+use portcullis::session::token::{now_unix, SessionClaims, TokenKind};
 use portcullis::store::{SessionRecord, Store};
 
 /// Apps in the micro-benchmark policy set.
@@ -260,7 +260,7 @@ pub fn mint(state: &State, app: &App, rec: &SessionRecord, exp_offset: i64) -> S
         nbf: now,
         exp: (now + 8 * 3600 + exp_offset).min(rec.expires_at),
         idp: rec.identity.idp.clone(),
-        typ: "app".into(),
+        typ: TokenKind::App,
     };
     state.keys.sign(&claims).expect("sign a session token")
 }

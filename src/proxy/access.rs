@@ -13,8 +13,7 @@ use crate::metrics::metrics;
 use crate::policy::eval::{deciding_index, Phase, RequestView, Subject};
 use crate::policy::model::{App, Decision, PolicySet, ServiceToken};
 use crate::session::cache::CachedSession;
-use crate::session::keys::Expect;
-use crate::session::token::{now_unix, sha256_hex, ServiceClaims, SessionClaims};
+use crate::session::token::{now_unix, sha256_hex, ServiceClaims, TokenKind};
 
 use super::cookies;
 use super::request::RequestInfo;
@@ -234,11 +233,12 @@ fn service_assertion(state: &State, app: &App, token: &ServiceToken) -> Result<A
         iat: now,
         nbf: now,
         exp,
-        typ: "app".into(),
+        typ: TokenKind::App,
     };
     let signed: Arc<str> = state
         .keys
-        .sign(&claims)
+        .current()
+        .mint_service(&claims)
         .map_err(|e| tracing::warn!(error = %e, "Service assertion signing failed"))?
         .into();
     state.service_assertions.insert(key, (signed.clone(), exp));
@@ -344,14 +344,10 @@ async fn load_session(
 /// sqlx's worker thread and back costs about 90). `aud` is checked
 /// by the caller: one verified token serves every request that presents it.
 async fn verify_and_load(state: &State, token: &str) -> Result<Arc<CachedSession>, LoadError> {
-    let expect = Expect {
-        iss: &state.auth_origin,
-        aud: None,
-        typ: "app",
-    };
-    let claims: SessionClaims = state
+    let claims = state
         .keys
-        .verify(token, &expect)
+        .current()
+        .verify_app(token, &state.auth_origin, None)
         .map_err(LoadError::Refused)?;
     // While the store is unreachable a miss fails at once (503) instead of
     // waiting for a connection.

@@ -10,6 +10,11 @@
 //! Verification pins the algorithm to ES256, requires a known `kid`, never
 //! takes key material from the token (`jku`, `x5u`, `jwk`, `x5c` are
 //! ignored), and checks every registered claim for presence and type.
+//!
+//! The proxy mints and verifies its tokens through one `mint_*` /
+//! `verify_*` pair per [`TokenKind`]; the generic [`KeyRing::sign`] and
+//! [`KeyRing::verify`] with a hand-built [`Expect`] are for tests and
+//! benchmarks.
 
 use std::fs;
 use std::io::Write as _;
@@ -28,7 +33,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::token::now_unix;
+use super::token::{
+    now_unix, LoginState, ServiceClaims, SessionClaims, TokenKind, TransferClaims, LOGIN_STATE_AUD,
+};
 
 /// Clock skew tolerated on `nbf` and `iat` (tokens minted by another
 /// instance). `exp` is checked without leeway.
@@ -100,7 +107,7 @@ pub struct Expect<'a> {
     /// a token once for every app and checks `aud` on each use).
     pub aud: Option<&'a str>,
     /// Exact custom `type` claim.
-    pub typ: &'a str,
+    pub typ: TokenKind,
 }
 
 /// One live key.
@@ -372,6 +379,103 @@ impl KeyRing {
         Ok(claims)
     }
 
+    /// Sign `claims` as a token of `kind`; claims of another kind are
+    /// refused (never signed).
+    fn mint<T: Serialize + Registered>(
+        &self,
+        kind: TokenKind,
+        claims: &T,
+    ) -> Result<String, TokenError> {
+        if claims.typ() != kind {
+            return Err(TokenError::Sign(format!(
+                "claims of type {} minted as {kind}",
+                claims.typ()
+            )));
+        }
+        self.sign(claims)
+    }
+
+    /// An app session token (the app cookie).
+    pub fn mint_app(&self, claims: &SessionClaims) -> Result<String, TokenError> {
+        self.mint(TokenKind::App, claims)
+    }
+
+    /// The assertion forwarded upstream for a service token (kind `app`).
+    pub fn mint_service(&self, claims: &ServiceClaims) -> Result<String, TokenError> {
+        self.mint(TokenKind::App, claims)
+    }
+
+    /// The auth-domain session token (the SSO cookie).
+    pub fn mint_sso(&self, claims: &SessionClaims) -> Result<String, TokenError> {
+        self.mint(TokenKind::Sso, claims)
+    }
+
+    /// The login-state token.
+    pub fn mint_login(&self, claims: &LoginState) -> Result<String, TokenError> {
+        self.mint(TokenKind::Login, claims)
+    }
+
+    /// A one-time transfer token.
+    pub fn mint_transfer(&self, claims: &TransferClaims) -> Result<String, TokenError> {
+        self.mint(TokenKind::Transfer, claims)
+    }
+
+    /// An app session token issued by `iss`, for `aud` (`None`: any
+    /// audience, which the caller then matches; see [`Expect::aud`]).
+    pub fn verify_app(
+        &self,
+        token: &str,
+        iss: &str,
+        aud: Option<&str>,
+    ) -> Result<SessionClaims, TokenError> {
+        let typ = TokenKind::App;
+        self.verify(token, &Expect { iss, aud, typ })
+    }
+
+    /// An auth-domain session token issued by `iss` for the SSO audience
+    /// `aud`.
+    pub fn verify_sso(
+        &self,
+        token: &str,
+        iss: &str,
+        aud: &str,
+    ) -> Result<SessionClaims, TokenError> {
+        let typ = TokenKind::Sso;
+        self.verify(
+            token,
+            &Expect {
+                iss,
+                aud: Some(aud),
+                typ,
+            },
+        )
+    }
+
+    /// A login-state token issued by `iss` (its audience is always
+    /// [`LOGIN_STATE_AUD`]).
+    pub fn verify_login(&self, token: &str, iss: &str) -> Result<LoginState, TokenError> {
+        let (aud, typ) = (Some(LOGIN_STATE_AUD), TokenKind::Login);
+        self.verify(token, &Expect { iss, aud, typ })
+    }
+
+    /// A transfer token issued by `iss` for the app origin `aud`.
+    pub fn verify_transfer(
+        &self,
+        token: &str,
+        iss: &str,
+        aud: &str,
+    ) -> Result<TransferClaims, TokenError> {
+        let typ = TokenKind::Transfer;
+        self.verify(
+            token,
+            &Expect {
+                iss,
+                aud: Some(aud),
+                typ,
+            },
+        )
+    }
+
     /// The key named by `token`'s header and the validation for `expect`.
     fn prepare(&self, token: &str, expect: &Expect<'_>) -> Result<(&Key, Validation), TokenError> {
         let invalid = |r| Err(TokenError::Invalid(r));
@@ -445,7 +549,7 @@ impl KeyRing {
         };
         check_times(int("iat")?, int("nbf")?, int("exp")?)?;
         match claims.get("type") {
-            Some(serde_json::Value::String(t)) if t == expect.typ => Ok(()),
+            Some(serde_json::Value::String(t)) if t == expect.typ.as_str() => Ok(()),
             Some(serde_json::Value::String(_)) => invalid(Rejection::Type),
             _ => Err(claim("type")),
         }
@@ -471,6 +575,13 @@ impl LiveKeys {
     /// The current ring.
     pub fn ring(&self) -> std::sync::Arc<KeyRing> {
         self.0.load_full()
+    }
+
+    /// The current ring, for one call (`keys.current().mint_app(…)`);
+    /// cheaper than [`ring`](Self::ring), not to be held across an
+    /// `.await`.
+    pub fn current(&self) -> arc_swap::Guard<std::sync::Arc<KeyRing>> {
+        self.0.load()
     }
 
     /// Replace the ring.
@@ -505,7 +616,7 @@ pub trait Registered {
     fn nbf(&self) -> i64;
     fn exp(&self) -> i64;
     /// The `type` claim: which kind of proxy token this is.
-    fn typ(&self) -> &str;
+    fn typ(&self) -> TokenKind;
 }
 
 /// `exp` in the future (no leeway), `iat` and `nbf` not ahead of now by

@@ -2,9 +2,10 @@
 //! transfer tokens, and the login-state token bound to the browser.
 //!
 //! Every claim set carries `iss`, `aud`, `iat`, `nbf`, `exp` and the custom
-//! `type` claim (`typ` in Rust), which [`KeyRing::verify`](super::keys::KeyRing::verify)
-//! checks so that one kind of token is never accepted as another. Signing and
-//! verification live in [`keys`](super::keys).
+//! `type` claim (`typ` in Rust, a [`TokenKind`]), which
+//! [`KeyRing::verify`](super::keys::KeyRing::verify) checks so that one kind
+//! of token is never accepted as another. Signing and verification, one
+//! `mint_*` / `verify_*` pair per kind, live in [`keys`](super::keys).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -13,12 +14,40 @@ use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
-/// `type` of an app session token (and of a service-token assertion).
-pub const TYP_APP: &str = "app";
-/// `type` of a one-time transfer token.
-pub const TYP_TRANSFER: &str = "transfer";
-/// `type` of the login-state token.
-pub const TYP_LOGIN: &str = "login";
+/// Which of the proxy's own tokens a JWT is: its `type` claim. The names on
+/// the wire are the lower-case variant names, as tokens minted before this
+/// enum carry them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// An app session token (the app cookie, `cf-access-token`) and the
+    /// assertion forwarded upstream, for a user or a service token.
+    App,
+    /// The auth-domain session token (the SSO cookie).
+    Sso,
+    /// The login-state token between `/login` and `/callback`.
+    Login,
+    /// The one-time transfer token from the auth domain to an app host.
+    Transfer,
+}
+
+impl TokenKind {
+    /// The `type` claim's value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::App => "app",
+            TokenKind::Sso => "sso",
+            TokenKind::Login => "login",
+            TokenKind::Transfer => "transfer",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 /// `aud` of the login-state token.
 pub const LOGIN_STATE_AUD: &str = "login-state";
 /// Lifetime of a transfer token, in seconds.
@@ -46,7 +75,7 @@ pub struct SessionClaims {
     /// Name of the identity provider the user logged in with.
     pub idp: String,
     #[serde(rename = "type")]
-    pub typ: String,
+    pub typ: TokenKind,
 }
 
 impl SessionClaims {
@@ -71,7 +100,7 @@ pub struct ServiceClaims {
     pub nbf: i64,
     pub exp: i64,
     #[serde(rename = "type")]
-    pub typ: String,
+    pub typ: TokenKind,
 }
 
 impl ServiceClaims {
@@ -99,7 +128,7 @@ pub struct TransferClaims {
     /// `iat` + [`TRANSFER_TTL_SECS`].
     pub exp: i64,
     #[serde(rename = "type")]
-    pub typ: String,
+    pub typ: TokenKind,
 }
 
 /// Login state bound to the browser by a short-lived cookie on the auth
@@ -126,7 +155,7 @@ pub struct LoginState {
     /// `iat` + [`LOGIN_STATE_TTL_SECS`].
     pub exp: i64,
     #[serde(rename = "type")]
-    pub typ: String,
+    pub typ: TokenKind,
 }
 
 /// The registered claims [`KeyRing::verify`](super::keys::KeyRing::verify)
@@ -143,13 +172,13 @@ macro_rules! registered {
             fn exp(&self) -> i64 {
                 self.exp
             }
-            fn typ(&self) -> &str {
-                &self.typ
+            fn typ(&self) -> TokenKind {
+                self.typ
             }
         }
     )*};
 }
-registered!(SessionClaims, TransferClaims, LoginState);
+registered!(SessionClaims, ServiceClaims, TransferClaims, LoginState);
 
 /// Unix seconds from the kernel's coarse clock (`CLOCK_REALTIME_COARSE`):
 /// a quarter of the cost of [`now_unix`] on the cached path, and behind the
@@ -215,7 +244,7 @@ mod tests {
             nbf: 1,
             exp: 2,
             idp: "okta".into(),
-            typ: TYP_APP.into(),
+            typ: TokenKind::App,
         }
     }
 
@@ -224,6 +253,24 @@ mod tests {
         let v = serde_json::to_value(session()).unwrap();
         assert_eq!(v["aud"], serde_json::json!(["a".repeat(64)]));
         assert_eq!(v["type"], "app");
+    }
+
+    #[test]
+    fn token_kinds_keep_their_wire_names() {
+        for (kind, wire) in [
+            (TokenKind::App, "app"),
+            (TokenKind::Sso, "sso"),
+            (TokenKind::Login, "login"),
+            (TokenKind::Transfer, "transfer"),
+        ] {
+            assert_eq!(kind.as_str(), wire);
+            assert_eq!(serde_json::to_value(kind).unwrap(), wire);
+            assert_eq!(
+                serde_json::from_value::<TokenKind>(wire.into()).unwrap(),
+                kind
+            );
+        }
+        assert!(serde_json::from_value::<TokenKind>("App".into()).is_err());
     }
 
     #[test]
@@ -277,7 +324,7 @@ mod tests {
             iat: 1,
             nbf: 1,
             exp: 1 + LOGIN_STATE_TTL_SECS,
-            typ: TYP_LOGIN.into(),
+            typ: TokenKind::Login,
         };
         let v = serde_json::to_value(&s).unwrap();
         assert!(v.get("pkce_verifier").is_none());

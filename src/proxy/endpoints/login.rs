@@ -22,15 +22,14 @@ use crate::proxy::request::RequestInfo;
 use crate::proxy::respond::{html_escape, Reply};
 use crate::proxy::state::State;
 use crate::session::cache::CachedSession;
-use crate::session::keys::Expect;
 use crate::session::token::{
-    now_unix, random_token, sha256_hex, LoginState, SessionClaims, TransferClaims,
+    now_unix, random_token, sha256_hex, LoginState, SessionClaims, TokenKind, TransferClaims,
 };
 use crate::store::{Seat, SessionRecord};
 
-const LOGIN_STATE_AUD: &str = "login-state";
-const STATE_TTL: i64 = 600;
-const TRANSFER_TTL: i64 = 60;
+use crate::session::token::{
+    LOGIN_STATE_AUD, LOGIN_STATE_TTL_SECS as STATE_TTL, TRANSFER_TTL_SECS as TRANSFER_TTL,
+};
 
 /// A validated `redirect_url`: absolute, on a configured app origin.
 struct Target {
@@ -119,14 +118,11 @@ pub async fn sso_session(
     req: &RequestHeader,
 ) -> Option<(SessionRecord, SessionClaims)> {
     for token in cookies::values(req, &state.sso_cookie) {
-        let Ok(claims) = state.keys.verify::<SessionClaims>(
-            token,
-            &Expect {
-                iss: &state.auth_origin,
-                aud: Some(&state.sso_aud),
-                typ: "sso",
-            },
-        ) else {
+        let verified = state
+            .keys
+            .current()
+            .verify_sso(token, &state.auth_origin, &state.sso_aud);
+        let Ok(claims) = verified else {
             continue;
         };
         match state.store.get_session(&claims.sid).await {
@@ -265,9 +261,9 @@ async fn start_idp_login(state: &State, provider: &Provider, target: &Target, cs
         iat: now,
         nbf: now,
         exp: now + STATE_TTL,
-        typ: "login".into(),
+        typ: TokenKind::Login,
     };
-    let token = match state.keys.sign(&claims) {
+    let token = match state.keys.current().mint_login(&claims) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "Login state signing failed");
@@ -346,14 +342,8 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
     let login = cookies::values(req, &cookie_name).find_map(|t| {
         state
             .keys
-            .verify::<LoginState>(
-                t,
-                &Expect {
-                    iss: &state.auth_origin,
-                    aud: Some(LOGIN_STATE_AUD),
-                    typ: "login",
-                },
-            )
+            .current()
+            .verify_login(t, &state.auth_origin)
             .ok()
     });
     let Some(login) = login.filter(|l| bool::from(l.state.as_bytes().ct_eq(st.as_bytes()))) else {
@@ -491,9 +481,9 @@ pub async fn callback(state: &State, info: &RequestInfo<'_>, req: &RequestHeader
         nbf: now,
         exp: expires_at,
         idp: rec.identity.idp.clone(),
-        typ: "sso".into(),
+        typ: TokenKind::Sso,
     };
-    let Ok(sso_token) = state.keys.sign(&sso) else {
+    let Ok(sso_token) = state.keys.current().mint_sso(&sso) else {
         return Reply::page(
             500,
             "Something went wrong",
@@ -530,9 +520,9 @@ async fn finish(state: &State, target: &Target, rec: &SessionRecord, csrf: &str)
         iat: now,
         nbf: now,
         exp: now + TRANSFER_TTL,
-        typ: "transfer".into(),
+        typ: TokenKind::Transfer,
     };
-    match state.keys.sign(&claims) {
+    match state.keys.current().mint_transfer(&claims) {
         Ok(t) => Reply::redirect(&format!(
             "{}{}/authorized?token={}",
             target.origin,
@@ -565,9 +555,9 @@ async fn app_cookie_redirect(state: &State, target: &Target, rec: &SessionRecord
         nbf: now,
         exp,
         idp: rec.identity.idp.clone(),
-        typ: "app".into(),
+        typ: TokenKind::App,
     };
-    let token = match state.keys.sign(&claims) {
+    let token = match state.keys.current().mint_app(&claims) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "Session token signing failed");
@@ -610,14 +600,11 @@ pub async fn authorized(state: &State, info: &RequestInfo<'_>, req: &RequestHead
     let Some(raw) = query_param(req, "token") else {
         return bad_request(info, "The sign-in link is incomplete.");
     };
-    let Ok(t) = state.keys.verify::<TransferClaims>(
-        &raw,
-        &Expect {
-            iss: &state.auth_origin,
-            aud: Some(&origin),
-            typ: "transfer",
-        },
-    ) else {
+    let verified = state
+        .keys
+        .current()
+        .verify_transfer(&raw, &state.auth_origin, &origin);
+    let Ok(t) = verified else {
         return bad_request(info, "The sign-in link is invalid or has expired.");
     };
     let nonce_ok = cookies::values(req, &state.nonce_cookie)

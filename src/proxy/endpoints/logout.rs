@@ -12,8 +12,6 @@ use crate::proxy::cookies;
 use crate::proxy::request::RequestInfo;
 use crate::proxy::respond::{html_escape, Reply};
 use crate::proxy::state::State;
-use crate::session::keys::Expect;
-use crate::session::token::SessionClaims;
 
 use super::apps_on_host;
 
@@ -42,12 +40,12 @@ pub async fn logout(
     let mut sids: Vec<SessionClaims> = Vec::new();
     for token in cookies::values(req, &state.cfg.session.cookie_name) {
         for app in &apps {
-            let expect = Expect {
-                iss: &state.auth_origin,
-                aud: Some(&app.aud),
-                typ: "app",
-            };
-            if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
+            let verified =
+                state
+                    .keys
+                    .current()
+                    .verify_app(token, &state.auth_origin, Some(&app.aud));
+            if let Ok(c) = verified {
                 sids.push(c);
                 break;
             }
@@ -56,12 +54,12 @@ pub async fn logout(
     let on_auth = info.host() == state.auth_host;
     if on_auth {
         for token in cookies::values(req, &state.sso_cookie) {
-            let expect = Expect {
-                iss: &state.auth_origin,
-                aud: Some(&state.sso_aud),
-                typ: "sso",
-            };
-            if let Ok(c) = state.keys.verify::<SessionClaims>(token, &expect) {
+            let verified =
+                state
+                    .keys
+                    .current()
+                    .verify_sso(token, &state.auth_origin, &state.sso_aud);
+            if let Ok(c) = verified {
                 sids.push(c);
             }
         }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::session::token::{now_unix, now_unix_coarse, TYP_APP};
+use crate::session::token::{now_unix, now_unix_coarse, TokenKind};
 
 #[derive(Debug, PartialEq)]
 enum LoadErr {
@@ -51,7 +51,7 @@ fn cached_until(sid: &str, idp: &str, sub: &str, exp: i64) -> Arc<CachedSession>
             nbf: now,
             exp,
             idp: idp.into(),
-            typ: TYP_APP.into(),
+            typ: TokenKind::App,
         },
         Arc::new(identity(idp, sub)),
         exp,

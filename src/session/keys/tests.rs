@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::session::token::{SessionClaims, TransferClaims, TYP_APP, TYP_TRANSFER};
+use crate::session::token::{SessionClaims, TokenKind, TransferClaims};
 
 const ISS: &str = "http://auth.localhost:8080";
 const AUD_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -19,7 +19,7 @@ fn expect_app() -> Expect<'static> {
     Expect {
         iss: ISS,
         aud: Some(AUD_A),
-        typ: TYP_APP,
+        typ: TokenKind::App,
     }
 }
 
@@ -35,7 +35,7 @@ fn session(exp_in: i64) -> SessionClaims {
         nbf: now,
         exp: now + exp_in,
         idp: "okta".into(),
-        typ: TYP_APP.into(),
+        typ: TokenKind::App,
     }
 }
 
@@ -242,7 +242,7 @@ fn app_a_token_is_refused_for_app_b() {
     let expect_b = Expect {
         iss: ISS,
         aud: Some(AUD_B),
-        typ: TYP_APP,
+        typ: TokenKind::App,
     };
     assert_eq!(
         rejection(ring.verify(&token, &expect_b)),
@@ -257,7 +257,7 @@ fn any_audience_mode_accepts_the_token_and_returns_its_aud() {
     let any = Expect {
         iss: ISS,
         aud: None,
-        typ: TYP_APP,
+        typ: TokenKind::App,
     };
     let claims: SessionClaims = ring.verify(&token, &any).unwrap();
     assert!(claims.aud_matches(AUD_A));
@@ -273,7 +273,7 @@ fn any_audience_mode_still_requires_an_aud_claim() {
     let any = Expect {
         iss: ISS,
         aud: None,
-        typ: TYP_APP,
+        typ: TokenKind::App,
     };
     assert_eq!(
         rejection(ring.verify(&token, &any)),
@@ -288,7 +288,7 @@ fn wrong_issuer_is_refused() {
     let expect = Expect {
         iss: "http://evil.localhost:8080",
         aud: Some(AUD_A),
-        typ: TYP_APP,
+        typ: TokenKind::App,
     };
     assert_eq!(rejection(ring.verify(&token, &expect)), Rejection::Issuer);
 }
@@ -307,7 +307,7 @@ fn transfer_token_is_refused_as_a_session() {
         iat: now,
         nbf: now,
         exp: now + 60,
-        typ: TYP_TRANSFER.into(),
+        typ: TokenKind::Transfer,
     };
     let token = ring.sign(&transfer).unwrap();
     let r = ring.verify::<SessionClaims>(&token, &expect_app());
@@ -536,4 +536,62 @@ fn non_pem_files_are_ignored() {
     std::fs::write(dir.path().join("README"), "not a key").unwrap();
     let ring = KeyRing::load_or_generate(dir.path()).unwrap();
     assert_eq!(ring.kids().count(), 1);
+}
+
+#[test]
+fn each_kind_mints_and_verifies_as_itself_only() {
+    let ring = KeyRing::generate_ephemeral();
+    let app = session(300);
+    let sso = SessionClaims {
+        typ: TokenKind::Sso,
+        ..session(300)
+    };
+    let app_token = ring.mint_app(&app).unwrap();
+    let sso_token = ring.mint_sso(&sso).unwrap();
+    assert_eq!(ring.verify_app(&app_token, ISS, Some(AUD_A)).unwrap(), app);
+    assert_eq!(ring.verify_app(&app_token, ISS, None).unwrap(), app);
+    assert_eq!(ring.verify_sso(&sso_token, ISS, AUD_A).unwrap(), sso);
+    assert_eq!(
+        rejection(ring.verify_app(&sso_token, ISS, None)),
+        Rejection::Type
+    );
+    assert_eq!(
+        rejection(ring.verify_sso(&app_token, ISS, AUD_A)),
+        Rejection::Type
+    );
+    let r = ring.verify_transfer(&app_token, ISS, AUD_A);
+    assert!(
+        matches!(r, Err(TokenError::Invalid(Rejection::Type))),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn claims_of_one_kind_are_never_minted_as_another() {
+    let ring = KeyRing::generate_ephemeral();
+    let sso = SessionClaims {
+        typ: TokenKind::Sso,
+        ..session(300)
+    };
+    assert!(matches!(ring.mint_app(&sso), Err(TokenError::Sign(_))));
+    assert!(matches!(
+        ring.mint_sso(&session(300)),
+        Err(TokenError::Sign(_))
+    ));
+}
+
+#[test]
+fn type_claim_on_the_wire_is_the_kind_name() {
+    let ring = KeyRing::generate_ephemeral();
+    let token = ring.mint_app(&session(300)).unwrap();
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(&token).unwrap();
+    assert_eq!(claims["type"], "app");
+    // A token as minted before TokenKind (the claims as plain JSON).
+    let mut v = session_json();
+    v["type"] = json!("sso");
+    let old = ring.sign(&v).unwrap();
+    assert_eq!(
+        ring.verify_sso(&old, ISS, AUD_A).unwrap().typ,
+        TokenKind::Sso
+    );
 }
