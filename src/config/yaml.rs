@@ -152,40 +152,16 @@ fn unknown(what: &str, word: &str, expected: &[&str]) -> String {
 }
 
 /// The closest candidate within a small edit distance (optimal string
-/// alignment: insertions, deletions, substitutions, adjacent swaps).
+/// alignment, `strsim`: insertions, deletions, substitutions, adjacent
+/// swaps).
 pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let max = if word.chars().count() >= 5 { 2 } else { 1 };
     candidates
         .iter()
-        .map(|c| (osa_distance(&word.to_ascii_lowercase(), c), *c))
+        .map(|c| (strsim::osa_distance(&word.to_ascii_lowercase(), c), *c))
         .filter(|(d, _)| *d <= max)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-fn osa_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

@@ -110,12 +110,9 @@ mod tests {
     #[test]
     fn ring_verifier_accepts_rust_crypto_signatures_and_rejects_tampering() {
         use p256::ecdsa::signature::Signer;
-        let sk = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
-        let point = sk
-            .verifying_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec();
+        use p256::elliptic_curve::Generate as _;
+        let sk = p256::ecdsa::SigningKey::generate();
+        let point = sk.verifying_key().to_sec1_point(false).as_bytes().to_vec();
         let sig: p256::ecdsa::Signature = sk.sign(b"header.payload");
         let v = RingEs256Verifier { point };
         let good = sig.to_bytes().to_vec();

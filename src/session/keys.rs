@@ -27,6 +27,7 @@ use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use p256::ecdsa::SigningKey;
+use p256::elliptic_curve::Generate as _;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
 use rand::rngs::OsRng;
 use serde::de::DeserializeOwned;
@@ -122,7 +123,7 @@ struct Key {
 
 impl Key {
     fn new(sk: &SigningKey) -> Result<Key, KeyError> {
-        let point = sk.verifying_key().to_encoded_point(false);
+        let point = sk.verifying_key().to_sec1_point(false);
         let sec1 = point.as_bytes();
         // Uncompressed SEC1: 0x04 || x (32) || y (32).
         if sec1.len() != 65 {
@@ -231,8 +232,8 @@ impl KeyRing {
     /// A ring with one fresh in-memory key (tests, benches, `demo`).
     pub fn generate_ephemeral() -> KeyRing {
         super::crypto::install();
-        let sk = SigningKey::random(&mut OsRng);
-        // Encoding a freshly generated valid key cannot fail.
+        // Only a broken OS random source fails either step.
+        let sk = new_signing_key().expect("the OS random source works");
         let key = Key::new(&sk).expect("a fresh P-256 key encodes");
         KeyRing::from_keys(vec![key])
     }
@@ -280,7 +281,7 @@ impl KeyRing {
     /// A new key as a fleet stores it, signing from `signs_from`.
     pub fn new_stored_key(signs_from: i64) -> Result<crate::store::StoredKey, KeyError> {
         super::crypto::install();
-        let sk = SigningKey::random(&mut OsRng);
+        let sk = new_signing_key()?;
         let pem = sk
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| KeyError::Encode(e.to_string()))?;
@@ -677,9 +678,14 @@ fn pem_files(dir: &Path) -> Result<Vec<(SystemTime, PathBuf)>, KeyError> {
     Ok(out)
 }
 
+/// A fresh P-256 key from the OS random source.
+fn new_signing_key() -> Result<SigningKey, KeyError> {
+    SigningKey::try_generate().map_err(|e| KeyError::Encode(format!("key generation failed: {e}")))
+}
+
 /// Generate a key and write it to `dir` as `key-<unix>-<random>.pem`, 0600.
 fn write_new_key(dir: &Path) -> Result<PathBuf, KeyError> {
-    let sk = SigningKey::random(&mut OsRng);
+    let sk = new_signing_key()?;
     let pem = sk
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeyError::Encode(e.to_string()))?;
