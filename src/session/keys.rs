@@ -111,6 +111,16 @@ pub struct Expect<'a> {
     pub typ: TokenKind,
 }
 
+impl<'a> Expect<'a> {
+    /// What a token of kind `typ` from `iss` for `aud` must be.
+    pub const fn new(iss: &'a str, aud: Option<&'a str>, typ: TokenKind) -> Expect<'a> {
+        Expect { iss, aud, typ }
+    }
+}
+
+/// A verified token's claims, or why it was refused.
+pub type Verified<T> = Result<T, TokenError>;
+
 /// One live key.
 struct Key {
     kid: String,
@@ -423,58 +433,26 @@ impl KeyRing {
 
     /// An app session token issued by `iss`, for `aud` (`None`: any
     /// audience, which the caller then matches; see [`Expect::aud`]).
-    pub fn verify_app(
-        &self,
-        token: &str,
-        iss: &str,
-        aud: Option<&str>,
-    ) -> Result<SessionClaims, TokenError> {
-        let typ = TokenKind::App;
-        self.verify(token, &Expect { iss, aud, typ })
+    pub fn verify_app(&self, token: &str, iss: &str, aud: Option<&str>) -> Verified<SessionClaims> {
+        self.verify(token, &Expect::new(iss, aud, TokenKind::App))
     }
 
     /// An auth-domain session token issued by `iss` for the SSO audience
     /// `aud`.
-    pub fn verify_sso(
-        &self,
-        token: &str,
-        iss: &str,
-        aud: &str,
-    ) -> Result<SessionClaims, TokenError> {
-        let typ = TokenKind::Sso;
-        self.verify(
-            token,
-            &Expect {
-                iss,
-                aud: Some(aud),
-                typ,
-            },
-        )
+    pub fn verify_sso(&self, token: &str, iss: &str, aud: &str) -> Verified<SessionClaims> {
+        self.verify(token, &Expect::new(iss, Some(aud), TokenKind::Sso))
     }
 
     /// A login-state token issued by `iss` (its audience is always
     /// [`LOGIN_STATE_AUD`]).
-    pub fn verify_login(&self, token: &str, iss: &str) -> Result<LoginState, TokenError> {
-        let (aud, typ) = (Some(LOGIN_STATE_AUD), TokenKind::Login);
-        self.verify(token, &Expect { iss, aud, typ })
+    pub fn verify_login(&self, token: &str, iss: &str) -> Verified<LoginState> {
+        let aud = Some(LOGIN_STATE_AUD);
+        self.verify(token, &Expect::new(iss, aud, TokenKind::Login))
     }
 
     /// A transfer token issued by `iss` for the app origin `aud`.
-    pub fn verify_transfer(
-        &self,
-        token: &str,
-        iss: &str,
-        aud: &str,
-    ) -> Result<TransferClaims, TokenError> {
-        let typ = TokenKind::Transfer;
-        self.verify(
-            token,
-            &Expect {
-                iss,
-                aud: Some(aud),
-                typ,
-            },
-        )
+    pub fn verify_transfer(&self, token: &str, iss: &str, aud: &str) -> Verified<TransferClaims> {
+        self.verify(token, &Expect::new(iss, Some(aud), TokenKind::Transfer))
     }
 
     /// The key named by `token`'s header and the validation for `expect`.
