@@ -12,6 +12,7 @@ use crate::proxy::cookies;
 use crate::proxy::request::RequestInfo;
 use crate::proxy::respond::{html_escape, Reply};
 use crate::proxy::state::State;
+use crate::session::token::SessionClaims;
 
 use super::apps_on_host;
 
