@@ -7,8 +7,12 @@
 //! The thread sleeps until a line arrives, then lets lines gather for
 //! [`FLUSH_EVERY`] (or until [`WAKE_AT`] bytes wait) and writes them with one
 //! `write` call; two buffers are swapped, so steady logging allocates
-//! nothing. [`Sink::reopen`] reopens the file by its path (log rotation);
-//! [`Sink::flush`] writes what is queued before returning.
+//! nothing. Every [`ADVISE_EVERY`] bytes the file's cached pages are
+//! dropped (`posix_fadvise(DONTNEED)`): the log is never read back, and
+//! reusing a few MiB of page cache costs the machine less than fresh pages
+//! for every line (BENCHMARKS.md, "Access log"). [`Sink::reopen`] reopens
+//! the file by its path (log rotation); [`Sink::flush`] writes what is
+//! queued before returning.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -33,6 +37,10 @@ pub const WAKE_AT: usize = 256 << 10;
 /// Most bytes queued; a line that does not fit is dropped (the file
 /// cannot keep up, or the disk is stalled).
 pub const MAX_QUEUED: usize = 8 << 20;
+
+/// Bytes written between two hints to the kernel that the file's pages
+/// will not be read again.
+pub const ADVISE_EVERY: usize = 4 << 20;
 
 /// A write error is logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -67,6 +75,8 @@ enum Output {
         path: PathBuf,
         file: File,
         last_warn: Option<Instant>,
+        /// Bytes written since the page cache was last told to let go.
+        since_advice: usize,
     },
 }
 
@@ -96,6 +106,7 @@ impl Sink {
                 file: open_append(path)?,
                 path: path.clone(),
                 last_warn: None,
+                since_advice: 0,
             },
         };
         let shared = Arc::new(Shared {
@@ -201,7 +212,24 @@ impl Shared {
                 let mut s = io::stdout().lock();
                 s.write_all(batch).and_then(|()| s.flush())
             }
-            Output::File { file, .. } => file.write_all(batch),
+            Output::File {
+                file, since_advice, ..
+            } => file.write_all(batch).inspect(|()| {
+                *since_advice += batch.len();
+                if *since_advice >= ADVISE_EVERY {
+                    *since_advice = 0;
+                    // Start writing back what is dirty and drop what is
+                    // clean: the log never reads its pages again, and
+                    // reusing a few MiB of cache costs less than touching
+                    // fresh pages for every line.
+                    let _ = nix::fcntl::posix_fadvise(
+                        &*file,
+                        0,
+                        0,
+                        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                    );
+                }
+            }),
         };
         if let Err(e) = written {
             let lines = memchr::memchr_iter(b'\n', batch).count() as u64;

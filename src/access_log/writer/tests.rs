@@ -1,6 +1,7 @@
 //! The writer over a real file: lines arrive without a flush, a full queue
 //! drops (and counts) instead of waiting, dropping the sink writes what is
-//! queued, and a reopen follows a file that log rotation moved.
+//! queued, a reopen follows a file that log rotation moved, and the page
+//! cache hint loses nothing.
 
 use std::time::{Duration, Instant};
 
@@ -120,4 +121,28 @@ fn new_files_are_not_world_readable() {
     let (_s, _, _) = sink(&path);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+}
+
+/// Past `ADVISE_EVERY` bytes the writer tells the kernel to drop the
+/// file's cached pages: every line is still in the file, in order.
+#[test]
+fn lines_past_the_page_cache_hint_are_all_written_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let (s, full, write) = sink(&path);
+    let lines = 3 * ADVISE_EVERY / 100;
+    for i in 0..lines {
+        s.push(format!("{i:099}\n").as_bytes());
+        if i % 10_000 == 0 {
+            s.flush();
+        }
+    }
+    drop(s);
+    assert_eq!((full.get(), write.get()), (0, 0));
+    let text = read(&path);
+    assert_eq!(text.len(), lines * 100);
+    assert!(text
+        .lines()
+        .enumerate()
+        .all(|(i, l)| l == format!("{i:099}")));
 }
